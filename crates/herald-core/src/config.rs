@@ -1,0 +1,559 @@
+//! Typed, layered configuration: defaults → TOML file → `HERALD_*` environment
+//! → command-line flags, validated once.
+//!
+//! Every key is documented in `docs/configuration.md`. Environment variables
+//! are `HERALD_<SECTION>_<KEY>` in upper case (e.g. `HERALD_KAFKA_BROKERS`,
+//! `HERALD_DISPATCH_COMMIT_INTERVAL_MS`); their values are read as TOML
+//! scalars when they parse as one (numbers, booleans) and as strings otherwise.
+//! Errors name the key and the layer it came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// Where a configuration value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A built-in default (or a mode's default, e.g. `herald dev`).
+    Default,
+    /// The TOML file at this path.
+    File(String),
+    /// This environment variable.
+    Env(String),
+    /// This command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "defaults"),
+            Source::File(p) => write!(f, "file {p}"),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::Flag(v) => write!(f, "flag {v}"),
+        }
+    }
+}
+
+/// A configuration that could not be loaded; always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid TOML.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// File path.
+        path: String,
+        /// Parser message (with line and column).
+        message: String,
+    },
+    /// A key has the wrong type or is unknown.
+    #[error("config key `{key}` (from {layer}): {message}")]
+    Key {
+        /// Dotted key, e.g. `kafka.brokers`.
+        key: String,
+        /// The layer that set it.
+        layer: Source,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is well-typed but not acceptable.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// Herald's whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node.
+    pub node: NodeConfig,
+    /// The gRPC API (ingest).
+    pub grpc: GrpcConfig,
+    /// The HTTP server for `/metrics`, `/healthz`, `/readyz`.
+    pub http: HttpConfig,
+    /// Kafka connection and topics.
+    pub kafka: KafkaConfig,
+    /// The dispatcher.
+    pub dispatch: DispatchConfig,
+    /// Outgoing HTTP deliveries.
+    pub delivery: DeliveryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name of this node in logs, metrics and attempt records (default: host name).
+    pub id: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let id = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "herald".into());
+        Self { id }
+    }
+}
+
+/// `[grpc]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Listen address of the gRPC API.
+    pub listen: SocketAddr,
+    /// Largest accepted event payload, bytes.
+    pub max_payload_bytes: usize,
+    /// Most events in one `PublishBatch`.
+    pub max_batch_size: usize,
+    /// Idempotency keys remembered per ingest node (most recent first out).
+    pub idempotency_cache_size: usize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:50051".parse().expect("valid"),
+            max_payload_bytes: 256 * 1024,
+            max_batch_size: 1000,
+            idempotency_cache_size: 100_000,
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address of the metrics/health server.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "0.0.0.0:9464".parse().expect("valid") }
+    }
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic the events are written to, keyed by endpoint id.
+    pub events_topic: String,
+    /// Partitions of the events topic when Herald creates it.
+    pub events_partitions: i32,
+    /// Compacted topic holding the endpoint registry.
+    pub endpoints_topic: String,
+    /// Replication factor of topics Herald creates.
+    pub replication_factor: i32,
+    /// Consumer group of the dispatchers.
+    pub consumer_group: String,
+    /// Consumer group session timeout, milliseconds.
+    pub session_timeout_ms: u32,
+    /// Create missing topics at start.
+    pub create_topics: bool,
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`).
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            events_topic: "herald.events".into(),
+            events_partitions: 12,
+            endpoints_topic: "herald.endpoints".into(),
+            replication_factor: 3,
+            consumer_group: "herald-dispatch".into(),
+            session_timeout_ms: 10_000,
+            create_topics: true,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[dispatch]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// How often finished offsets are committed, milliseconds.
+    pub commit_interval_ms: u64,
+    /// Deliveries at once for unordered endpoints that set no `max_in_flight`.
+    pub default_max_in_flight: u32,
+    /// First retry delay, milliseconds (doubles per attempt, with jitter).
+    pub retry_initial_ms: u64,
+    /// Longest in-memory retry delay, milliseconds.
+    pub retry_max_ms: u64,
+    /// Events buffered per partition before its consumption is paused.
+    pub max_buffered_per_partition: usize,
+    /// On shutdown, how long in-flight deliveries may finish, milliseconds.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            commit_interval_ms: 1000,
+            default_max_in_flight: 16,
+            retry_initial_ms: 1000,
+            retry_max_ms: 60_000,
+            max_buffered_per_partition: 10_000,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// TCP (+TLS) connect timeout, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Whole-attempt timeout (connect, request, response head and capped body), milliseconds.
+    pub timeout_ms: u64,
+    /// Response body bytes kept per attempt; the rest is not read.
+    pub max_response_body_bytes: usize,
+    /// Idle keep-alive connections kept per host.
+    pub pool_idle_per_host: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            timeout_ms: 15_000,
+            max_response_body_bytes: 4096,
+            pool_idle_per_host: 64,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `herald_dispatch=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Sections that environment variables may address.
+const SECTIONS: &[&str] = &["node", "grpc", "http", "kafka", "dispatch", "delivery", "log"];
+
+/// Builds a [`Config`] from layers, later layers winning.
+#[derive(Debug, Default)]
+pub struct ConfigLoader {
+    tree: Table,
+    sources: BTreeMap<String, Source>,
+}
+
+impl ConfigLoader {
+    /// Starts from the built-in defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets one dotted key (`kafka.brokers`) from `source`.
+    pub fn set(&mut self, key: &str, value: Value, source: Source) -> &mut Self {
+        let mut parts = key.split('.').peekable();
+        let mut table = &mut self.tree;
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                table.insert(part.to_string(), value);
+                break;
+            }
+            let entry = table
+                .entry(part.to_string())
+                .or_insert_with(|| Value::Table(Table::new()));
+            if !entry.is_table() {
+                *entry = Value::Table(Table::new());
+            }
+            table = entry.as_table_mut().expect("just made a table");
+        }
+        self.sources.insert(key.to_string(), source);
+        self
+    }
+
+    /// Merges a TOML document (the config file) read from `path`.
+    pub fn file(&mut self, path: &str, text: &str) -> Result<&mut Self, ConfigError> {
+        let doc: Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut flat = Vec::new();
+        flatten("", &doc, &mut flat);
+        for (k, v) in flat {
+            self.set(&k, v, Source::File(path.to_string()));
+        }
+        Ok(self)
+    }
+
+    /// Merges `HERALD_<SECTION>_<KEY>` variables; others are ignored.
+    pub fn env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> &mut Self {
+        for (name, raw) in vars {
+            let Some(rest) = name.strip_prefix("HERALD_") else { continue };
+            let lower = rest.to_ascii_lowercase();
+            let Some((section, key)) = lower.split_once('_') else { continue };
+            if !SECTIONS.contains(&section) || key.is_empty() {
+                continue;
+            }
+            let key = format!("{section}.{key}");
+            self.set(&key, scalar(&raw), Source::Env(name));
+        }
+        self
+    }
+
+    /// Deserialises and validates the merged layers.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let de = Value::Table(self.tree.clone());
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let layer = self.source_of(&key);
+            ConfigError::Key { key, layer, message: e.inner().to_string() }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn source_of(&self, key: &str) -> Source {
+        // The error path may point inside a value or at a table holding an
+        // unknown key; the longest recorded prefix names the layer.
+        self.sources
+            .iter()
+            .filter(|(k, _)| key == k.as_str() || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}.")))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, s)| s.clone())
+            .unwrap_or(Source::Default)
+    }
+}
+
+/// An environment value as a TOML scalar when it is one, else a string.
+fn scalar(raw: &str) -> Value {
+    match toml::from_str::<Table>(&format!("v = {raw}")) {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (Value::Integer(_) | Value::Float(_) | Value::Boolean(_))) => v,
+            _ => Value::String(raw.to_string()),
+        },
+        Err(_) => Value::String(raw.to_string()),
+    }
+}
+
+fn flatten(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            // `kafka.client` is a free-form map: keep it whole.
+            Value::Table(t) if key != "kafka.client" => flatten(&key, t, out),
+            _ => out.push((key, v.clone())),
+        }
+    }
+}
+
+impl Config {
+    /// Checks values that are well-typed but out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, message: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid { key: key.into(), message: message.into() })
+        }
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must list at least one host:port");
+        }
+        for (key, topic) in [("kafka.events_topic", &k.events_topic), ("kafka.endpoints_topic", &k.endpoints_topic)] {
+            if !valid_topic(topic) {
+                return bad(key, format!("{topic:?} is not a valid Kafka topic name ([A-Za-z0-9._-], 1 to 249 characters)"));
+            }
+        }
+        if k.events_topic == k.endpoints_topic {
+            return bad("kafka.endpoints_topic", "must differ from kafka.events_topic");
+        }
+        if k.events_partitions < 1 {
+            return bad("kafka.events_partitions", "must be at least 1");
+        }
+        if k.replication_factor < 1 {
+            return bad("kafka.replication_factor", "must be at least 1");
+        }
+        if k.consumer_group.trim().is_empty() {
+            return bad("kafka.consumer_group", "must not be empty");
+        }
+        if k.session_timeout_ms < 1000 {
+            return bad("kafka.session_timeout_ms", "must be at least 1000");
+        }
+        let g = &self.grpc;
+        if g.max_payload_bytes == 0 || g.max_payload_bytes > 16 * 1024 * 1024 {
+            return bad("grpc.max_payload_bytes", "must be between 1 and 16777216");
+        }
+        if g.max_batch_size == 0 {
+            return bad("grpc.max_batch_size", "must be at least 1");
+        }
+        let d = &self.dispatch;
+        if d.commit_interval_ms == 0 {
+            return bad("dispatch.commit_interval_ms", "must be at least 1");
+        }
+        if d.retry_initial_ms == 0 || d.retry_max_ms < d.retry_initial_ms {
+            return bad("dispatch.retry_max_ms", "needs 0 < retry_initial_ms <= retry_max_ms");
+        }
+        if d.max_buffered_per_partition == 0 {
+            return bad("dispatch.max_buffered_per_partition", "must be at least 1");
+        }
+        if d.default_max_in_flight == 0 {
+            return bad("dispatch.default_max_in_flight", "must be at least 1");
+        }
+        let v = &self.delivery;
+        if v.connect_timeout_ms == 0 || v.timeout_ms == 0 {
+            return bad("delivery.timeout_ms", "timeouts must be at least 1 ms");
+        }
+        if self.node.id.trim().is_empty() {
+            return bad("node.id", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg = ConfigLoader::new().build().unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.grpc.max_payload_bytes, 262_144);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut l = ConfigLoader::new();
+        l.file(
+            "herald.toml",
+            "[kafka]\nbrokers = \"file:9092\"\nevents_partitions = 6\n[dispatch]\ncommit_interval_ms = 50\n",
+        )
+        .unwrap();
+        l.env(env(&[
+            ("HERALD_KAFKA_BROKERS", "env:9092"),
+            ("HERALD_LOG_FORMAT", "json"),
+            ("HERALD_SERVER", "ignored-client-var"),
+            ("PATH", "/bin"),
+        ]));
+        l.set("kafka.events_partitions", Value::Integer(3), Source::Flag("--partitions".into()));
+        let cfg = l.build().unwrap();
+        assert_eq!(cfg.kafka.brokers, "env:9092");
+        assert_eq!(cfg.kafka.events_partitions, 3);
+        assert_eq!(cfg.dispatch.commit_interval_ms, 50);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.grpc, GrpcConfig::default());
+    }
+
+    #[test]
+    fn env_numbers_are_typed() {
+        let cfg = ConfigLoader::new()
+            .env(env(&[("HERALD_DISPATCH_DEFAULT_MAX_IN_FLIGHT", "4")]))
+            .build()
+            .unwrap();
+        assert_eq!(cfg.dispatch.default_max_in_flight, 4);
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_layer() {
+        let err = ConfigLoader::new()
+            .env(env(&[("HERALD_DISPATCH_COMMIT_INTERVAL_MS", "soon")]))
+            .build()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("dispatch.commit_interval_ms"), "{msg}");
+        assert!(msg.contains("HERALD_DISPATCH_COMMIT_INTERVAL_MS"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let mut l = ConfigLoader::new();
+        l.file("h.toml", "[kafka]\nbrokerz = \"x\"\n").unwrap();
+        let msg = l.build().unwrap_err().to_string();
+        assert!(msg.contains("brokerz"), "{msg}");
+        assert!(msg.contains("h.toml"), "{msg}");
+    }
+
+    #[test]
+    fn bad_toml_names_file() {
+        let msg = ConfigLoader::new().file("h.toml", "[kafka\n").unwrap_err().to_string();
+        assert!(msg.contains("h.toml"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let msg = ConfigLoader::new()
+            .set("kafka.events_partitions", Value::Integer(0), Source::Default)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("kafka.events_partitions"), "{msg}");
+        let msg = ConfigLoader::new()
+            .set("kafka.events_topic", Value::String("bad topic".into()), Source::Default)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("kafka.events_topic"), "{msg}");
+    }
+
+    #[test]
+    fn bad_listen_address_is_named() {
+        let msg = ConfigLoader::new()
+            .env(env(&[("HERALD_GRPC_LISTEN", "not-an-address")]))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("grpc.listen"), "{msg}");
+    }
+
+    #[test]
+    fn client_map_is_kept_whole() {
+        let mut l = ConfigLoader::new();
+        l.file("h.toml", "[kafka.client]\n\"security.protocol\" = \"ssl\"\n").unwrap();
+        let cfg = l.build().unwrap();
+        assert_eq!(cfg.kafka.client.get("security.protocol").map(String::as_str), Some("ssl"));
+    }
+}

@@ -1,0 +1,150 @@
+//! The endpoint model: where and how one receiver gets its webhooks.
+//!
+//! [`Endpoint`] is the validated form of the registry's `EndpointRecord`; the
+//! registry stores records, the dispatcher and the API work with this type.
+
+use std::collections::BTreeMap;
+
+use herald_proto::v1::EndpointRecord;
+
+use crate::validate::{self, FieldError};
+
+/// A request-rate limit: `per_second` requests per second with `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second (> 0).
+    pub per_second: u32,
+    /// Requests allowed at once above the rate (>= 1).
+    pub burst: u32,
+}
+
+/// A validated endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// Registry key.
+    pub id: String,
+    /// Target URL, already parsed.
+    pub url: http::Uri,
+    /// Signing secrets (`whsec_...`), newest first.
+    pub secrets: Vec<String>,
+    /// Free text for operators.
+    pub description: String,
+    /// Disabled endpoints accept no publishes and get no deliveries.
+    pub enabled: bool,
+    /// Ordered endpoints get one delivery at a time, in publish order.
+    pub ordered: bool,
+    /// None = the node default applies.
+    pub rate_limit: Option<RateLimit>,
+    /// Concurrent deliveries for an unordered endpoint; 0 = node default.
+    pub max_in_flight: u32,
+    /// Custom headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+impl Endpoint {
+    /// Validates a registry record.
+    pub fn from_record(rec: EndpointRecord) -> Result<Self, FieldError> {
+        validate::id("id", &rec.id)?;
+        let url = validate::url(&rec.url)?;
+        if rec.secrets.is_empty() {
+            return Err(FieldError::new("secret", "an endpoint needs a signing secret"));
+        }
+        validate::headers(rec.headers.iter())?;
+        let rate_limit = (rec.rate_limit_per_second > 0).then(|| RateLimit {
+            per_second: rec.rate_limit_per_second,
+            burst: rec.rate_limit_burst.max(1),
+        });
+        Ok(Self {
+            id: rec.id,
+            url,
+            secrets: rec.secrets,
+            description: rec.description,
+            enabled: !rec.disabled,
+            ordered: !rec.unordered,
+            rate_limit,
+            max_in_flight: rec.max_in_flight,
+            headers: rec.headers.into_iter().collect(),
+            created_at_ms: rec.created_at_ms,
+            updated_at_ms: rec.updated_at_ms,
+        })
+    }
+
+    /// The registry record for this endpoint.
+    pub fn to_record(&self) -> EndpointRecord {
+        EndpointRecord {
+            id: self.id.clone(),
+            url: self.url.to_string(),
+            secrets: self.secrets.clone(),
+            description: self.description.clone(),
+            disabled: !self.enabled,
+            unordered: !self.ordered,
+            rate_limit_per_second: self.rate_limit.map_or(0, |r| r.per_second),
+            rate_limit_burst: self.rate_limit.map_or(0, |r| r.burst),
+            max_in_flight: self.max_in_flight,
+            headers: self.headers.clone().into_iter().collect(),
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        }
+    }
+
+    /// Deliveries allowed at once: 1 when ordered, else the endpoint's or the default.
+    pub fn effective_in_flight(&self, default: u32) -> usize {
+        if self.ordered {
+            1
+        } else if self.max_in_flight > 0 {
+            self.max_in_flight as usize
+        } else {
+            default.max(1) as usize
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> EndpointRecord {
+        EndpointRecord {
+            id: "ep_1".into(),
+            url: "https://example.com/h".into(),
+            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+            rate_limit_per_second: 10,
+            rate_limit_burst: 0,
+            headers: [("X-A".to_string(), "1".to_string())].into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let ep = Endpoint::from_record(record()).unwrap();
+        assert!(ep.enabled && ep.ordered);
+        assert_eq!(ep.rate_limit, Some(RateLimit { per_second: 10, burst: 1 }));
+        let back = Endpoint::from_record(ep.to_record()).unwrap();
+        assert_eq!(back, ep);
+    }
+
+    #[test]
+    fn invalid_records_name_the_field() {
+        let mut r = record();
+        r.url = "nope".into();
+        assert_eq!(Endpoint::from_record(r).unwrap_err().field, "url");
+        let mut r = record();
+        r.secrets.clear();
+        assert_eq!(Endpoint::from_record(r).unwrap_err().field, "secret");
+    }
+
+    #[test]
+    fn in_flight() {
+        let mut ep = Endpoint::from_record(record()).unwrap();
+        assert_eq!(ep.effective_in_flight(8), 1);
+        ep.ordered = false;
+        assert_eq!(ep.effective_in_flight(8), 8);
+        ep.max_in_flight = 3;
+        assert_eq!(ep.effective_in_flight(8), 3);
+    }
+}

@@ -1,0 +1,24 @@
+//! Herald's domain: identifiers, validation of what users send, configuration,
+//! and the retry policy. Pure logic only — no sockets, no Kafka, no clocks
+//! beyond [`time::now_ms`].
+//!
+//! # Layout
+//! - [`ids`]: event and endpoint identifiers (generated, idempotent, validated).
+//! - [`validate`]: checks on publish requests and endpoint fields; every error
+//!   names the offending field.
+//! - [`endpoint`]: the endpoint model the dispatcher works with.
+//! - [`config`]: typed, layered configuration (defaults → file → env → flags).
+//! - [`retry`]: whether an attempt's result is success, retryable or final.
+//! - [`backoff`]: how long to wait before the next attempt.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod config;
+pub mod endpoint;
+pub mod ids;
+pub mod retry;
+pub mod time;
+pub mod validate;
+
+pub use config::Config;
+pub use endpoint::Endpoint;

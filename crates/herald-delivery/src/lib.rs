@@ -1,0 +1,35 @@
+//! One webhook delivery attempt: a signed HTTP POST and what came back.
+//!
+//! This crate owns the HTTP client (one shared, pooled hyper client with rustls), the
+//! request layout (Standard Webhooks headers plus endpoint headers), the time bounds of an
+//! attempt and the capped reading of the answer. It does not decide whether or when to
+//! retry, does not follow redirects and knows nothing about Kafka: the dispatcher reads an
+//! [`AttemptResult`] and decides.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`DeliveryConfig`], timeouts, body cap, pool and protocol settings.
+//! - `client`: builds the hyper client and its HTTPS connector (explicit ring provider).
+//! - [`request`]: [`DeliveryRequest`] and how it becomes an HTTP request.
+//! - [`deliverer`]: [`Deliverer::deliver`], the attempt itself (bounded, capped read).
+//! - [`outcome`]: [`AttemptResult`] and [`AttemptError`], with errors classified by type.
+//! - [`retry_after`]: [`RetryAfter`], the parsed `Retry-After` header.
+//! - [`error`]: [`DeliveryError`], for building a [`Deliverer`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+pub mod config;
+pub mod deliverer;
+pub mod error;
+pub mod outcome;
+pub mod request;
+pub mod retry_after;
+
+pub use config::DeliveryConfig;
+pub use deliverer::Deliverer;
+pub use error::DeliveryError;
+pub use outcome::{AttemptError, AttemptResult};
+pub use request::DeliveryRequest;
+pub use retry_after::RetryAfter;

@@ -1,0 +1,52 @@
+//! An endpoint prepared for delivery: parsed secrets as a signer and custom
+//! headers as typed header values, built once per registry change instead of
+//! once per attempt.
+
+use std::sync::Arc;
+
+use herald_core::Endpoint;
+use herald_signing::{Secret, Signer};
+use http::{HeaderName, HeaderValue};
+
+/// Everything an attempt needs from the endpoint.
+pub struct Prepared {
+    /// The registry's endpoint.
+    pub endpoint: Arc<Endpoint>,
+    /// Signs with every current secret.
+    pub signer: Signer,
+    /// Custom headers, validated.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Prepared {
+    /// Prepares `endpoint`; secrets or headers that do not parse (the API
+    /// validates them, so only a hand-written record could) are left out
+    /// with an error log.
+    pub fn new(endpoint: Arc<Endpoint>) -> Self {
+        let secrets = endpoint
+            .secrets
+            .iter()
+            .filter_map(|s| match Secret::parse(s) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(endpoint = %endpoint.id, error = %e, "unusable signing secret in registry");
+                    None
+                }
+            })
+            .collect();
+        let headers = endpoint
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                    (Ok(k), Ok(v)) => Some((k, v)),
+                    _ => {
+                        tracing::error!(endpoint = %endpoint.id, header = %k, "unusable custom header in registry");
+                        None
+                    }
+                }
+            })
+            .collect();
+        Self { signer: Signer::new(secrets), headers, endpoint }
+    }
+}

@@ -1,0 +1,220 @@
+//! `EndpointService`: create, get, list, update and delete endpoints.
+//!
+//! Writes go to the registry topic and return once this node has read them
+//! back, so a get right after a create on the same node sees the endpoint.
+//! Concurrent updates of one endpoint on different nodes: the last write wins.
+
+use std::collections::BTreeMap;
+
+use herald_core::endpoint::RateLimit;
+use herald_core::validate::{self, FieldError};
+use herald_core::{ids, time::now_ms, Endpoint};
+use herald_proto::v1 as pb;
+use herald_proto::v1::endpoint_service_server::EndpointService;
+use herald_registry::{Registry, RegistryWriter};
+use herald_signing::Secret;
+use tonic::{Request, Response, Status};
+
+/// Default and largest page of `ListEndpoints`.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+/// The `EndpointService` implementation.
+#[derive(Clone)]
+pub struct EndpointApi {
+    registry: Registry,
+    writer: RegistryWriter,
+}
+
+impl EndpointApi {
+    /// Serves the registry through `writer`, reading from `registry`.
+    pub fn new(registry: Registry, writer: RegistryWriter) -> Self {
+        Self { registry, writer }
+    }
+
+    fn ensure_loaded(&self) -> Result<(), Status> {
+        if self.registry.is_loaded() {
+            Ok(())
+        } else {
+            Err(Status::unavailable("the endpoint registry is still loading; retry shortly"))
+        }
+    }
+
+    fn existing(&self, id: &str) -> Result<std::sync::Arc<Endpoint>, Status> {
+        validate::id("id", id).map_err(invalid)?;
+        self.registry
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("id: endpoint {id:?} does not exist")))
+    }
+
+    async fn store(&self, ep: &Endpoint) -> Result<(), Status> {
+        self.writer.put(ep).await.map_err(|e| Status::unavailable(e.to_string()))
+    }
+}
+
+fn invalid(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// The API view of an endpoint (never its secret).
+pub fn view(ep: &Endpoint) -> pb::Endpoint {
+    pb::Endpoint {
+        id: ep.id.clone(),
+        url: ep.url.to_string(),
+        description: ep.description.clone(),
+        enabled: ep.enabled,
+        ordered: ep.ordered,
+        rate_limit: ep.rate_limit.map(|r| pb::RateLimit { per_second: r.per_second, burst: r.burst }),
+        max_in_flight: ep.max_in_flight,
+        headers: ep.headers.clone().into_iter().collect(),
+        created_at_ms: ep.created_at_ms,
+        updated_at_ms: ep.updated_at_ms,
+    }
+}
+
+fn rate_limit(r: Option<pb::RateLimit>) -> Option<RateLimit> {
+    r.filter(|r| r.per_second > 0).map(|r| RateLimit {
+        per_second: r.per_second,
+        burst: if r.burst == 0 { r.per_second } else { r.burst },
+    })
+}
+
+fn parse_secret(field: &str, s: &str) -> Result<String, Status> {
+    Secret::parse(s)
+        .map(|s| s.to_whsec())
+        .map_err(|e| invalid(FieldError::new(field, e.to_string())))
+}
+
+fn check(ep: &Endpoint) -> Result<(), Status> {
+    validate::headers(ep.headers.iter()).map_err(invalid)?;
+    if let Some(r) = ep.rate_limit {
+        if r.burst < 1 {
+            return Err(invalid(FieldError::new("rate_limit.burst", "must be at least 1")));
+        }
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl EndpointService for EndpointApi {
+    async fn create_endpoint(
+        &self,
+        request: Request<pb::CreateEndpointRequest>,
+    ) -> Result<Response<pb::CreateEndpointResponse>, Status> {
+        self.ensure_loaded()?;
+        let req = request.into_inner();
+        let id = if req.id.is_empty() { ids::new_endpoint_id() } else { req.id };
+        validate::id("id", &id).map_err(invalid)?;
+        let url = validate::url(&req.url).map_err(invalid)?;
+        let secret = if req.secret.is_empty() {
+            Secret::generate().to_whsec()
+        } else {
+            parse_secret("secret", &req.secret)?
+        };
+        if self.registry.get(&id).is_some() {
+            return Err(Status::already_exists(format!("id: endpoint {id:?} already exists")));
+        }
+        let now = now_ms();
+        let ep = Endpoint {
+            id,
+            url,
+            secrets: vec![secret.clone()],
+            description: req.description,
+            enabled: req.enabled.unwrap_or(true),
+            ordered: req.ordered.unwrap_or(true),
+            rate_limit: rate_limit(req.rate_limit),
+            max_in_flight: req.max_in_flight,
+            headers: req.headers.into_iter().collect::<BTreeMap<_, _>>(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        check(&ep)?;
+        self.store(&ep).await?;
+        Ok(Response::new(pb::CreateEndpointResponse { endpoint: Some(view(&ep)), secret }))
+    }
+
+    async fn get_endpoint(&self, request: Request<pb::GetEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+        self.ensure_loaded()?;
+        let ep = self.existing(&request.into_inner().id)?;
+        Ok(Response::new(view(&ep)))
+    }
+
+    async fn list_endpoints(
+        &self,
+        request: Request<pb::ListEndpointsRequest>,
+    ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
+        self.ensure_loaded()?;
+        let req = request.into_inner();
+        let size = match req.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => {
+                return Err(invalid(FieldError::new("page_size", format!("at most {MAX_PAGE}"))))
+            }
+            n => n,
+        };
+        let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
+        // One extra tells whether another page exists.
+        let mut page = self.registry.list(after, size + 1);
+        let next_page_token = if page.len() > size {
+            page.truncate(size);
+            page.last().map(|e| e.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListEndpointsResponse {
+            endpoints: page.iter().map(|e| view(e)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_endpoint(
+        &self,
+        request: Request<pb::UpdateEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
+        self.ensure_loaded()?;
+        let req = request.into_inner();
+        let mut ep = (*self.existing(&req.id)?).clone();
+        if let Some(url) = req.url {
+            ep.url = validate::url(&url).map_err(invalid)?;
+        }
+        if let Some(d) = req.description {
+            ep.description = d;
+        }
+        if let Some(e) = req.enabled {
+            ep.enabled = e;
+        }
+        if let Some(o) = req.ordered {
+            ep.ordered = o;
+        }
+        if let Some(r) = req.rate_limit {
+            ep.rate_limit = rate_limit(Some(r));
+        }
+        if let Some(m) = req.max_in_flight {
+            ep.max_in_flight = m;
+        }
+        if let Some(h) = req.headers {
+            ep.headers = h.headers.into_iter().collect();
+        }
+        if let Some(s) = req.rotate_secret {
+            let new = parse_secret("rotate_secret", &s)?;
+            // The new secret signs; the previous one is still sent until the next rotation.
+            let previous = ep.secrets.first().cloned();
+            ep.secrets = std::iter::once(new).chain(previous).collect();
+        }
+        ep.updated_at_ms = now_ms();
+        check(&ep)?;
+        self.store(&ep).await?;
+        Ok(Response::new(view(&ep)))
+    }
+
+    async fn delete_endpoint(
+        &self,
+        request: Request<pb::DeleteEndpointRequest>,
+    ) -> Result<Response<pb::DeleteEndpointResponse>, Status> {
+        self.ensure_loaded()?;
+        let id = request.into_inner().id;
+        self.existing(&id)?;
+        self.writer.delete(&id).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::DeleteEndpointResponse {}))
+    }
+}

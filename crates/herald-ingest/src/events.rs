@@ -1,0 +1,89 @@
+//! `EventService`: `Publish` and `PublishBatch`.
+//!
+//! A batch validates and produces every item concurrently (so librdkafka
+//! batches them into few requests) and reports a result per item, in
+//! request order: a partial failure is always visible.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use herald_proto::v1::event_service_server::EventService;
+use herald_proto::v1::{
+    publish_result, PublishBatchRequest, PublishBatchResponse, PublishError as ItemError,
+    PublishRequest, PublishResponse, PublishResult,
+};
+use herald_telemetry::names;
+use tonic::{Request, Response, Status};
+
+use crate::publish::Publisher;
+
+/// The `EventService` implementation.
+#[derive(Clone)]
+pub struct EventApi {
+    publisher: Publisher,
+    max_batch: usize,
+}
+
+impl EventApi {
+    /// Serves publishes through `publisher`, allowing batches of `max_batch`.
+    pub fn new(publisher: Publisher, max_batch: usize) -> Self {
+        Self { publisher, max_batch }
+    }
+}
+
+fn observe(method: &'static str, started: Instant, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!(names::PUBLISH_REQUESTS, "method" => method, "outcome" => outcome).increment(1);
+    metrics::histogram!(names::PUBLISH_LATENCY, "method" => method).record(started.elapsed().as_secs_f64());
+}
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
+        let started = Instant::now();
+        let result = self.publisher.publish(request.into_inner()).await;
+        observe("publish", started, result.is_ok());
+        result.map(Response::new).map_err(|e| e.status())
+    }
+
+    async fn publish_batch(
+        &self,
+        request: Request<PublishBatchRequest>,
+    ) -> Result<Response<PublishBatchResponse>, Status> {
+        let started = Instant::now();
+        let events = request.into_inner().events;
+        if events.is_empty() {
+            observe("publish_batch", started, false);
+            return Err(Status::invalid_argument("events: at least one event is required"));
+        }
+        if events.len() > self.max_batch {
+            observe("publish_batch", started, false);
+            return Err(Status::invalid_argument(format!(
+                "events: {} events in one batch; at most {} allowed (grpc.max_batch_size)",
+                events.len(),
+                self.max_batch
+            )));
+        }
+        let outcomes = join_all(events.into_iter().map(|e| self.publisher.publish(e))).await;
+        let mut resp = PublishBatchResponse::default();
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            let result = match outcome {
+                Ok(ok) => {
+                    resp.accepted += 1;
+                    publish_result::Result::Ok(ok)
+                }
+                Err(e) => {
+                    resp.rejected += 1;
+                    let status = e.status();
+                    publish_result::Result::Error(ItemError {
+                        code: format!("{:?}", status.code()),
+                        message: status.message().to_string(),
+                    })
+                }
+            };
+            resp.results.push(PublishResult { index: index as u32, result: Some(result) });
+        }
+        observe("publish_batch", started, true);
+        Ok(Response::new(resp))
+    }
+}

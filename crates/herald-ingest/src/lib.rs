@@ -1,0 +1,18 @@
+//! gRPC ingest: `EventService` (publish events to Kafka) and
+//! `EndpointService` (manage the endpoint registry).
+//!
+//! # Layout
+//! - [`publish`]: validation and the Kafka write of one event.
+//! - [`events`]: the `EventService` implementation (single and batch).
+//! - [`endpoints`]: the `EndpointService` implementation.
+//! - [`idempotency`]: the per-node cache of recent idempotency keys.
+#![forbid(unsafe_code)]
+
+pub mod endpoints;
+pub mod events;
+pub mod idempotency;
+pub mod publish;
+
+pub use endpoints::EndpointApi;
+pub use events::EventApi;
+pub use publish::Publisher;

@@ -1,0 +1,172 @@
+//! Publishing one event: validate, resolve the endpoint, build the envelope,
+//! write it to the events topic keyed by endpoint id, and wait for Kafka's
+//! acknowledgement (idempotent producer, `acks=all`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_core::config::{GrpcConfig, KafkaConfig};
+use herald_core::{ids, time::now_ms, validate};
+use herald_proto::v1::{AttemptState, EventEnvelope, PublishRequest, PublishResponse};
+use herald_registry::Registry;
+use herald_telemetry::names;
+use prost::Message as _;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tonic::Status;
+
+use crate::idempotency::IdempotencyCache;
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// Why one event was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A request field is invalid.
+    #[error(transparent)]
+    Invalid(#[from] validate::FieldError),
+    /// The endpoint does not exist.
+    #[error("endpoint_id: endpoint {0:?} does not exist")]
+    NotFound(String),
+    /// The endpoint is disabled.
+    #[error("endpoint {0:?} is disabled; enable it before publishing")]
+    Disabled(String),
+    /// The registry has not finished loading.
+    #[error("the endpoint registry is still loading; retry shortly")]
+    NotReady,
+    /// Kafka did not acknowledge the event; it may or may not be stored.
+    #[error("Kafka did not acknowledge the event: {0}; retry with the same idempotency key")]
+    Kafka(#[from] KafkaError),
+}
+
+impl PublishError {
+    /// The gRPC status for this error.
+    pub fn status(&self) -> Status {
+        let msg = self.to_string();
+        match self {
+            PublishError::Invalid(_) => Status::invalid_argument(msg),
+            PublishError::NotFound(_) => Status::not_found(msg),
+            PublishError::Disabled(_) => Status::failed_precondition(msg),
+            PublishError::NotReady | PublishError::Kafka(_) => Status::unavailable(msg),
+        }
+    }
+
+    /// The `outcome` metric label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            PublishError::Invalid(_) => "invalid",
+            PublishError::NotFound(_) => "not_found",
+            PublishError::Disabled(_) => "disabled",
+            PublishError::NotReady | PublishError::Kafka(_) => "kafka_error",
+        }
+    }
+}
+
+/// Writes events to the events topic. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: Arc<str>,
+    registry: Registry,
+    max_payload: usize,
+    cache: Arc<IdempotencyCache>,
+}
+
+impl Publisher {
+    /// A publisher for `kafka.events_topic`.
+    pub fn new(kafka: &KafkaConfig, grpc: &GrpcConfig, node_id: &str, registry: Registry) -> Result<Self, KafkaError> {
+        let producer = herald_kafka::producer_config(kafka, &format!("herald-ingest-{node_id}")).create()?;
+        Ok(Self {
+            producer,
+            topic: kafka.events_topic.as_str().into(),
+            registry,
+            max_payload: grpc.max_payload_bytes,
+            cache: Arc::new(IdempotencyCache::new(grpc.idempotency_cache_size)),
+        })
+    }
+
+    /// Validates and publishes one event; returns once Kafka acknowledged it.
+    pub async fn publish(&self, req: PublishRequest) -> Result<PublishResponse, PublishError> {
+        let result = self.publish_inner(req).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn publish_inner(&self, req: PublishRequest) -> Result<PublishResponse, PublishError> {
+        validate::id("endpoint_id", &req.endpoint_id)?;
+        validate::event_type(&req.event_type)?;
+        validate::payload(&req.payload, self.max_payload)?;
+        if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(validate::FieldError::new(
+                "idempotency_key",
+                format!("is longer than {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+            )
+            .into());
+        }
+        if !req.event_id.is_empty() {
+            validate::id("event_id", &req.event_id)?;
+        }
+        if !self.registry.is_loaded() {
+            return Err(PublishError::NotReady);
+        }
+        match self.registry.get(&req.endpoint_id) {
+            None => return Err(PublishError::NotFound(req.endpoint_id)),
+            Some(ep) if !ep.enabled => return Err(PublishError::Disabled(req.endpoint_id)),
+            Some(_) => {}
+        }
+        let keyed = !req.idempotency_key.is_empty();
+        if keyed {
+            if let Some(mut earlier) = self.cache.get(&req.endpoint_id, &req.idempotency_key) {
+                earlier.duplicate = true;
+                return Ok(earlier);
+            }
+        }
+        let event_id = if !req.event_id.is_empty() {
+            req.event_id
+        } else if keyed {
+            ids::idempotent_event_id(&req.endpoint_id, &req.idempotency_key)
+        } else {
+            ids::new_event_id()
+        };
+        let envelope = EventEnvelope {
+            event_id,
+            endpoint_id: req.endpoint_id,
+            event_type: req.event_type,
+            payload: Bytes::from(req.payload.into_bytes()),
+            created_at_ms: now_ms(),
+            idempotency_key: req.idempotency_key,
+            attempt: Some(AttemptState::default()),
+        };
+        let value = envelope.encode_to_vec();
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: herald_kafka::headers::EVENT_ID,
+            value: Some(envelope.event_id.as_bytes()),
+        });
+        let record = FutureRecord::to(&self.topic)
+            .key(envelope.endpoint_id.as_bytes())
+            .payload(&value)
+            .headers(headers);
+        let delivery = self
+            .producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| PublishError::Kafka(e))?;
+        let resp = PublishResponse {
+            event_id: envelope.event_id,
+            partition: delivery.partition,
+            offset: delivery.offset,
+            duplicate: false,
+        };
+        if keyed {
+            self.cache.put(&envelope.endpoint_id, &envelope.idempotency_key, resp.clone());
+        }
+        Ok(resp)
+    }
+}

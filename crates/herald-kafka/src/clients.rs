@@ -1,0 +1,51 @@
+//! librdkafka client configurations for each role.
+
+use herald_core::config::KafkaConfig;
+use rdkafka::ClientConfig;
+
+/// Settings every client shares: brokers plus the operator's `kafka.client` map.
+pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A producer that loses nothing and never reorders: idempotent, `acks=all`,
+/// batching briefly (`linger.ms=2`) so concurrent publishes share requests.
+pub fn producer_config(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = base_config(cfg);
+    c.set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "30000");
+    // Operator overrides win over these defaults.
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A consumer that stores nothing on its own: Herald commits explicitly.
+pub fn consumer_config(cfg: &KafkaConfig, group: Option<&str>, client_id: &str) -> ClientConfig {
+    let mut c = base_config(cfg);
+    c.set("client.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    if let Some(g) = group {
+        c.set("group.id", g)
+            .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 4).max(100).to_string())
+            .set("partition.assignment.strategy", "cooperative-sticky");
+    }
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    c
+}

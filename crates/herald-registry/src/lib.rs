@@ -1,0 +1,17 @@
+//! The endpoint registry: a compacted Kafka topic (key = endpoint id, value =
+//! `EndpointRecord`, tombstone = deleted) that every node reads from the
+//! start and keeps in memory. No other database exists.
+//!
+//! # Layout
+//! - [`store`]: the in-memory view ([`Registry`]) with read-your-writes waits.
+//! - [`materialise`]: the consumer that applies the topic to the view.
+//! - [`writer`]: writes (put/delete) that return once this node sees them.
+#![forbid(unsafe_code)]
+
+pub mod materialise;
+pub mod store;
+pub mod writer;
+
+pub use materialise::run_materialiser;
+pub use store::Registry;
+pub use writer::{RegistryWriter, WriteError};

@@ -1,0 +1,105 @@
+//! Reads the registry topic from the start, forever, into a [`Registry`].
+//!
+//! The consumer assigns every partition itself (no consumer group, no
+//! commits): each node needs the whole registry. The registry is *loaded*
+//! once it has read up to the high watermarks seen at start.
+
+use std::future::Future;
+use std::time::Duration;
+
+use herald_core::config::KafkaConfig;
+use herald_core::Endpoint;
+use herald_proto::v1::EndpointRecord;
+use prost::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::store::Registry;
+
+/// Runs until `shutdown` resolves; returns an error only when the topic
+/// cannot be read at all.
+pub async fn run_materialiser(
+    cfg: KafkaConfig,
+    node_id: String,
+    registry: Registry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), KafkaError> {
+    let consumer: StreamConsumer = herald_kafka::consumer_config(
+        &cfg,
+        Some(&format!("herald-registry-{node_id}")),
+        &format!("herald-registry-{node_id}"),
+    )
+    .create()?;
+    let consumer = std::sync::Arc::new(consumer);
+    let topic = cfg.endpoints_topic.clone();
+
+    let probe = consumer.clone();
+    let probe_topic = topic.clone();
+    let high: Vec<i64> = tokio::task::spawn_blocking(move || -> Result<Vec<i64>, KafkaError> {
+        let md = probe.fetch_metadata(Some(&probe_topic), Duration::from_secs(10))?;
+        let count = md
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if count == 0 {
+            return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopic));
+        }
+        (0..count as i32)
+            .map(|p| probe.fetch_watermarks(&probe_topic, p, Duration::from_secs(10)).map(|(_, h)| h))
+            .collect()
+    })
+    .await
+    .expect("watermark task panicked")?;
+
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..high.len() as i32 {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+        registry.advance(p, 0);
+    }
+    consumer.assign(&tpl)?;
+    let caught_up = |reg: &Registry| {
+        let progress = reg.progress().borrow().clone();
+        high.iter().enumerate().all(|(p, &h)| progress.next_offset.get(p).is_some_and(|&n| n >= h))
+    };
+    if caught_up(&registry) {
+        registry.mark_loaded();
+    }
+    tracing::info!(topic = %topic, partitions = high.len(), "reading endpoint registry");
+
+    tokio::pin!(shutdown);
+    loop {
+        let msg = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry consumer error");
+                continue;
+            }
+        };
+        let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            tracing::error!(offset = msg.offset(), "registry record without a UTF-8 key; skipped");
+            registry.advance(msg.partition(), msg.offset() + 1);
+            continue;
+        };
+        match msg.payload() {
+            None => registry.apply(key, None),
+            Some(bytes) => match EndpointRecord::decode(bytes).map_err(|e| e.to_string()).and_then(|r| {
+                Endpoint::from_record(r).map_err(|e| e.to_string())
+            }) {
+                Ok(ep) => registry.apply(key, Some(ep)),
+                Err(e) => tracing::error!(endpoint = key, offset = msg.offset(), error = %e, "invalid registry record; skipped"),
+            },
+        }
+        registry.advance(msg.partition(), msg.offset() + 1);
+        if !registry.is_loaded() && caught_up(&registry) {
+            tracing::info!(endpoints = registry.len(), "endpoint registry loaded");
+            registry.mark_loaded();
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The in-memory endpoint view and its progress through the registry topic.
+//!
+//! Readers on hot paths check [`Registry::version`] (one atomic load) and
+//! re-read only when it changed; the map itself is behind a `RwLock` that
+//! only the materialiser writes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use herald_core::Endpoint;
+use tokio::sync::watch;
+
+/// Shared, cheaply cloned handle to the materialised registry.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Endpoints by id, sorted for paging.
+    endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
+    /// Bumped on every applied change.
+    version: AtomicU64,
+    /// Progress: next offset to apply per partition, and whether the
+    /// initial read up to the start-time high watermarks finished.
+    progress: watch::Sender<Progress>,
+}
+
+/// How far the materialiser has read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Next offset to apply, indexed by partition.
+    pub next_offset: Vec<i64>,
+    /// The initial catch-up is done: reads see every write made before start.
+    pub loaded: bool,
+}
+
+impl Registry {
+    /// An empty registry (not loaded).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The endpoint with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Endpoint>> {
+        self.inner.endpoints.read().expect("registry lock").get(id).cloned()
+    }
+
+    /// Up to `limit` endpoints with ids greater than `after`, in id order.
+    pub fn list(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Endpoint>> {
+        let map = self.inner.endpoints.read().expect("registry lock");
+        let range = match after {
+            Some(a) => map.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => map.range::<str, _>(..),
+        };
+        range.take(limit).map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        self.inner.endpoints.read().expect("registry lock").len()
+    }
+
+    /// Whether there are no endpoints.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Changes whenever an endpoint is put or deleted.
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(Ordering::Acquire)
+    }
+
+    /// Whether the initial catch-up finished.
+    pub fn is_loaded(&self) -> bool {
+        self.inner.progress.borrow().loaded
+    }
+
+    /// Watch the materialiser's progress.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.inner.progress.subscribe()
+    }
+
+    /// Waits until the initial catch-up finished.
+    pub async fn wait_loaded(&self) {
+        let mut rx = self.progress();
+        // The sender lives in `self`, so this cannot fail.
+        let _ = rx.wait_for(|p| p.loaded).await;
+    }
+
+    /// Waits until the record at `offset` of `partition` has been applied.
+    pub async fn wait_applied(&self, partition: i32, offset: i64) {
+        let mut rx = self.progress();
+        let p = partition as usize;
+        let _ = rx
+            .wait_for(|pr| pr.next_offset.get(p).is_some_and(|&n| n > offset))
+            .await;
+    }
+
+    /// Applies one record: `Some` puts, `None` deletes.
+    pub(crate) fn apply(&self, id: &str, endpoint: Option<Endpoint>) {
+        {
+            let mut map = self.inner.endpoints.write().expect("registry lock");
+            match endpoint {
+                Some(e) => {
+                    map.insert(id.to_string(), Arc::new(e));
+                }
+                None => {
+                    map.remove(id);
+                }
+            }
+        }
+        self.inner.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records that `partition` was read up to (not including) `next`.
+    pub(crate) fn advance(&self, partition: i32, next: i64) {
+        self.inner.progress.send_modify(|p| {
+            let i = partition as usize;
+            if p.next_offset.len() <= i {
+                p.next_offset.resize(i + 1, 0);
+            }
+            if p.next_offset[i] < next {
+                p.next_offset[i] = next;
+            }
+        });
+    }
+
+    /// Marks the initial catch-up done.
+    pub(crate) fn mark_loaded(&self) {
+        self.inner.progress.send_if_modified(|p| !std::mem::replace(&mut p.loaded, true));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_proto::v1::EndpointRecord;
+
+    fn ep(id: &str) -> Endpoint {
+        Endpoint::from_record(EndpointRecord {
+            id: id.into(),
+            url: "http://example.com/".into(),
+            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn put_list_delete() {
+        let r = Registry::new();
+        let v0 = r.version();
+        for id in ["c", "a", "b"] {
+            r.apply(id, Some(ep(id)));
+        }
+        assert!(r.version() > v0);
+        let ids: Vec<_> = r.list(None, 10).iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let ids: Vec<_> = r.list(Some("a"), 1).iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, ["b"]);
+        r.apply("b", None);
+        assert!(r.get("b").is_none());
+        assert_eq!(r.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn waits_resolve_on_progress() {
+        let r = Registry::new();
+        let waiter = {
+            let r = r.clone();
+            tokio::spawn(async move { r.wait_applied(0, 4).await })
+        };
+        r.advance(0, 3);
+        assert!(!waiter.is_finished());
+        r.advance(0, 5);
+        waiter.await.unwrap();
+        r.mark_loaded();
+        r.wait_loaded().await;
+        assert!(r.is_loaded());
+    }
+}

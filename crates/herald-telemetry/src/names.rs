@@ -1,0 +1,68 @@
+//! Every metric Herald exports, with its labels. `docs/metrics.md` documents
+//! the same list; labels are bounded (never a URL, event id or payload).
+
+/// Counter, labels `outcome` (`ok` | `invalid` | `not_found` | `disabled` |
+/// `kafka_error`): events handled by `Publish`/`PublishBatch`, per event.
+pub const EVENTS_PUBLISHED: &str = "herald_events_published_total";
+/// Counter, labels `method` (`publish` | `publish_batch`), `outcome` (`ok` | `error`): gRPC publish calls.
+pub const PUBLISH_REQUESTS: &str = "herald_publish_requests_total";
+/// Histogram (seconds), label `method`: publish call latency, until Kafka acknowledged.
+pub const PUBLISH_LATENCY: &str = "herald_publish_duration_seconds";
+
+/// Counter, labels `outcome` (`success` | `retryable` | `final` | `refused`)
+/// and `status_class` (`2xx`..`5xx`, `none`): delivery attempts.
+pub const DELIVERY_ATTEMPTS: &str = "herald_delivery_attempts_total";
+/// Histogram (seconds), label `outcome`: one HTTP attempt, request to capped body read.
+pub const DELIVERY_LATENCY: &str = "herald_delivery_duration_seconds";
+/// Histogram (seconds): publish (event created) to successful delivery.
+pub const END_TO_END_LATENCY: &str = "herald_end_to_end_latency_seconds";
+/// Counter: events delivered successfully.
+pub const EVENTS_DELIVERED: &str = "herald_events_delivered_total";
+/// Counter, label `reason` (`undecodable` | `endpoint_deleted`): events
+/// finished without a delivery.
+pub const EVENTS_SKIPPED: &str = "herald_events_skipped_total";
+
+/// Gauge: events held in dispatcher lanes (this node).
+pub const LANE_EVENTS: &str = "herald_lane_events";
+/// Gauge: open lanes (endpoints with pending events) on this node.
+pub const LANES_OPEN: &str = "herald_lanes_open";
+/// Gauge: partitions of the events topic assigned to this node.
+pub const PARTITIONS_ASSIGNED: &str = "herald_partitions_assigned";
+/// Counter, label `kind` (`assign` | `revoke`): rebalance callbacks.
+pub const REBALANCES: &str = "herald_rebalances_total";
+/// Counter, label `outcome` (`ok` | `error`): offset commits.
+pub const COMMITS: &str = "herald_offset_commits_total";
+
+/// Gauge: endpoints in the registry.
+pub const ENDPOINTS: &str = "herald_endpoints";
+
+/// Every name above, for tests that check dashboards and docs.
+pub const ALL: &[&str] = &[
+    EVENTS_PUBLISHED,
+    PUBLISH_REQUESTS,
+    PUBLISH_LATENCY,
+    DELIVERY_ATTEMPTS,
+    DELIVERY_LATENCY,
+    END_TO_END_LATENCY,
+    EVENTS_DELIVERED,
+    EVENTS_SKIPPED,
+    LANE_EVENTS,
+    LANES_OPEN,
+    PARTITIONS_ASSIGNED,
+    REBALANCES,
+    COMMITS,
+    ENDPOINTS,
+];
+
+/// The `status_class` label for an optional HTTP status.
+pub fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(100..=199) => "1xx",
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        Some(_) => "other",
+        None => "none",
+    }
+}

@@ -1,0 +1,108 @@
+//! The metrics/health HTTP server and the Prometheus recorder.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::health::Health;
+
+/// Renders the current metrics in Prometheus text format.
+pub type MetricsHandle = PrometheusHandle;
+
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// a handle to the same recorder).
+pub fn install_recorder() -> MetricsHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let secs = &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
+            let handle = PrometheusBuilder::new()
+                .set_buckets(secs)
+                .expect("non-empty buckets")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use crate::names::*;
+    metrics::describe_counter!(EVENTS_PUBLISHED, "Events handled by publish calls, by outcome");
+    metrics::describe_counter!(PUBLISH_REQUESTS, "gRPC publish calls");
+    metrics::describe_histogram!(PUBLISH_LATENCY, metrics::Unit::Seconds, "Publish call latency");
+    metrics::describe_counter!(DELIVERY_ATTEMPTS, "HTTP delivery attempts by outcome and status class");
+    metrics::describe_histogram!(DELIVERY_LATENCY, metrics::Unit::Seconds, "One HTTP delivery attempt");
+    metrics::describe_histogram!(END_TO_END_LATENCY, metrics::Unit::Seconds, "Publish to successful delivery");
+    metrics::describe_counter!(EVENTS_DELIVERED, "Events delivered successfully");
+    metrics::describe_counter!(EVENTS_SKIPPED, "Events finished without delivery");
+    metrics::describe_gauge!(LANE_EVENTS, "Events held in dispatcher lanes");
+    metrics::describe_gauge!(LANES_OPEN, "Lanes with pending events");
+    metrics::describe_gauge!(PARTITIONS_ASSIGNED, "Events-topic partitions assigned to this node");
+    metrics::describe_counter!(REBALANCES, "Consumer rebalance callbacks");
+    metrics::describe_counter!(COMMITS, "Offset commits by outcome");
+    metrics::describe_gauge!(ENDPOINTS, "Endpoints in the registry");
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+pub async fn serve_http(
+    listener: TcpListener,
+    metrics: MetricsHandle,
+    health: Health,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            _ = &mut shutdown => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics server accept failed");
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = route(&req, &metrics, &health);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn route<B>(req: &Request<B>, metrics: &MetricsHandle, health: &Health) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, ctype: &'static str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response")
+    };
+    match req.uri().path() {
+        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
+        "/healthz" => text(StatusCode::OK, "application/json", "{\"alive\":true}".into()),
+        "/readyz" => {
+            let (ready, body) = health.report();
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            text(status, "application/json", body.to_string())
+        }
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".into()),
+    }
+}

@@ -1,0 +1,618 @@
+//! `herald endpoint create|get|list|update|delete`: managing the endpoint
+//! registry through the gRPC `EndpointService`.
+//!
+//! Owns the flags of those subcommands and their translation into requests
+//! (pure functions, unit-tested below). Printing lives in `output.rs`,
+//! connecting and error reporting in `rpc.rs`.
+use std::collections::HashMap;
+
+use anyhow::bail;
+use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
+use herald_proto::v1::{
+    CreateEndpointRequest, DeleteEndpointRequest, GetEndpointRequest, HeaderMap,
+    ListEndpointsRequest, RateLimit, UpdateEndpointRequest,
+};
+use tonic::transport::Channel;
+
+use super::output::{self, CreatedEndpointView, DeletedView, EndpointListView, EndpointView};
+use super::{rpc, ClientOpts, OutputFormat};
+
+/// Page size `list --all` asks for when `--page-size` is not given (the server maximum).
+const ALL_PAGE_SIZE: u32 = 1000;
+
+/// Manage webhook endpoints.
+#[derive(clap::Subcommand, Debug)]
+pub enum EndpointCmd {
+    /// Register an endpoint; prints its signing secret (only this once).
+    Create(CreateArgs),
+    /// Show one endpoint.
+    Get {
+        /// Endpoint id.
+        id: String,
+    },
+    /// List endpoints, one page at a time or `--all`.
+    List(ListArgs),
+    /// Change an endpoint; flags not given keep their value.
+    Update(UpdateArgs),
+    /// Delete an endpoint.
+    Delete {
+        /// Endpoint id.
+        id: String,
+    },
+}
+
+/// Flags of `herald endpoint create`.
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    /// URL Herald POSTs deliveries to.
+    #[arg(long)]
+    url: String,
+    /// Endpoint id ([A-Za-z0-9._-], at most 128 characters); generated when omitted.
+    #[arg(long)]
+    id: Option<String>,
+    /// Signing secret; generated when omitted.
+    #[arg(long, value_name = "whsec_...")]
+    secret: Option<String>,
+    /// Free text shown in listings.
+    #[arg(long)]
+    description: Option<String>,
+    /// Create the endpoint disabled.
+    #[arg(long)]
+    disabled: bool,
+    /// Let deliveries overlap (up to --max-in-flight); endpoints are ordered by default.
+    #[arg(long)]
+    unordered: bool,
+    /// Requests per second (0 = the node default).
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Requests allowed at once above the rate (0 = same as the rate).
+    #[arg(long, value_name = "N")]
+    burst: Option<u32>,
+    /// Concurrent deliveries for an unordered endpoint (0 = the node default).
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<u32>,
+    /// Custom header sent with every delivery, as 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<Header>,
+}
+
+/// Flags of `herald endpoint list`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// At most this many endpoints per page (server default 50, at most 1000).
+    #[arg(long, value_name = "N")]
+    page_size: Option<u32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+    page_token: Option<String>,
+    /// Fetch every page.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Flags of `herald endpoint update`.
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    /// Endpoint id.
+    id: String,
+    /// New delivery URL.
+    #[arg(long)]
+    url: Option<String>,
+    /// New description (`--description ''` clears it).
+    #[arg(long)]
+    description: Option<String>,
+    /// Enable the endpoint.
+    #[arg(long, conflicts_with = "disable")]
+    enable: bool,
+    /// Disable the endpoint.
+    #[arg(long)]
+    disable: bool,
+    /// Deliver one at a time, in order.
+    #[arg(long, conflicts_with = "unordered")]
+    ordered: bool,
+    /// Let deliveries overlap (up to --max-in-flight).
+    #[arg(long)]
+    unordered: bool,
+    /// Requests per second (0 = the node default); the burst is kept unless --burst is given.
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Requests allowed at once above the rate (0 = same as the rate).
+    #[arg(long, value_name = "N")]
+    burst: Option<u32>,
+    /// Concurrent deliveries for an unordered endpoint (0 = the node default).
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<u32>,
+    /// Custom header as 'Name: value' (repeatable); replaces all custom headers.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header, conflicts_with = "clear_headers")]
+    headers: Vec<Header>,
+    /// Remove all custom headers.
+    #[arg(long)]
+    clear_headers: bool,
+    /// New signing secret; the previous one keeps being sent alongside it until the next rotation.
+    #[arg(long, value_name = "whsec_...")]
+    rotate_secret: Option<String>,
+}
+
+/// One `--header 'Name: value'` flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Header {
+    name: String,
+    value: String,
+}
+
+/// Parses `Name: value`; the name must be a valid HTTP header name and the
+/// value a valid header value (surrounding whitespace is trimmed).
+fn parse_header(s: &str) -> Result<Header, String> {
+    let Some((name, value)) = s.split_once(':') else {
+        return Err(format!("expected 'Name: value', got {s:?}"));
+    };
+    let (name, value) = (name.trim(), value.trim());
+    if name.is_empty() {
+        return Err(format!(
+            "missing header name in {s:?} (expected 'Name: value')"
+        ));
+    }
+    hyper::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
+    hyper::header::HeaderValue::from_str(value).map_err(|_| {
+        format!("the value of header {name:?} contains characters HTTP does not allow")
+    })?;
+    Ok(Header {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+/// Collects `--header` flags, refusing a name given twice (names are case-insensitive).
+fn header_map(headers: Vec<Header>) -> anyhow::Result<HashMap<String, String>> {
+    let mut map = HashMap::with_capacity(headers.len());
+    let mut seen = std::collections::HashSet::new();
+    for h in headers {
+        if !seen.insert(h.name.to_ascii_lowercase()) {
+            bail!("--header {:?} is given more than once", h.name);
+        }
+        map.insert(h.name, h.value);
+    }
+    Ok(map)
+}
+
+fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
+    let rate_limit = (args.rate_limit.is_some() || args.burst.is_some()).then(|| RateLimit {
+        per_second: args.rate_limit.unwrap_or(0),
+        burst: args.burst.unwrap_or(0),
+    });
+    Ok(CreateEndpointRequest {
+        id: args.id.unwrap_or_default(),
+        url: args.url,
+        secret: args.secret.unwrap_or_default(),
+        description: args.description.unwrap_or_default(),
+        enabled: args.disabled.then_some(false),
+        ordered: args.unordered.then_some(false),
+        rate_limit,
+        max_in_flight: args.max_in_flight.unwrap_or(0),
+        headers: header_map(args.headers)?,
+    })
+}
+
+impl UpdateArgs {
+    /// True when only one of `--rate-limit`/`--burst` is given: the request
+    /// carries both, so the other has to be read from the server first.
+    fn needs_current_rate(&self) -> bool {
+        self.rate_limit.is_some() != self.burst.is_some()
+    }
+
+    /// Refuses an update that would change nothing (before any RPC is made).
+    fn ensure_changes(&self) -> anyhow::Result<()> {
+        if self.changes_nothing() {
+            bail!(
+                "nothing to update: pass at least one of --url, --description, \
+                 --enable/--disable, --ordered/--unordered, --rate-limit, --burst, \
+                 --max-in-flight, --header, --clear-headers, --rotate-secret"
+            );
+        }
+        Ok(())
+    }
+
+    fn changes_nothing(&self) -> bool {
+        self.url.is_none()
+            && self.description.is_none()
+            && !self.enable
+            && !self.disable
+            && !self.ordered
+            && !self.unordered
+            && self.rate_limit.is_none()
+            && self.burst.is_none()
+            && self.max_in_flight.is_none()
+            && self.headers.is_empty()
+            && !self.clear_headers
+            && self.rotate_secret.is_none()
+    }
+}
+
+/// Builds the update; `current` is the endpoint's rate limit today, needed
+/// only when [`UpdateArgs::needs_current_rate`].
+fn update_request(
+    args: UpdateArgs,
+    current: Option<RateLimit>,
+) -> anyhow::Result<UpdateEndpointRequest> {
+    args.ensure_changes()?;
+    let current = current.unwrap_or_default();
+    let rate_limit = (args.rate_limit.is_some() || args.burst.is_some()).then(|| RateLimit {
+        per_second: args.rate_limit.unwrap_or(current.per_second),
+        burst: args.burst.unwrap_or(current.burst),
+    });
+    let headers = if args.clear_headers {
+        Some(HeaderMap::default())
+    } else if args.headers.is_empty() {
+        None
+    } else {
+        Some(HeaderMap {
+            headers: header_map(args.headers)?,
+        })
+    };
+    Ok(UpdateEndpointRequest {
+        id: args.id,
+        url: args.url,
+        description: args.description,
+        enabled: flag_pair(args.enable, args.disable),
+        ordered: flag_pair(args.ordered, args.unordered),
+        rate_limit,
+        max_in_flight: args.max_in_flight,
+        headers,
+        rotate_secret: args.rotate_secret,
+    })
+}
+
+/// `--x` → Some(true), `--no-x`-style opposite → Some(false), neither → None.
+fn flag_pair(yes: bool, no: bool) -> Option<bool> {
+    match (yes, no) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    }
+}
+
+/// Runs one `herald endpoint …` subcommand against `opts.server`.
+pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result<()> {
+    let server = opts.server.as_str();
+    match cmd {
+        EndpointCmd::Create(args) => {
+            let request = create_request(args)?;
+            let mut client = client(server).await?;
+            let response = client
+                .create_endpoint(request)
+                .await
+                .map_err(|s| rpc::rpc_error(server, "CreateEndpoint", s))?
+                .into_inner();
+            output::print(opts.output, &CreatedEndpointView::from(response))
+        }
+        EndpointCmd::Get { id } => {
+            let mut client = client(server).await?;
+            let endpoint = get(&mut client, server, id).await?;
+            output::print(opts.output, &EndpointView::from(endpoint))
+        }
+        EndpointCmd::List(args) => list(opts, args).await,
+        EndpointCmd::Update(args) => {
+            let rotated = args.rotate_secret.is_some();
+            args.ensure_changes()?;
+            let mut client = client(server).await?;
+            let current = if args.needs_current_rate() {
+                get(&mut client, server, args.id.clone()).await?.rate_limit
+            } else {
+                None
+            };
+            let request = update_request(args, current)?;
+            let id = request.id.clone();
+            let endpoint = client
+                .update_endpoint(request)
+                .await
+                .map_err(|s| rpc::rpc_error(server, "UpdateEndpoint", s))?
+                .into_inner();
+            if opts.output == OutputFormat::Text {
+                println!("updated endpoint {id}");
+                if rotated {
+                    println!(
+                        "secret rotated; the previous secret is still sent alongside it \
+                         until the next rotation"
+                    );
+                }
+            }
+            output::print(opts.output, &EndpointView::from(endpoint))
+        }
+        EndpointCmd::Delete { id } => {
+            let mut client = client(server).await?;
+            client
+                .delete_endpoint(DeleteEndpointRequest { id: id.clone() })
+                .await
+                .map_err(|s| rpc::rpc_error(server, "DeleteEndpoint", s))?;
+            output::print(opts.output, &DeletedView { id, deleted: true })
+        }
+    }
+}
+
+async fn client(server: &str) -> anyhow::Result<EndpointServiceClient<Channel>> {
+    Ok(EndpointServiceClient::new(rpc::connect(server).await?))
+}
+
+async fn get(
+    client: &mut EndpointServiceClient<Channel>,
+    server: &str,
+    id: String,
+) -> anyhow::Result<herald_proto::v1::Endpoint> {
+    Ok(client
+        .get_endpoint(GetEndpointRequest { id })
+        .await
+        .map_err(|s| rpc::rpc_error(server, "GetEndpoint", s))?
+        .into_inner())
+}
+
+async fn list(opts: &ClientOpts, args: ListArgs) -> anyhow::Result<()> {
+    let server = opts.server.as_str();
+    let mut client = client(server).await?;
+    let page_size = match (args.page_size, args.all) {
+        (Some(n), _) => n,
+        (None, true) => ALL_PAGE_SIZE,
+        (None, false) => 0,
+    };
+    let mut endpoints = Vec::new();
+    let mut token = args.page_token.unwrap_or_default();
+    let next_token = loop {
+        let page = client
+            .list_endpoints(ListEndpointsRequest {
+                page_size,
+                page_token: token.clone(),
+            })
+            .await
+            .map_err(|s| rpc::rpc_error(server, "ListEndpoints", s))?
+            .into_inner();
+        endpoints.extend(page.endpoints.into_iter().map(EndpointView::from));
+        if !args.all || page.next_page_token.is_empty() {
+            break page.next_page_token;
+        }
+        if page.next_page_token == token {
+            bail!("ListEndpoints at {server} returned the same page token twice ({token:?})");
+        }
+        token = page.next_page_token;
+    };
+    output::print(opts.output, &EndpointListView(endpoints))?;
+    if !next_token.is_empty() {
+        match opts.output {
+            OutputFormat::Text => {
+                println!("more endpoints: --page-token {next_token} (or --all)");
+            }
+            OutputFormat::Json => {
+                eprintln!("note: more endpoints; next page: --page-token {next_token}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: EndpointCmd,
+    }
+
+    fn parse(args: &[&str]) -> Result<EndpointCmd, clap::Error> {
+        Cli::try_parse_from(std::iter::once("endpoint").chain(args.iter().copied())).map(|c| c.cmd)
+    }
+
+    fn create(args: &[&str]) -> CreateArgs {
+        match parse(&[&["create"], args].concat()).unwrap() {
+            EndpointCmd::Create(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn update(args: &[&str]) -> UpdateArgs {
+        match parse(&[&["update", "ep_1"], args].concat()).unwrap() {
+            EndpointCmd::Update(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn header_flag_parsing() {
+        assert_eq!(
+            parse_header("X-Tenant:  acme corp ").unwrap(),
+            Header {
+                name: "X-Tenant".into(),
+                value: "acme corp".into()
+            }
+        );
+        assert_eq!(parse_header("X-Empty:").unwrap().value, "");
+        assert_eq!(
+            parse_header("Authorization: Bearer a:b").unwrap().value,
+            "Bearer a:b"
+        );
+        assert!(parse_header("no colon")
+            .unwrap_err()
+            .contains("expected 'Name: value'"));
+        assert!(parse_header(": v")
+            .unwrap_err()
+            .contains("missing header name"));
+        assert!(parse_header("bad name: v")
+            .unwrap_err()
+            .contains("not a valid HTTP header name"));
+        assert!(parse_header("X-A: line\nbreak").is_err());
+    }
+
+    #[test]
+    fn duplicate_headers_are_refused_case_insensitively() {
+        let err = header_map(vec![
+            parse_header("X-A: 1").unwrap(),
+            parse_header("x-a: 2").unwrap(),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("more than once"), "{err}");
+    }
+
+    #[test]
+    fn create_defaults_leave_everything_to_the_server() {
+        let req = create_request(create(&["--url", "https://e.x/h"])).unwrap();
+        assert_eq!(
+            req,
+            CreateEndpointRequest {
+                url: "https://e.x/h".into(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn create_with_every_flag() {
+        let req = create_request(create(&[
+            "--url",
+            "https://e.x/h",
+            "--id",
+            "ep_1",
+            "--secret",
+            "whsec_abc",
+            "--description",
+            "billing",
+            "--disabled",
+            "--unordered",
+            "--rate-limit",
+            "10",
+            "--max-in-flight",
+            "4",
+            "--header",
+            "X-A: 1",
+            "--header",
+            "X-B: 2",
+        ]))
+        .unwrap();
+        assert_eq!(req.id, "ep_1");
+        assert_eq!(req.secret, "whsec_abc");
+        assert_eq!(req.description, "billing");
+        assert_eq!(req.enabled, Some(false));
+        assert_eq!(req.ordered, Some(false));
+        assert_eq!(
+            req.rate_limit,
+            Some(RateLimit {
+                per_second: 10,
+                burst: 0
+            })
+        );
+        assert_eq!(req.max_in_flight, 4);
+        assert_eq!(req.headers.len(), 2);
+        assert_eq!(req.headers["X-B"], "2");
+    }
+
+    #[test]
+    fn create_requires_url_and_rejects_bad_header() {
+        assert!(parse(&["create"]).is_err());
+        let err = parse(&["create", "--url", "u", "--header", "nope"]).unwrap_err();
+        assert!(err.to_string().contains("expected 'Name: value'"), "{err}");
+    }
+
+    #[test]
+    fn update_sets_only_given_fields() {
+        let req = update_request(update(&["--disable", "--url", "https://n"]), None).unwrap();
+        assert_eq!(
+            req,
+            UpdateEndpointRequest {
+                id: "ep_1".into(),
+                url: Some("https://n".into()),
+                enabled: Some(false),
+                ..Default::default()
+            }
+        );
+        let req = update_request(update(&["--enable", "--ordered"]), None).unwrap();
+        assert_eq!((req.enabled, req.ordered), (Some(true), Some(true)));
+        let req = update_request(update(&["--unordered", "--max-in-flight", "0"]), None).unwrap();
+        assert_eq!((req.ordered, req.max_in_flight), (Some(false), Some(0)));
+    }
+
+    #[test]
+    fn update_refuses_contradictions_and_no_op() {
+        assert!(parse(&["update", "ep_1", "--enable", "--disable"]).is_err());
+        assert!(parse(&["update", "ep_1", "--ordered", "--unordered"]).is_err());
+        assert!(parse(&["update", "ep_1", "--header", "A: b", "--clear-headers"]).is_err());
+        let err = update_request(update(&[]), None).unwrap_err();
+        assert!(err.to_string().starts_with("nothing to update"), "{err}");
+    }
+
+    #[test]
+    fn update_headers_replace_or_clear() {
+        let req = update_request(update(&["--header", "X-A: 1"]), None).unwrap();
+        assert_eq!(req.headers.unwrap().headers["X-A"], "1");
+        let req = update_request(update(&["--clear-headers"]), None).unwrap();
+        assert_eq!(req.headers, Some(HeaderMap::default()));
+        let req = update_request(update(&["--url", "u"]), None).unwrap();
+        assert_eq!(req.headers, None);
+    }
+
+    #[test]
+    fn update_of_one_rate_field_keeps_the_other() {
+        let current = RateLimit {
+            per_second: 10,
+            burst: 30,
+        };
+        let args = update(&["--rate-limit", "20"]);
+        assert!(args.needs_current_rate());
+        let req = update_request(args, Some(current)).unwrap();
+        assert_eq!(
+            req.rate_limit,
+            Some(RateLimit {
+                per_second: 20,
+                burst: 30
+            })
+        );
+        let args = update(&["--burst", "5"]);
+        assert!(args.needs_current_rate());
+        let req = update_request(args, Some(current)).unwrap();
+        assert_eq!(
+            req.rate_limit,
+            Some(RateLimit {
+                per_second: 10,
+                burst: 5
+            })
+        );
+        let args = update(&["--rate-limit", "1", "--burst", "2"]);
+        assert!(!args.needs_current_rate());
+        assert_eq!(
+            update_request(args, None).unwrap().rate_limit,
+            Some(RateLimit {
+                per_second: 1,
+                burst: 2
+            })
+        );
+    }
+
+    #[test]
+    fn update_rotates_secret() {
+        let req = update_request(update(&["--rotate-secret", "whsec_new"]), None).unwrap();
+        assert_eq!(req.rotate_secret.as_deref(), Some("whsec_new"));
+    }
+
+    #[test]
+    fn list_flags() {
+        assert!(parse(&["list", "--all", "--page-token", "t"]).is_err());
+        match parse(&["list", "--page-size", "5", "--page-token", "t"]).unwrap() {
+            EndpointCmd::List(a) => {
+                assert_eq!(a.page_size, Some(5));
+                assert_eq!(a.page_token.as_deref(), Some("t"));
+                assert!(!a.all);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn get_and_delete_take_an_id() {
+        assert!(
+            matches!(parse(&["get", "ep_1"]).unwrap(), EndpointCmd::Get { id } if id == "ep_1")
+        );
+        assert!(
+            matches!(parse(&["delete", "ep_1"]).unwrap(), EndpointCmd::Delete { id } if id == "ep_1")
+        );
+        assert!(parse(&["get"]).is_err());
+    }
+}

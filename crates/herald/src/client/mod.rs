@@ -1,0 +1,51 @@
+//! The command-line client: `herald endpoint …`, `herald publish` and `herald listen`.
+//!
+//! Owns argument parsing for those subcommands and their I/O with the user
+//! (stdout/stderr). It does not own the servers: `endpoint` and `publish` talk
+//! to a running Herald over gRPC (`--server`), and `listen` is a standalone
+//! webhook receiver for trying Herald out by hand.
+//!
+//! Layout:
+//! - `endpoint.rs` — `herald endpoint create|get|list|update|delete`.
+//! - `publish.rs` — `herald publish`.
+//! - `listen.rs` — `herald listen`, a receiver that prints and verifies deliveries.
+//! - `rpc.rs` — connecting to the server and turning gRPC failures into errors a
+//!   user can act on.
+//! - `output.rs` — the serde view structs behind `--output json` and their text
+//!   rendering.
+
+mod endpoint;
+mod listen;
+mod output;
+mod publish;
+mod rpc;
+
+pub use endpoint::{run_endpoint, EndpointCmd};
+pub use listen::{run_listen, ListenArgs};
+pub use publish::{run_publish, PublishArgs};
+
+/// Options shared by every client subcommand that talks to a Herald server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// gRPC address of a Herald ingest node (`herald dev` listens on the default).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+
+    /// How results are printed: readable text, or one JSON value per command for scripts.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+/// How a client command prints its result.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Readable lines and tables.
+    Text,
+    /// One JSON object (an array for `endpoint list`) with stable snake_case fields.
+    Json,
+}

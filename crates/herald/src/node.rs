@@ -1,0 +1,233 @@
+//! Assembles a Herald node from its roles: the endpoint registry (always),
+//! the gRPC ingest API, the dispatcher, and the metrics/health HTTP server.
+//!
+//! [`start`] binds every listener before returning (so callers, tests among
+//! them, can use port 0 and read the bound addresses), and
+//! [`RunningNode::shutdown`] stops in order: ingest first (in-flight
+//! publishes finish), then the dispatcher drains, then the rest.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use herald_core::Config;
+use herald_dispatch::{run_dispatcher, DispatchSettings};
+use herald_ingest::{EndpointApi, EventApi, Publisher};
+use herald_proto::v1::endpoint_service_server::EndpointServiceServer;
+use herald_proto::v1::event_service_server::EventServiceServer;
+use herald_registry::{run_materialiser, Registry, RegistryWriter};
+use herald_telemetry::{install_recorder, names, serve_http, Health};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which parts of Herald this node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The gRPC API (publish, endpoints).
+    pub ingest: bool,
+    /// The dispatcher (consumer group member, HTTP deliveries).
+    pub dispatch: bool,
+}
+
+impl Roles {
+    /// Both roles.
+    pub const ALL: Roles = Roles { ingest: true, dispatch: true };
+}
+
+/// A started node.
+pub struct RunningNode {
+    /// Bound gRPC address, when ingest runs.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Bound metrics/health address.
+    pub http_addr: SocketAddr,
+    /// The node's registry view.
+    pub registry: Registry,
+    /// Readiness state.
+    pub health: Health,
+    stop_ingest: CancellationToken,
+    stop_dispatch: CancellationToken,
+    stop_rest: CancellationToken,
+    ingest: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    dispatch: Option<JoinHandle<Result<(), herald_dispatch::consumer::DispatchError>>>,
+    rest: Vec<JoinHandle<()>>,
+}
+
+/// Starts a node with `roles`; returns once every listener is bound.
+pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
+    let metrics = install_recorder();
+    let health = Health::new();
+    let stop_ingest = CancellationToken::new();
+    let stop_dispatch = CancellationToken::new();
+    let stop_rest = CancellationToken::new();
+    let mut rest = Vec::new();
+
+    if cfg.kafka.create_topics {
+        health.pending("kafka", "creating topics");
+        herald_kafka::ensure_topics(&cfg.kafka, &herald_kafka::admin::topic_specs(&cfg.kafka)).await?;
+    }
+    health.ready("kafka");
+
+    let http = TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", cfg.http.listen))?;
+    let http_addr = http.local_addr()?;
+    rest.push(tokio::spawn(serve_http(http, metrics, health.clone(), stop_rest.clone().cancelled_owned())));
+
+    let registry = Registry::new();
+    health.pending("registry", "loading the endpoint registry");
+    {
+        let (kafka, node, reg, stop, h) =
+            (cfg.kafka.clone(), cfg.node.id.clone(), registry.clone(), stop_rest.clone(), health.clone());
+        rest.push(tokio::spawn(async move {
+            if let Err(e) = run_materialiser(kafka, node, reg, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "endpoint registry consumer stopped");
+                h.pending("registry", format!("registry consumer failed: {e}"));
+            }
+        }));
+    }
+    {
+        let (reg, stop, h) = (registry.clone(), stop_rest.clone(), health.clone());
+        rest.push(tokio::spawn(watch_registry(reg, h, stop)));
+    }
+
+    let (grpc_addr, ingest) = if roles.ingest {
+        let listener = TcpListener::bind(cfg.grpc.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (grpc.listen)", cfg.grpc.listen))?;
+        let addr = listener.local_addr()?;
+        let publisher = Publisher::new(&cfg.kafka, &cfg.grpc, &cfg.node.id, registry.clone())?;
+        let writer = RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone())?;
+        let events = EventApi::new(publisher, cfg.grpc.max_batch_size);
+        let endpoints = EndpointApi::new(registry.clone(), writer);
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        {
+            let reg = registry.clone();
+            tokio::spawn(async move {
+                reg.wait_loaded().await;
+                reporter.set_serving::<EventServiceServer<EventApi>>().await;
+                reporter.set_serving::<EndpointServiceServer<EndpointApi>>().await;
+            });
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(herald_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        // Room for a batch of maximum-size payloads plus framing.
+        let max_msg = cfg.grpc.max_payload_bytes.saturating_mul(4).max(4 << 20) + (64 << 10);
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(EventServiceServer::new(events).max_decoding_message_size(max_msg))
+            .add_service(EndpointServiceServer::new(endpoints))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop_ingest.clone().cancelled_owned(),
+            );
+        (Some(addr), Some(tokio::spawn(server)))
+    } else {
+        (None, None)
+    };
+
+    let dispatch = if roles.dispatch {
+        health.pending("dispatcher", "waiting for the registry");
+        let settings = DispatchSettings {
+            kafka: cfg.kafka.clone(),
+            dispatch: cfg.dispatch.clone(),
+            delivery: delivery_config(&cfg),
+            node_id: cfg.node.id.clone(),
+        };
+        Some(tokio::spawn(run_dispatcher(
+            settings,
+            registry.clone(),
+            health.clone(),
+            stop_dispatch.clone().cancelled_owned(),
+        )))
+    } else {
+        None
+    };
+
+    Ok(RunningNode {
+        grpc_addr,
+        http_addr,
+        registry,
+        health,
+        stop_ingest,
+        stop_dispatch,
+        stop_rest,
+        ingest,
+        dispatch,
+        rest,
+    })
+}
+
+/// The HTTP client settings from the configuration.
+pub fn delivery_config(cfg: &Config) -> herald_delivery::DeliveryConfig {
+    herald_delivery::DeliveryConfig {
+        connect_timeout: Duration::from_millis(cfg.delivery.connect_timeout_ms),
+        request_timeout: Duration::from_millis(cfg.delivery.timeout_ms),
+        max_response_body: cfg.delivery.max_response_body_bytes,
+        pool_idle_per_host: cfg.delivery.pool_idle_per_host,
+        ..Default::default()
+    }
+}
+
+/// Keeps readiness and the endpoint gauge in step with the registry.
+async fn watch_registry(registry: Registry, health: Health, stop: CancellationToken) {
+    let mut progress = registry.progress();
+    loop {
+        if registry.is_loaded() {
+            health.ready("registry");
+        }
+        metrics::gauge!(names::ENDPOINTS).set(registry.len() as f64);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = progress.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+impl RunningNode {
+    /// Stops the node: ingest, then the dispatcher (draining), then the rest.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop_ingest.cancel();
+        if let Some(i) = self.ingest {
+            i.await?.context("gRPC server")?;
+        }
+        self.stop_dispatch.cancel();
+        if let Some(d) = self.dispatch {
+            d.await?.context("dispatcher")?;
+        }
+        self.stop_rest.cancel();
+        for r in self.rest {
+            r.await?;
+        }
+        Ok(())
+    }
+
+    /// Runs until `signal` resolves or a role fails, then shuts down.
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let failed = async {
+            match (&mut self.ingest, &mut self.dispatch) {
+                (Some(i), Some(d)) => tokio::select! { r = i => Err(describe("gRPC server", r.map(|r| r.map_err(anyhow::Error::from)))), r = d => Err(describe("dispatcher", r.map(|r| r.map_err(anyhow::Error::from)))) },
+                (Some(i), None) => Err(describe("gRPC server", (&mut *i).await.map(|r| r.map_err(anyhow::Error::from)))),
+                (None, Some(d)) => Err(describe("dispatcher", (&mut *d).await.map(|r| r.map_err(anyhow::Error::from)))),
+                (None, None) => std::future::pending::<anyhow::Result<()>>().await,
+            }
+        };
+        tokio::select! {
+            _ = signal => {}
+            r = failed => return r,
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+fn describe(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match r {
+        Ok(Ok(())) => anyhow::anyhow!("{what} stopped unexpectedly"),
+        Ok(Err(e)) => e.context(format!("{what} failed")),
+        Err(e) => anyhow::anyhow!("{what} panicked: {e}"),
+    }
+}

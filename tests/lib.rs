@@ -1,0 +1,1 @@
+//! Herald end-to-end tests live in this crate's `[[test]]` targets.
