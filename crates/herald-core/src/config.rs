@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -85,6 +86,8 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// Outgoing HTTP deliveries.
     pub delivery: DeliveryConfig,
+    /// Retry schedule and dead-lettering.
+    pub retry: RetryConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -158,6 +161,10 @@ pub struct KafkaConfig {
     pub events_partitions: i32,
     /// Compacted topic holding the endpoint registry.
     pub endpoints_topic: String,
+    /// Topic holding events waiting for a long retry (same partition count as events).
+    pub retry_topic: String,
+    /// Topic holding dead letters (same partition count as events).
+    pub dlq_topic: String,
     /// Replication factor of topics Herald creates.
     pub replication_factor: i32,
     /// Consumer group of the dispatchers.
@@ -177,6 +184,8 @@ impl Default for KafkaConfig {
             events_topic: "herald.events".into(),
             events_partitions: 12,
             endpoints_topic: "herald.endpoints".into(),
+            retry_topic: "herald.retry".into(),
+            dlq_topic: "herald.dlq".into(),
             replication_factor: 3,
             consumer_group: "herald-dispatch".into(),
             session_timeout_ms: 10_000,
@@ -242,6 +251,55 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// `[retry]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Delays before each retry (the first follows the first attempt).
+    #[serde(with = "crate::duration::serde_list")]
+    pub schedule: Vec<Duration>,
+    /// Relative jitter on each delay, 0.0 to 1.0.
+    pub jitter: f64,
+    /// Events older than this (since publish) are dead-lettered, not retried.
+    #[serde(with = "crate::duration::serde_one")]
+    pub max_age: Duration,
+    /// Longest wait a receiver's `Retry-After` can impose.
+    #[serde(with = "crate::duration::serde_one")]
+    pub max_retry_after: Duration,
+    /// Retries due within this wait in memory; longer waits move the
+    /// endpoint's pending events to the retry topic.
+    #[serde(with = "crate::duration::serde_one")]
+    pub in_memory_max: Duration,
+    /// Treat 4xx answers other than 408 and 429 as final (dead-letter at once).
+    pub final_4xx: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        let p = crate::schedule::RetryPolicy::default();
+        Self {
+            schedule: p.schedule,
+            jitter: p.jitter,
+            max_age: p.max_age,
+            max_retry_after: p.max_retry_after,
+            in_memory_max: Duration::from_secs(30),
+            final_4xx: false,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The node-wide retry policy.
+    pub fn policy(&self) -> crate::schedule::RetryPolicy {
+        crate::schedule::RetryPolicy {
+            schedule: self.schedule.clone(),
+            jitter: self.jitter,
+            max_age: self.max_age,
+            max_retry_after: self.max_retry_after,
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -270,7 +328,7 @@ impl Default for LogConfig {
 }
 
 /// Sections that environment variables may address.
-const SECTIONS: &[&str] = &["node", "grpc", "http", "kafka", "dispatch", "delivery", "log"];
+const SECTIONS: &[&str] = &["node", "grpc", "http", "kafka", "dispatch", "delivery", "retry", "log"];
 
 /// Builds a [`Config`] from layers, later layers winning.
 #[derive(Debug, Default)]
@@ -391,13 +449,19 @@ impl Config {
         if k.brokers.trim().is_empty() {
             return bad("kafka.brokers", "must list at least one host:port");
         }
-        for (key, topic) in [("kafka.events_topic", &k.events_topic), ("kafka.endpoints_topic", &k.endpoints_topic)] {
+        let topics = [
+            ("kafka.events_topic", &k.events_topic),
+            ("kafka.endpoints_topic", &k.endpoints_topic),
+            ("kafka.retry_topic", &k.retry_topic),
+            ("kafka.dlq_topic", &k.dlq_topic),
+        ];
+        for (i, (key, topic)) in topics.iter().enumerate() {
             if !valid_topic(topic) {
                 return bad(key, format!("{topic:?} is not a valid Kafka topic name ([A-Za-z0-9._-], 1 to 249 characters)"));
             }
-        }
-        if k.events_topic == k.endpoints_topic {
-            return bad("kafka.endpoints_topic", "must differ from kafka.events_topic");
+            if let Some((other, _)) = topics[..i].iter().find(|(_, t)| t == topic) {
+                return bad(key, format!("must differ from {other} ({topic:?})"));
+            }
         }
         if k.events_partitions < 1 {
             return bad("kafka.events_partitions", "must be at least 1");
@@ -430,6 +494,16 @@ impl Config {
         }
         if d.default_max_in_flight == 0 {
             return bad("dispatch.default_max_in_flight", "must be at least 1");
+        }
+        let r = &self.retry;
+        if !(0.0..=1.0).contains(&r.jitter) {
+            return bad("retry.jitter", "must be between 0.0 and 1.0");
+        }
+        if r.schedule.iter().any(|d| d.is_zero()) {
+            return bad("retry.schedule", "delays must be longer than 0");
+        }
+        if r.max_age.is_zero() {
+            return bad("retry.max_age", "must be longer than 0");
         }
         let v = &self.delivery;
         if v.connect_timeout_ms == 0 || v.timeout_ms == 0 {
@@ -547,6 +621,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("grpc.listen"), "{msg}");
+    }
+
+    #[test]
+    fn retry_durations_parse() {
+        let mut l = ConfigLoader::new();
+        l.file("h.toml", "[retry]\nschedule = [\"1s\", \"2m\", 500]\nmax_age = \"2d\"\n").unwrap();
+        l.env(env(&[("HERALD_RETRY_IN_MEMORY_MAX", "10s")]));
+        let cfg = l.build().unwrap();
+        assert_eq!(
+            cfg.retry.schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(120), Duration::from_millis(500)]
+        );
+        assert_eq!(cfg.retry.max_age, Duration::from_secs(2 * 86_400));
+        assert_eq!(cfg.retry.in_memory_max, Duration::from_secs(10));
+        let msg = ConfigLoader::new()
+            .env(env(&[("HERALD_RETRY_MAX_AGE", "forever")]))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("retry.max_age") && msg.contains("forever"), "{msg}");
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Endpoint {
     pub created_at_ms: i64,
     /// Unix milliseconds.
     pub updated_at_ms: i64,
+    /// Retry schedule replacing the node's; empty = node default.
+    pub retry_schedule: Vec<std::time::Duration>,
+    /// Maximum event age replacing the node's.
+    pub max_age: Option<std::time::Duration>,
 }
 
 impl Endpoint {
@@ -70,6 +74,8 @@ impl Endpoint {
             headers: rec.headers.into_iter().collect(),
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
+            retry_schedule: rec.retry_schedule_ms.iter().map(|&ms| std::time::Duration::from_millis(ms)).collect(),
+            max_age: (rec.max_age_ms > 0).then(|| std::time::Duration::from_millis(rec.max_age_ms)),
         })
     }
 
@@ -88,7 +94,21 @@ impl Endpoint {
             headers: self.headers.clone().into_iter().collect(),
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
+            retry_schedule_ms: self.retry_schedule.iter().map(|d| d.as_millis() as u64).collect(),
+            max_age_ms: self.max_age.map_or(0, |d| d.as_millis() as u64),
         }
+    }
+
+    /// The retry policy for this endpoint: `base` with this endpoint's overrides.
+    pub fn retry_policy(&self, base: &crate::schedule::RetryPolicy) -> crate::schedule::RetryPolicy {
+        let mut p = base.clone();
+        if !self.retry_schedule.is_empty() {
+            p.schedule = self.retry_schedule.clone();
+        }
+        if let Some(age) = self.max_age {
+            p.max_age = age;
+        }
+        p
     }
 
     /// Deliveries allowed at once: 1 when ordered, else the endpoint's or the default.
@@ -115,6 +135,8 @@ mod tests {
             rate_limit_per_second: 10,
             rate_limit_burst: 0,
             headers: [("X-A".to_string(), "1".to_string())].into_iter().collect(),
+            retry_schedule_ms: vec![10, 20],
+            max_age_ms: 1000,
             ..Default::default()
         }
     }
@@ -136,6 +158,14 @@ mod tests {
         let mut r = record();
         r.secrets.clear();
         assert_eq!(Endpoint::from_record(r).unwrap_err().field, "secret");
+    }
+
+    #[test]
+    fn retry_overrides_apply() {
+        let ep = Endpoint::from_record(record()).unwrap();
+        let p = ep.retry_policy(&crate::schedule::RetryPolicy::default());
+        assert_eq!(p.schedule, vec![std::time::Duration::from_millis(10), std::time::Duration::from_millis(20)]);
+        assert_eq!(p.max_age, std::time::Duration::from_secs(1));
     }
 
     #[test]

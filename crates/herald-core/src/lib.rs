@@ -14,9 +14,11 @@
 
 pub mod backoff;
 pub mod config;
+pub mod duration;
 pub mod endpoint;
 pub mod ids;
 pub mod retry;
+pub mod schedule;
 pub mod time;
 pub mod validate;
 

@@ -5,6 +5,7 @@
 //! Concurrent updates of one endpoint on different nodes: the last write wins.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use herald_core::endpoint::RateLimit;
 use herald_core::validate::{self, FieldError};
@@ -69,6 +70,33 @@ pub fn view(ep: &Endpoint) -> pb::Endpoint {
         headers: ep.headers.clone().into_iter().collect(),
         created_at_ms: ep.created_at_ms,
         updated_at_ms: ep.updated_at_ms,
+        retry_schedule_ms: ep.retry_schedule.iter().map(|d| d.as_millis() as u64).collect(),
+        max_age_ms: ep.max_age.map_or(0, |d| d.as_millis() as u64),
+    }
+}
+
+/// Most delays in a per-endpoint retry schedule, and the longest delay.
+const MAX_SCHEDULE_LEN: usize = 50;
+const MAX_DELAY_MS: u64 = 7 * 86_400_000;
+
+fn schedule(field: &str, delays_ms: &[u64]) -> Result<Vec<Duration>, Status> {
+    if delays_ms.len() > MAX_SCHEDULE_LEN {
+        return Err(invalid(FieldError::new(field, format!("at most {MAX_SCHEDULE_LEN} delays"))));
+    }
+    if let Some(bad) = delays_ms.iter().find(|&&d| d == 0 || d > MAX_DELAY_MS) {
+        return Err(invalid(FieldError::new(
+            field,
+            format!("delay {bad} ms is out of range (1 ms to {MAX_DELAY_MS} ms)"),
+        )));
+    }
+    Ok(delays_ms.iter().map(|&d| Duration::from_millis(d)).collect())
+}
+
+fn max_age(field: &str, ms: u64) -> Result<Option<Duration>, Status> {
+    match ms {
+        0 => Ok(None),
+        ms if ms > 30 * 86_400_000 => Err(invalid(FieldError::new(field, "at most 30 days"))),
+        ms => Ok(Some(Duration::from_millis(ms))),
     }
 }
 
@@ -127,6 +155,8 @@ impl EndpointService for EndpointApi {
             headers: req.headers.into_iter().collect::<BTreeMap<_, _>>(),
             created_at_ms: now,
             updated_at_ms: now,
+            retry_schedule: schedule("retry_schedule_ms", &req.retry_schedule_ms)?,
+            max_age: max_age("max_age_ms", req.max_age_ms)?,
         };
         check(&ep)?;
         self.store(&ep).await?;
@@ -200,6 +230,12 @@ impl EndpointService for EndpointApi {
             // The new secret signs; the previous one is still sent until the next rotation.
             let previous = ep.secrets.first().cloned();
             ep.secrets = std::iter::once(new).chain(previous).collect();
+        }
+        if let Some(r) = req.retry_schedule {
+            ep.retry_schedule = schedule("retry_schedule.delays_ms", &r.delays_ms)?;
+        }
+        if let Some(a) = req.max_age_ms {
+            ep.max_age = max_age("max_age_ms", a)?;
         }
         ep.updated_at_ms = now_ms();
         check(&ep)?;

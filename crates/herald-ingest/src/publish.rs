@@ -143,6 +143,7 @@ impl Publisher {
             created_at_ms: now_ms(),
             idempotency_key: req.idempotency_key,
             attempt: Some(AttemptState::default()),
+            ..Default::default()
         };
         let value = envelope.encode_to_vec();
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {

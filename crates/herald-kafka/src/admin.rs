@@ -5,7 +5,7 @@
 //! endpoint writes). The replication factor is lowered to the number of
 //! brokers when the cluster is smaller, with a warning.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_core::config::KafkaConfig;
@@ -26,6 +26,18 @@ pub enum TopicError {
         brokers: String,
         /// Client error.
         source: KafkaError,
+    },
+    /// The retry or dead-letter topic does not have the events topic's partition count.
+    #[error("topic {topic} has {found} partitions but {events} has {expected}; they must match (the dispatcher pairs partition N of each)")]
+    NotCoPartitioned {
+        /// The mismatched topic.
+        topic: String,
+        /// Its partition count.
+        found: i32,
+        /// The events topic.
+        events: String,
+        /// The events topic's partition count.
+        expected: i32,
     },
     /// The broker refused to create a topic.
     #[error("cannot create topic {topic}: {reason} (create it by hand, or fix permissions)")]
@@ -53,7 +65,34 @@ pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
     vec![
         TopicSpec { name: cfg.events_topic.clone(), partitions: cfg.events_partitions, compacted: false },
         TopicSpec { name: cfg.endpoints_topic.clone(), partitions: 1, compacted: true },
+        TopicSpec { name: cfg.retry_topic.clone(), partitions: cfg.events_partitions, compacted: false },
+        TopicSpec { name: cfg.dlq_topic.clone(), partitions: cfg.events_partitions, compacted: false },
     ]
+}
+
+/// The retry and dead-letter topics must have as many partitions as the
+/// events topic (when both exist, or when the events topic will be created
+/// with `events_partitions`).
+fn check_co_partitioned(cfg: &KafkaConfig, existing: &HashMap<String, i32>) -> Result<(), TopicError> {
+    let expected = existing.get(&cfg.events_topic).copied().unwrap_or(cfg.events_partitions);
+    for topic in [&cfg.retry_topic, &cfg.dlq_topic] {
+        if let Some(&found) = existing.get(topic) {
+            if found != expected {
+                return Err(TopicError::NotCoPartitioned {
+                    topic: topic.clone(),
+                    found,
+                    events: cfg.events_topic.clone(),
+                    expected,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of the events topic as it exists (or will be created).
+pub fn events_partitions(cfg: &KafkaConfig, existing: &HashMap<String, i32>) -> i32 {
+    existing.get(&cfg.events_topic).copied().unwrap_or(cfg.events_partitions)
 }
 
 /// Creates whichever of `specs` do not exist yet.
@@ -68,11 +107,11 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
             .inner()
             .fetch_metadata(None, Duration::from_secs(10))
             .map(|md| {
-                let names: HashSet<String> = md
+                let names: HashMap<String, i32> = md
                     .topics()
                     .iter()
                     .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                    .map(|t| t.name().to_string())
+                    .map(|t| (t.name().to_string(), t.partitions().len() as i32))
                     .collect();
                 (names, md.brokers().len() as i32)
             })
@@ -81,7 +120,8 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
     .expect("metadata task panicked")
     .map_err(|source| TopicError::Unreachable { brokers: cfg.brokers.clone(), source })?;
 
-    let missing: Vec<&TopicSpec> = specs.iter().filter(|s| !existing.contains(&s.name)).collect();
+    check_co_partitioned(cfg, &existing)?;
+    let missing: Vec<&TopicSpec> = specs.iter().filter(|s| !existing.contains_key(&s.name)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -93,10 +133,13 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
             "kafka.replication_factor is larger than the cluster ({brokers} brokers); creating topics with {rf}"
         );
     }
+    // Retry and dead-letter topics follow the events topic's real count.
+    let events_count = events_partitions(cfg, &existing);
     let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|s| {
-            let t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(rf));
+            let partitions = if s.name == cfg.retry_topic || s.name == cfg.dlq_topic { events_count } else { s.partitions };
+            let t = NewTopic::new(&s.name, partitions, TopicReplication::Fixed(rf));
             if s.compacted { t.set("cleanup.policy", "compact") } else { t }
         })
         .collect();

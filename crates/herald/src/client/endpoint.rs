@@ -74,6 +74,12 @@ pub struct CreateArgs {
     /// Custom header sent with every delivery, as 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<Header>,
+    /// Delays before each retry, replacing the node's schedule, e.g. '5s,1m,10m'.
+    #[arg(long, value_name = "DELAYS", value_parser = parse_schedule)]
+    retry_schedule: Option<Schedule>,
+    /// Events older than this are dead-lettered instead of retried, e.g. '2d'.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    max_age: Option<u64>,
 }
 
 /// Flags of `herald endpoint list`.
@@ -131,6 +137,12 @@ pub struct UpdateArgs {
     /// New signing secret; the previous one keeps being sent alongside it until the next rotation.
     #[arg(long, value_name = "whsec_...")]
     rotate_secret: Option<String>,
+    /// Delays before each retry, e.g. '5s,1m,10m'; 'default' restores the node's schedule.
+    #[arg(long, value_name = "DELAYS", value_parser = parse_schedule)]
+    retry_schedule: Option<Schedule>,
+    /// Events older than this are dead-lettered instead of retried, e.g. '2d' ('0' = node default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    max_age: Option<u64>,
 }
 
 /// One `--header 'Name: value'` flag.
@@ -191,7 +203,26 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
         rate_limit,
         max_in_flight: args.max_in_flight.unwrap_or(0),
         headers: header_map(args.headers)?,
+        retry_schedule_ms: args.retry_schedule.map(|s| s.0).unwrap_or_default(),
+        max_age_ms: args.max_age.unwrap_or(0),
     })
+}
+
+/// A retry schedule given on the command line, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(Vec<u64>);
+
+/// Parses `5s,1m,10m` (or `default`, the empty schedule).
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    if s.trim() == "default" {
+        return Ok(Schedule(Vec::new()));
+    }
+    s.split(',').map(parse_duration_ms).collect::<Result<_, _>>().map(Schedule)
+}
+
+/// Parses one duration such as `500ms`, `5s`, `2h` or `3d` into milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    herald_core::duration::parse(s).map(|d| d.as_millis() as u64)
 }
 
 impl UpdateArgs {
@@ -226,6 +257,8 @@ impl UpdateArgs {
             && self.headers.is_empty()
             && !self.clear_headers
             && self.rotate_secret.is_none()
+            && self.retry_schedule.is_none()
+            && self.max_age.is_none()
     }
 }
 
@@ -260,6 +293,8 @@ fn update_request(
         max_in_flight: args.max_in_flight,
         headers,
         rotate_secret: args.rotate_secret,
+        retry_schedule: args.retry_schedule.map(|s| herald_proto::v1::RetrySchedule { delays_ms: s.0 }),
+        max_age_ms: args.max_age,
     })
 }
 

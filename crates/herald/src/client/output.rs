@@ -61,6 +61,10 @@ pub(crate) struct EndpointView {
     pub headers: BTreeMap<String, String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Delays before each retry, ms; empty = the node default.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Maximum event age, ms; 0 = the node default.
+    pub max_age_ms: u64,
 }
 
 impl From<v1::Endpoint> for EndpointView {
@@ -78,8 +82,14 @@ impl From<v1::Endpoint> for EndpointView {
             headers: e.headers.into_iter().collect(),
             created_at_ms: e.created_at_ms,
             updated_at_ms: e.updated_at_ms,
+            retry_schedule_ms: e.retry_schedule_ms,
+            max_age_ms: e.max_age_ms,
         }
     }
+}
+
+fn ms_text(ms: u64) -> String {
+    herald_core::duration::format(std::time::Duration::from_millis(ms))
 }
 
 impl EndpointView {
@@ -119,6 +129,15 @@ impl EndpointView {
                     &format!("{name}: {value}"),
                 );
             }
+        }
+        let schedule = if self.retry_schedule_ms.is_empty() {
+            "node default".to_owned()
+        } else {
+            self.retry_schedule_ms.iter().map(|&ms| ms_text(ms)).collect::<Vec<_>>().join(", ")
+        };
+        field("retries", &schedule);
+        if self.max_age_ms > 0 {
+            field("max age", &ms_text(self.max_age_ms));
         }
         field("created", &format_unix_ms(self.created_at_ms));
         field("updated", &format_unix_ms(self.updated_at_ms));
@@ -390,6 +409,7 @@ mod tests {
             .into(),
             created_at_ms: 1_700_000_000_123,
             updated_at_ms: 0,
+            ..Default::default()
         }
     }
 

@@ -1,0 +1,135 @@
+//! Shared helpers of the end-to-end tests: start a whole Herald node
+//! (ingest + dispatcher) in-process against a [`DevBroker`], connect gRPC
+//! clients to it, and small request builders.
+//!
+//! The broker is not `Send`, so each test starts it in its own body
+//! (`let (broker, cfg) = support::broker(cfg)`), then the node with
+//! [`TestNode::start`].
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use herald::node::{self, Roles, RunningNode};
+use herald_core::Config;
+use herald_kafka::DevBroker;
+use herald_proto::v1 as pb;
+use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
+use herald_proto::v1::event_service_client::EventServiceClient;
+use herald_testkit::fixtures;
+use tonic::transport::Channel;
+
+/// The failure guard of every wait: generous, never a synchronisation.
+pub const GUARD: Duration = Duration::from_secs(120);
+
+/// A test configuration; logs go to stderr at `warn` unless `RUST_LOG` says otherwise.
+pub fn config() -> Config {
+    let mut cfg = fixtures::test_config();
+    cfg.log.level = "warn".into();
+    herald::logging::init(&cfg.log);
+    cfg
+}
+
+/// Starts an in-memory broker for `cfg` and points `cfg` at it.
+pub fn broker(mut cfg: Config) -> (DevBroker, Config) {
+    let broker = fixtures::start_broker(&mut cfg).expect("mock Kafka cluster starts");
+    (broker, cfg)
+}
+
+/// A running node with gRPC clients connected to it.
+pub struct TestNode {
+    /// The node itself.
+    pub node: RunningNode,
+    /// `EventService` client.
+    pub events: EventServiceClient<Channel>,
+    /// `EndpointService` client.
+    pub endpoints: EndpointServiceClient<Channel>,
+}
+
+impl TestNode {
+    /// Starts a node with every role and waits until its registry is loaded
+    /// (before that, the API answers `UNAVAILABLE`).
+    pub async fn start(cfg: Config) -> Self {
+        let node = node::start(cfg, Roles::ALL).await.expect("node starts");
+        tokio::time::timeout(GUARD, node.registry.wait_loaded())
+            .await
+            .expect("the endpoint registry loads");
+        let grpc = node.grpc_addr.expect("ingest runs, so gRPC is bound");
+        let channel = Channel::from_shared(format!("http://{grpc}"))
+            .expect("valid uri")
+            .connect()
+            .await
+            .expect("gRPC connects");
+        Self {
+            node,
+            events: EventServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+            endpoints: EndpointServiceClient::new(channel),
+        }
+    }
+
+    /// Creates an enabled endpoint `id` posting to `url`; returns its view and secret.
+    pub async fn create_endpoint(&self, id: &str, url: &str) -> (pb::Endpoint, String) {
+        let resp = self
+            .endpoints
+            .clone()
+            .create_endpoint(pb::CreateEndpointRequest { id: id.into(), url: url.into(), ..Default::default() })
+            .await
+            .unwrap_or_else(|e| panic!("create endpoint {id}: {e}"))
+            .into_inner();
+        (resp.endpoint.expect("create returns the endpoint"), resp.secret)
+    }
+
+    /// Publishes one event; panics on any error.
+    pub async fn publish(&self, endpoint_id: &str, payload: &str) -> pb::PublishResponse {
+        self.events
+            .clone()
+            .publish(publish_req(endpoint_id, payload))
+            .await
+            .unwrap_or_else(|e| panic!("publish to {endpoint_id}: {e}"))
+            .into_inner()
+    }
+
+    /// `GET /metrics` of the node, as text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.node.http_addr);
+        let answer = herald_testkit::http::get(&url).await.expect("GET /metrics");
+        assert_eq!(answer.status, 200, "GET /metrics: {}", answer.text());
+        answer.text()
+    }
+
+    /// Stops the node (drain included) and checks that it stopped cleanly.
+    pub async fn shutdown(self) {
+        drop((self.events, self.endpoints));
+        tokio::time::timeout(GUARD, self.node.shutdown())
+            .await
+            .expect("node shuts down in time")
+            .expect("node shuts down cleanly");
+    }
+}
+
+/// A publish request of type `test.event`.
+pub fn publish_req(endpoint_id: &str, payload: &str) -> pb::PublishRequest {
+    pb::PublishRequest {
+        endpoint_id: endpoint_id.into(),
+        event_type: "test.event".into(),
+        payload: payload.into(),
+        ..Default::default()
+    }
+}
+
+/// The sum of every sample of metric `name` in a Prometheus text exposition
+/// (all label sets), or `None` if there is none.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = value {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
