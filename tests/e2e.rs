@@ -27,7 +27,10 @@ fn ep_id(i: usize) -> String {
 }
 
 fn payload(ep: usize, seq: usize, via: &str) -> String {
-    format!(r#"{{"endpoint":"{}","seq":{seq},"via":"{via}"}}"#, ep_id(ep))
+    format!(
+        r#"{{"endpoint":"{}","seq":{seq},"via":"{via}"}}"#,
+        ep_id(ep)
+    )
 }
 
 /// One published event as the test expects to see it delivered.
@@ -40,7 +43,11 @@ struct Sent {
 
 /// Publishes `seqs` of each endpoint in `eps` with `Publish`: endpoints in
 /// parallel, each endpoint's events one after the other.
-async fn publish_singly(node: &TestNode, eps: &[usize], seqs: std::ops::Range<usize>) -> Vec<(String, Sent)> {
+async fn publish_singly(
+    node: &TestNode,
+    eps: &[usize],
+    seqs: std::ops::Range<usize>,
+) -> Vec<(String, Sent)> {
     let per_endpoint = eps.iter().map(|&ep| {
         let mut client = node.events.clone();
         let seqs = seqs.clone();
@@ -54,7 +61,14 @@ async fn publish_singly(node: &TestNode, eps: &[usize], seqs: std::ops::Range<us
                     .unwrap_or_else(|e| panic!("publish {} #{seq}: {e}", ep_id(ep)))
                     .into_inner();
                 assert!(!resp.duplicate);
-                out.push((resp.event_id, Sent { ep, seq, payload: body }));
+                out.push((
+                    resp.event_id,
+                    Sent {
+                        ep,
+                        seq,
+                        payload: body,
+                    },
+                ));
             }
             out
         }
@@ -65,18 +79,39 @@ async fn publish_singly(node: &TestNode, eps: &[usize], seqs: std::ops::Range<us
 /// Publishes `seqs` of each endpoint in `eps` with `PublishBatch`, in batches
 /// of [`BATCH`] ordered by (seq, endpoint) and sent one after the other, so
 /// each endpoint's events keep their order within and across batches.
-async fn publish_batched(node: &TestNode, eps: &[usize], seqs: std::ops::Range<usize>) -> Vec<(String, Sent)> {
+async fn publish_batched(
+    node: &TestNode,
+    eps: &[usize],
+    seqs: std::ops::Range<usize>,
+) -> Vec<(String, Sent)> {
     let mut client = node.events.clone();
     let items: Vec<Sent> = seqs
-        .flat_map(|seq| eps.iter().map(move |&ep| Sent { ep, seq, payload: payload(ep, seq, "batch") }))
+        .flat_map(|seq| {
+            eps.iter().map(move |&ep| Sent {
+                ep,
+                seq,
+                payload: payload(ep, seq, "batch"),
+            })
+        })
         .collect();
     let mut out = Vec::new();
     for chunk in items.chunks(BATCH) {
         let req = pb::PublishBatchRequest {
-            events: chunk.iter().map(|s| publish_req(&ep_id(s.ep), &s.payload)).collect(),
+            events: chunk
+                .iter()
+                .map(|s| publish_req(&ep_id(s.ep), &s.payload))
+                .collect(),
         };
-        let resp = client.publish_batch(req).await.expect("publish batch").into_inner();
-        assert_eq!((resp.accepted as usize, resp.rejected), (chunk.len(), 0), "{resp:?}");
+        let resp = client
+            .publish_batch(req)
+            .await
+            .expect("publish batch")
+            .into_inner();
+        assert_eq!(
+            (resp.accepted as usize, resp.rejected),
+            (chunk.len(), 0),
+            "{resp:?}"
+        );
         assert_eq!(resp.results.len(), chunk.len());
         for (i, (result, sent)) in resp.results.into_iter().zip(chunk).enumerate() {
             assert_eq!(result.index as usize, i);
@@ -97,7 +132,9 @@ async fn delivers_every_event_signed_and_in_order() {
 
     let mut secrets = Vec::new();
     for ep in 0..ENDPOINTS {
-        let (view, secret) = node.create_endpoint(&ep_id(ep), &receiver.url_for(&ep_id(ep))).await;
+        let (view, secret) = node
+            .create_endpoint(&ep_id(ep), &receiver.url_for(&ep_id(ep)))
+            .await;
         assert!(view.ordered && view.enabled);
         secrets.push(Secret::parse(&secret).expect("create returns a whsec_ secret"));
     }
@@ -105,36 +142,53 @@ async fn delivers_every_event_signed_and_in_order() {
     // Half the events through Publish, half through PublishBatch, both paths
     // running at once on different endpoints; then the roles swap. Each
     // endpoint's first half is acknowledged before its second half starts.
-    let t0 = std::time::Instant::now();
     let even: Vec<usize> = (0..ENDPOINTS).step_by(2).collect();
     let odd: Vec<usize> = (1..ENDPOINTS).step_by(2).collect();
     let half = PER_ENDPOINT / 2;
-    let (a, b) = tokio::join!(publish_singly(&node, &even, 0..half), publish_batched(&node, &odd, 0..half));
-    eprintln!("TIMING phase1 {:?}", t0.elapsed());
+    let (a, b) = tokio::join!(
+        publish_singly(&node, &even, 0..half),
+        publish_batched(&node, &odd, 0..half)
+    );
     let (c, d) = tokio::join!(
         publish_singly(&node, &odd, half..PER_ENDPOINT),
         publish_batched(&node, &even, half..PER_ENDPOINT)
     );
     let total = ENDPOINTS * PER_ENDPOINT;
-    assert_eq!((a.len() + c.len(), b.len() + d.len()), (total / 2, total / 2));
-    eprintln!("TIMING published {:?}", t0.elapsed());
+    assert_eq!(
+        (a.len() + c.len(), b.len() + d.len()),
+        (total / 2, total / 2)
+    );
     let sent: HashMap<String, Sent> = a.into_iter().chain(b).chain(c).chain(d).collect();
-    assert_eq!(sent.len(), total, "every publish returned a distinct event id");
+    assert_eq!(
+        sent.len(),
+        total,
+        "every publish returned a distinct event id"
+    );
 
     let ids: Vec<&String> = sent.keys().collect();
-    receiver.wait_for_ids(&ids, GUARD).await.unwrap_or_else(|e| {
-        let seen: HashSet<String> = receiver.requests().iter().map(|r| r.webhook_id().to_string()).collect();
-        let missing = ids.iter().filter(|id| !seen.contains(id.as_str())).count();
-        panic!("{e}; {missing} of {total} events never arrived")
-    });
+    receiver
+        .wait_for_ids(&ids, GUARD)
+        .await
+        .unwrap_or_else(|e| {
+            let seen: HashSet<String> = receiver
+                .requests()
+                .iter()
+                .map(|r| r.webhook_id().to_string())
+                .collect();
+            let missing = ids.iter().filter(|id| !seen.contains(id.as_str())).count();
+            panic!("{e}; {missing} of {total} events never arrived")
+        });
 
-    eprintln!("TIMING delivered {:?}", t0.elapsed());
     let all = receiver.requests();
     let now = now_unix();
     let mut problems = Vec::new();
     for r in &all {
         let Some(s) = sent.get(r.webhook_id()) else {
-            problems.push(format!("unexpected delivery {:?} to {}", r.webhook_id(), r.path));
+            problems.push(format!(
+                "unexpected delivery {:?} to {}",
+                r.webhook_id(),
+                r.path
+            ));
             continue;
         };
         let id = r.webhook_id();
@@ -142,22 +196,38 @@ async fn delivers_every_event_signed_and_in_order() {
             problems.push(format!("{id}: method {}", r.method));
         }
         if r.path != format!("/{}", ep_id(s.ep)) {
-            problems.push(format!("{id}: delivered to {} instead of /{}", r.path, ep_id(s.ep)));
+            problems.push(format!(
+                "{id}: delivered to {} instead of /{}",
+                r.path,
+                ep_id(s.ep)
+            ));
         }
         if r.body != s.payload.as_bytes() {
-            problems.push(format!("{id}: body {:?} instead of {:?}", r.body_text(), s.payload));
+            problems.push(format!(
+                "{id}: body {:?} instead of {:?}",
+                r.body_text(),
+                s.payload
+            ));
         }
         if r.header("content-type") != Some("application/json") {
             problems.push(format!("{id}: content-type {:?}", r.header("content-type")));
         }
-        if !r.header("user-agent").is_some_and(|ua| ua.starts_with("Herald/")) {
+        if !r
+            .header("user-agent")
+            .is_some_and(|ua| ua.starts_with("Herald/"))
+        {
             problems.push(format!("{id}: user-agent {:?}", r.header("user-agent")));
         }
         if let Err(e) = r.verify(std::slice::from_ref(&secrets[s.ep]), now) {
             problems.push(format!("{id}: signature does not verify: {e}"));
         }
     }
-    assert!(problems.is_empty(), "{} problems, first ones: {:#?}", problems.len(), &problems[..problems.len().min(10)]);
+    assert!(
+        problems.is_empty(),
+        "{} problems, first ones: {:#?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
 
     // Per-endpoint order: the first arrival of each id, per endpoint, in publish order.
     let mut order: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -167,7 +237,12 @@ async fn delivers_every_event_signed_and_in_order() {
     }
     let expected: Vec<usize> = (0..PER_ENDPOINT).collect();
     for ep in 0..ENDPOINTS {
-        assert_eq!(order.get(&ep), Some(&expected), "arrival order of {}", ep_id(ep));
+        assert_eq!(
+            order.get(&ep),
+            Some(&expected),
+            "arrival order of {}",
+            ep_id(ep)
+        );
     }
     let duplicates = all.len() - total;
     if duplicates > 0 {
@@ -180,15 +255,28 @@ async fn delivers_every_event_signed_and_in_order() {
     // was settled, and settling comes after counting.
     let mut fences = Vec::new();
     for ep in 0..ENDPOINTS {
-        fences.push(node.publish(&ep_id(ep), &payload(ep, PER_ENDPOINT, "fence")).await.event_id);
+        fences.push(
+            node.publish(&ep_id(ep), &payload(ep, PER_ENDPOINT, "fence"))
+                .await
+                .event_id,
+        );
     }
-    receiver.wait_for_ids(&fences, GUARD).await.expect("fence events arrive");
+    receiver
+        .wait_for_ids(&fences, GUARD)
+        .await
+        .expect("fence events arrive");
     let metrics = node.metrics().await;
     let delivered = support::metric_sum(&metrics, "herald_events_delivered_total")
         .unwrap_or_else(|| panic!("no herald_events_delivered_total in /metrics:\n{metrics}"));
-    assert!(delivered >= total as f64, "herald_events_delivered_total = {delivered}, want >= {total}");
+    assert!(
+        delivered >= total as f64,
+        "herald_events_delivered_total = {delivered}, want >= {total}"
+    );
     let published = support::metric_sum(&metrics, "herald_events_published_total").unwrap_or(0.0);
-    assert!(published >= (total + ENDPOINTS) as f64, "herald_events_published_total = {published}");
+    assert!(
+        published >= (total + ENDPOINTS) as f64,
+        "herald_events_published_total = {published}"
+    );
 
     node.shutdown().await;
 }
@@ -200,7 +288,11 @@ fn assert_status<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, ne
         Ok(v) => panic!("expected {code:?} mentioning {needle:?}, got Ok({v:?})"),
         Err(s) => {
             assert_eq!(s.code(), code, "status {s:?}");
-            assert!(s.message().contains(needle), "{code:?} message {:?} does not mention {needle:?}", s.message());
+            assert!(
+                s.message().contains(needle),
+                "{code:?} message {:?} does not mention {needle:?}",
+                s.message()
+            );
         }
     }
 }
@@ -217,7 +309,8 @@ async fn bad_input_gets_named_status_codes() {
     let mut events = node.events.clone();
     let mut endpoints = node.endpoints.clone();
 
-    node.create_endpoint("good", &receiver.url_for("good")).await;
+    node.create_endpoint("good", &receiver.url_for("good"))
+        .await;
     endpoints
         .create_endpoint(pb::CreateEndpointRequest {
             id: "off".into(),
@@ -227,39 +320,84 @@ async fn bad_input_gets_named_status_codes() {
         })
         .await
         .expect("create a disabled endpoint");
-    node.create_endpoint("later-off", &receiver.url_for("later-off")).await;
+    node.create_endpoint("later-off", &receiver.url_for("later-off"))
+        .await;
     endpoints
-        .update_endpoint(pb::UpdateEndpointRequest { id: "later-off".into(), enabled: Some(false), ..Default::default() })
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "later-off".into(),
+            enabled: Some(false),
+            ..Default::default()
+        })
         .await
         .expect("disable an endpoint");
 
     // Publish.
-    assert_status(events.publish(publish_req("nope", "{}")).await, Code::NotFound, "nope");
-    assert_status(events.publish(publish_req("off", "{}")).await, Code::FailedPrecondition, "off");
-    assert_status(events.publish(publish_req("later-off", "{}")).await, Code::FailedPrecondition, "later-off");
-    assert_status(events.publish(publish_req("good", "{not json")).await, Code::InvalidArgument, "payload");
-    assert_status(events.publish(publish_req("good", "")).await, Code::InvalidArgument, "payload");
-    assert_status(events.publish(publish_req("", "{}")).await, Code::InvalidArgument, "endpoint_id");
+    assert_status(
+        events.publish(publish_req("nope", "{}")).await,
+        Code::NotFound,
+        "nope",
+    );
+    assert_status(
+        events.publish(publish_req("off", "{}")).await,
+        Code::FailedPrecondition,
+        "off",
+    );
+    assert_status(
+        events.publish(publish_req("later-off", "{}")).await,
+        Code::FailedPrecondition,
+        "later-off",
+    );
+    assert_status(
+        events.publish(publish_req("good", "{not json")).await,
+        Code::InvalidArgument,
+        "payload",
+    );
+    assert_status(
+        events.publish(publish_req("good", "")).await,
+        Code::InvalidArgument,
+        "payload",
+    );
+    assert_status(
+        events.publish(publish_req("", "{}")).await,
+        Code::InvalidArgument,
+        "endpoint_id",
+    );
     let mut no_type = publish_req("good", "{}");
     no_type.event_type = String::new();
-    assert_status(events.publish(no_type).await, Code::InvalidArgument, "event_type");
+    assert_status(
+        events.publish(no_type).await,
+        Code::InvalidArgument,
+        "event_type",
+    );
     let sized = |n: usize| {
         let p = format!(r#"{{"pad":"{}"}}"#, "x".repeat(n - 10));
         assert_eq!(p.len(), n);
         p
     };
-    assert_status(events.publish(publish_req("good", &sized(LIMIT + 1))).await, Code::InvalidArgument, "payload");
+    assert_status(
+        events.publish(publish_req("good", &sized(LIMIT + 1))).await,
+        Code::InvalidArgument,
+        "payload",
+    );
     let at_limit = node.publish("good", &sized(LIMIT)).await;
 
     // Endpoint URLs.
     for url in ["ftp://x", "/relative", "", "http://"] {
         let r = endpoints
-            .create_endpoint(pb::CreateEndpointRequest { id: "bad-url".into(), url: url.into(), ..Default::default() })
+            .create_endpoint(pb::CreateEndpointRequest {
+                id: "bad-url".into(),
+                url: url.into(),
+                ..Default::default()
+            })
             .await;
         assert_status(r, Code::InvalidArgument, "url");
     }
     let r = endpoints
-        .update_endpoint(pb::UpdateEndpointRequest { id: "good".into(), url: Some("ftp://x".into()), ..Default::default() })
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "good".into(),
+            url: Some("ftp://x".into()),
+            ..Default::default()
+        })
         .await;
     assert_status(r, Code::InvalidArgument, "url");
 
@@ -293,25 +431,52 @@ async fn bad_input_gets_named_status_codes() {
     }
     // The code is the `tonic::Code` Debug name (see herald-ingest events.rs).
     assert_eq!(errors.keys().copied().collect::<Vec<_>>(), vec![1, 3, 4]);
-    assert_eq!(errors[&1].0, "InvalidArgument");
+    assert_eq!(errors[&1].0, "INVALID_ARGUMENT");
     assert!(errors[&1].1.contains("payload"), "{:?}", errors[&1]);
-    assert_eq!(errors[&3].0, "NotFound");
-    assert_eq!(errors[&4].0, "InvalidArgument");
+    assert_eq!(errors[&3].0, "NOT_FOUND");
+    assert_eq!(errors[&4].0, "INVALID_ARGUMENT");
     assert!(errors[&4].1.contains("event_type"), "{:?}", errors[&4]);
 
-    assert_status(events.publish_batch(pb::PublishBatchRequest { events: vec![] }).await, Code::InvalidArgument, "events");
-    let too_many = pb::PublishBatchRequest { events: (0..11).map(|_| publish_req("good", "{}")).collect() };
-    assert_status(events.publish_batch(too_many).await, Code::InvalidArgument, "events");
+    assert_status(
+        events
+            .publish_batch(pb::PublishBatchRequest { events: vec![] })
+            .await,
+        Code::InvalidArgument,
+        "events",
+    );
+    let too_many = pb::PublishBatchRequest {
+        events: (0..11).map(|_| publish_req("good", "{}")).collect(),
+    };
+    assert_status(
+        events.publish_batch(too_many).await,
+        Code::InvalidArgument,
+        "events",
+    );
 
     // Everything accepted arrives, in order; nothing else does.
     let mut expected = vec![at_limit.event_id.clone()];
     expected.extend(good_ids);
-    receiver.wait_for_ids(&expected, GUARD).await.expect("accepted events arrive");
+    receiver
+        .wait_for_ids(&expected, GUARD)
+        .await
+        .expect("accepted events arrive");
     let all = receiver.requests();
-    let arrived: Vec<&str> = first_arrivals(&all).iter().map(|r| r.webhook_id()).collect();
-    assert_eq!(arrived, expected.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(all.iter().all(|r| r.path == "/good"), "only the good endpoint gets deliveries");
-    let bodies: Vec<String> = first_arrivals(&all)[1..].iter().map(|r| r.body_text()).collect();
+    let arrived: Vec<&str> = first_arrivals(&all)
+        .iter()
+        .map(|r| r.webhook_id())
+        .collect();
+    assert_eq!(
+        arrived,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert!(
+        all.iter().all(|r| r.path == "/good"),
+        "only the good endpoint gets deliveries"
+    );
+    let bodies: Vec<String> = first_arrivals(&all)[1..]
+        .iter()
+        .map(|r| r.body_text())
+        .collect();
     assert_eq!(bodies, vec![r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":4}"#]);
 
     node.shutdown().await;
@@ -345,16 +510,30 @@ async fn endpoint_crud_round_trip() {
             assert_eq!(resp.secret, given);
         }
         let created = resp.endpoint.expect("created endpoint");
-        assert_eq!((created.id.as_str(), created.enabled, created.ordered), (id.as_str(), true, true));
+        assert_eq!(
+            (created.id.as_str(), created.enabled, created.ordered),
+            (id.as_str(), true, true)
+        );
         // Read-your-writes: a get right after the create sees it.
-        let got = endpoints.get_endpoint(pb::GetEndpointRequest { id: id.clone() }).await.expect("get").into_inner();
+        let got = endpoints
+            .get_endpoint(pb::GetEndpointRequest { id: id.clone() })
+            .await
+            .expect("get")
+            .into_inner();
         assert_eq!(got, created);
         let key = resp.secret.trim_start_matches("whsec_");
-        assert!(!format!("{got:?}").contains(key), "get must not reveal the secret");
+        assert!(
+            !format!("{got:?}").contains(key),
+            "get must not reveal the secret"
+        );
         secrets.insert(id, resp.secret);
     }
     let dup = endpoints
-        .create_endpoint(pb::CreateEndpointRequest { id: "crud-0".into(), url: receiver.url_for("x"), ..Default::default() })
+        .create_endpoint(pb::CreateEndpointRequest {
+            id: "crud-0".into(),
+            url: receiver.url_for("x"),
+            ..Default::default()
+        })
         .await;
     assert_status(dup, Code::AlreadyExists, "crud-0");
 
@@ -363,7 +542,10 @@ async fn endpoint_crud_round_trip() {
         let (mut ids, mut pages, mut token) = (Vec::new(), 0, String::new());
         loop {
             let page = endpoints
-                .list_endpoints(pb::ListEndpointsRequest { page_size: 2, page_token: token })
+                .list_endpoints(pb::ListEndpointsRequest {
+                    page_size: 2,
+                    page_token: token,
+                })
                 .await
                 .expect("list")
                 .into_inner();
@@ -380,20 +562,34 @@ async fn endpoint_crud_round_trip() {
     let (ids, pages) = list_all(endpoints.clone()).await;
     assert_eq!(ids, secrets.keys().cloned().collect::<Vec<_>>());
     assert_eq!(pages, 3);
-    for e in endpoints.list_endpoints(pb::ListEndpointsRequest::default()).await.unwrap().into_inner().endpoints {
+    for e in endpoints
+        .list_endpoints(pb::ListEndpointsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoints
+    {
         let key = secrets[&e.id].trim_start_matches("whsec_").to_string();
-        assert!(!format!("{e:?}").contains(&key), "list must not reveal secrets");
+        assert!(
+            !format!("{e:?}").contains(&key),
+            "list must not reveal secrets"
+        );
     }
 
     // Update: url, description and custom headers change, and deliveries follow.
-    let headers: std::collections::HashMap<String, String> =
-        [("x-tenant".to_string(), "acme".to_string()), ("x-trace".to_string(), "t1".to_string())].into();
+    let headers: std::collections::HashMap<String, String> = [
+        ("x-tenant".to_string(), "acme".to_string()),
+        ("x-trace".to_string(), "t1".to_string()),
+    ]
+    .into();
     let updated = endpoints
         .update_endpoint(pb::UpdateEndpointRequest {
             id: "crud-1".into(),
             url: Some(receiver.url_for("crud-1-moved")),
             description: Some("moved".into()),
-            headers: Some(pb::HeaderMap { headers: headers.clone() }),
+            headers: Some(pb::HeaderMap {
+                headers: headers.clone(),
+            }),
             ..Default::default()
         })
         .await
@@ -402,15 +598,35 @@ async fn endpoint_crud_round_trip() {
     assert_eq!(updated.url, receiver.url_for("crud-1-moved"));
     assert_eq!(updated.description, "moved");
     assert_eq!(updated.headers, headers);
-    let got = endpoints.get_endpoint(pb::GetEndpointRequest { id: "crud-1".into() }).await.unwrap().into_inner();
+    let got = endpoints
+        .get_endpoint(pb::GetEndpointRequest {
+            id: "crud-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got, updated);
-    let moved = node.publish("crud-1", r#"{"after":"update"}"#).await.event_id;
-    receiver.wait_for_ids(&[&moved], GUARD).await.expect("delivery after update");
-    let r = receiver.requests_for("crud-1-moved").into_iter().find(|r| r.webhook_id() == moved).expect("at new url");
+    let moved = node
+        .publish("crud-1", r#"{"after":"update"}"#)
+        .await
+        .event_id;
+    receiver
+        .wait_for_ids(&[&moved], GUARD)
+        .await
+        .expect("delivery after update");
+    let r = receiver
+        .requests_for("crud-1-moved")
+        .into_iter()
+        .find(|r| r.webhook_id() == moved)
+        .expect("at new url");
     assert_eq!(r.header("x-tenant"), Some("acme"));
     assert_eq!(r.header("x-trace"), Some("t1"));
-    r.verify(&[Secret::parse(&secrets["crud-1"]).unwrap()], now_unix()).expect("signed with the same secret");
-    assert!(receiver.requests_for("crud-1").is_empty(), "nothing goes to the old url");
+    r.verify(&[Secret::parse(&secrets["crud-1"]).unwrap()], now_unix())
+        .expect("signed with the same secret");
+    assert!(
+        receiver.requests_for("crud-1").is_empty(),
+        "nothing goes to the old url"
+    );
 
     // Rotation: both secrets sign until the next rotation.
     let old = Secret::parse(&secrets["crud-2"]).unwrap();
@@ -423,14 +639,30 @@ async fn endpoint_crud_round_trip() {
         })
         .await
         .expect("rotate secret");
-    let rotated = node.publish("crud-2", r#"{"after":"rotation"}"#).await.event_id;
-    receiver.wait_for_ids(&[&rotated], GUARD).await.expect("delivery after rotation");
-    let r = receiver.requests_for("crud-2").into_iter().find(|r| r.webhook_id() == rotated).unwrap();
+    let rotated = node
+        .publish("crud-2", r#"{"after":"rotation"}"#)
+        .await
+        .event_id;
+    receiver
+        .wait_for_ids(&[&rotated], GUARD)
+        .await
+        .expect("delivery after rotation");
+    let r = receiver
+        .requests_for("crud-2")
+        .into_iter()
+        .find(|r| r.webhook_id() == rotated)
+        .unwrap();
     let sig = r.header("webhook-signature").expect("signature header");
-    assert_eq!(sig.split(' ').filter(|s| s.starts_with("v1,")).count(), 2, "{sig}");
+    assert_eq!(
+        sig.split(' ').filter(|s| s.starts_with("v1,")).count(),
+        2,
+        "{sig}"
+    );
     let now = now_unix();
-    r.verify(std::slice::from_ref(&new), now).expect("new secret verifies");
-    r.verify(std::slice::from_ref(&old), now).expect("old secret verifies");
+    r.verify(std::slice::from_ref(&new), now)
+        .expect("new secret verifies");
+    r.verify(std::slice::from_ref(&old), now)
+        .expect("old secret verifies");
     assert!(r.verify(&[Secret::generate()], now).is_err());
     let bad_rotation = endpoints
         .update_endpoint(pb::UpdateEndpointRequest {
@@ -442,18 +674,46 @@ async fn endpoint_crud_round_trip() {
     assert_status(bad_rotation, Code::InvalidArgument, "rotate_secret");
 
     // Delete.
-    endpoints.delete_endpoint(pb::DeleteEndpointRequest { id: "crud-3".into() }).await.expect("delete");
-    assert_status(endpoints.get_endpoint(pb::GetEndpointRequest { id: "crud-3".into() }).await, Code::NotFound, "crud-3");
+    endpoints
+        .delete_endpoint(pb::DeleteEndpointRequest {
+            id: "crud-3".into(),
+        })
+        .await
+        .expect("delete");
     assert_status(
-        endpoints.delete_endpoint(pb::DeleteEndpointRequest { id: "crud-3".into() }).await,
+        endpoints
+            .get_endpoint(pb::GetEndpointRequest {
+                id: "crud-3".into(),
+            })
+            .await,
         Code::NotFound,
         "crud-3",
     );
-    assert_status(node.events.clone().publish(publish_req("crud-3", "{}")).await, Code::NotFound, "crud-3");
+    assert_status(
+        endpoints
+            .delete_endpoint(pb::DeleteEndpointRequest {
+                id: "crud-3".into(),
+            })
+            .await,
+        Code::NotFound,
+        "crud-3",
+    );
+    assert_status(
+        node.events
+            .clone()
+            .publish(publish_req("crud-3", "{}"))
+            .await,
+        Code::NotFound,
+        "crud-3",
+    );
     let (ids, _) = list_all(endpoints.clone()).await;
     assert_eq!(ids, vec!["crud-0", "crud-1", "crud-2", "crud-4"]);
     let r = endpoints
-        .update_endpoint(pb::UpdateEndpointRequest { id: "crud-3".into(), description: Some("x".into()), ..Default::default() })
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "crud-3".into(),
+            description: Some("x".into()),
+            ..Default::default()
+        })
         .await;
     assert_status(r, Code::NotFound, "crud-3");
 
@@ -465,8 +725,10 @@ async fn idempotent_publish_returns_same_event_id() {
     let (_broker, cfg) = support::broker(support::config());
     let node = TestNode::start(cfg).await;
     let receiver = TestReceiver::start().await.unwrap();
-    node.create_endpoint("idem", &receiver.url_for("idem")).await;
-    node.create_endpoint("idem-2", &receiver.url_for("idem-2")).await;
+    node.create_endpoint("idem", &receiver.url_for("idem"))
+        .await;
+    node.create_endpoint("idem-2", &receiver.url_for("idem-2"))
+        .await;
     let mut events = node.events.clone();
 
     let keyed = |ep: &str| {
@@ -474,26 +736,49 @@ async fn idempotent_publish_returns_same_event_id() {
         r.idempotency_key = "order-42".into();
         r
     };
-    let first = events.publish(keyed("idem")).await.expect("first publish").into_inner();
-    let second = events.publish(keyed("idem")).await.expect("retried publish").into_inner();
+    let first = events
+        .publish(keyed("idem"))
+        .await
+        .expect("first publish")
+        .into_inner();
+    let second = events
+        .publish(keyed("idem"))
+        .await
+        .expect("retried publish")
+        .into_inner();
     assert!(!first.duplicate);
     assert!(second.duplicate);
     assert_eq!(second.event_id, first.event_id);
-    assert_eq!((second.partition, second.offset), (first.partition, first.offset));
+    assert_eq!(
+        (second.partition, second.offset),
+        (first.partition, first.offset)
+    );
     // The retry wrote nothing: the next record of this endpoint's partition
     // directly follows the first one.
     let fence = node.publish("idem", r#"{"fence":true}"#).await;
-    assert_eq!((fence.partition, fence.offset), (first.partition, first.offset + 1));
+    assert_eq!(
+        (fence.partition, fence.offset),
+        (first.partition, first.offset + 1)
+    );
 
     // Keys are scoped per endpoint.
     let other = events.publish(keyed("idem-2")).await.unwrap().into_inner();
     assert!(!other.duplicate);
     assert_ne!(other.event_id, first.event_id);
 
-    receiver.wait_for_ids(&[&first.event_id, &fence.event_id], GUARD).await.expect("deliveries");
+    receiver
+        .wait_for_ids(&[&first.event_id, &fence.event_id], GUARD)
+        .await
+        .expect("deliveries");
     let all = receiver.requests_for("idem");
-    let arrived: Vec<&str> = first_arrivals(&all).iter().map(|r| r.webhook_id()).collect();
-    assert_eq!(arrived, vec![first.event_id.as_str(), fence.event_id.as_str()]);
+    let arrived: Vec<&str> = first_arrivals(&all)
+        .iter()
+        .map(|r| r.webhook_id())
+        .collect();
+    assert_eq!(
+        arrived,
+        vec![first.event_id.as_str(), fence.event_id.as_str()]
+    );
 
     node.shutdown().await;
 }

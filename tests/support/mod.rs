@@ -72,11 +72,18 @@ impl TestNode {
         let resp = self
             .endpoints
             .clone()
-            .create_endpoint(pb::CreateEndpointRequest { id: id.into(), url: url.into(), ..Default::default() })
+            .create_endpoint(pb::CreateEndpointRequest {
+                id: id.into(),
+                url: url.into(),
+                ..Default::default()
+            })
             .await
             .unwrap_or_else(|e| panic!("create endpoint {id}: {e}"))
             .into_inner();
-        (resp.endpoint.expect("create returns the endpoint"), resp.secret)
+        (
+            resp.endpoint.expect("create returns the endpoint"),
+            resp.secret,
+        )
     }
 
     /// Publishes one event; panics on any error.
@@ -122,7 +129,9 @@ pub fn publish_req(endpoint_id: &str, payload: &str) -> pb::PublishRequest {
 pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         if !(rest.starts_with(' ') || rest.starts_with('{')) {
             continue;
         }

@@ -145,7 +145,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:9464".parse().expect("valid") }
+        Self {
+            listen: "0.0.0.0:9464".parse().expect("valid"),
+        }
     }
 }
 
@@ -203,12 +205,11 @@ pub struct DispatchConfig {
     pub commit_interval_ms: u64,
     /// Deliveries at once for unordered endpoints that set no `max_in_flight`.
     pub default_max_in_flight: u32,
-    /// First retry delay, milliseconds (doubles per attempt, with jitter).
-    pub retry_initial_ms: u64,
-    /// Longest in-memory retry delay, milliseconds.
-    pub retry_max_ms: u64,
-    /// Events buffered per partition before its consumption is paused.
+    /// Events held in memory per partition before its events are paused.
     pub max_buffered_per_partition: usize,
+    /// Events held in memory per endpoint lane before the lane's backlog
+    /// moves to the retry topic.
+    pub max_buffered_per_lane: usize,
     /// On shutdown, how long in-flight deliveries may finish, milliseconds.
     pub drain_timeout_ms: u64,
 }
@@ -218,9 +219,8 @@ impl Default for DispatchConfig {
         Self {
             commit_interval_ms: 1000,
             default_max_in_flight: 16,
-            retry_initial_ms: 1000,
-            retry_max_ms: 60_000,
             max_buffered_per_partition: 10_000,
+            max_buffered_per_lane: 1_000,
             drain_timeout_ms: 10_000,
         }
     }
@@ -323,12 +323,17 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
 /// Sections that environment variables may address.
-const SECTIONS: &[&str] = &["node", "grpc", "http", "kafka", "dispatch", "delivery", "retry", "log"];
+const SECTIONS: &[&str] = &[
+    "node", "grpc", "http", "kafka", "dispatch", "delivery", "retry", "log",
+];
 
 /// Builds a [`Config`] from layers, later layers winning.
 #[derive(Debug, Default)]
@@ -381,9 +386,13 @@ impl ConfigLoader {
     /// Merges `HERALD_<SECTION>_<KEY>` variables; others are ignored.
     pub fn env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> &mut Self {
         for (name, raw) in vars {
-            let Some(rest) = name.strip_prefix("HERALD_") else { continue };
+            let Some(rest) = name.strip_prefix("HERALD_") else {
+                continue;
+            };
             let lower = rest.to_ascii_lowercase();
-            let Some((section, key)) = lower.split_once('_') else { continue };
+            let Some((section, key)) = lower.split_once('_') else {
+                continue;
+            };
             if !SECTIONS.contains(&section) || key.is_empty() {
                 continue;
             }
@@ -399,7 +408,11 @@ impl ConfigLoader {
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let layer = self.source_of(&key);
-            ConfigError::Key { key, layer, message: e.inner().to_string() }
+            ConfigError::Key {
+                key,
+                layer,
+                message: e.inner().to_string(),
+            }
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -410,7 +423,11 @@ impl ConfigLoader {
         // unknown key; the longest recorded prefix names the layer.
         self.sources
             .iter()
-            .filter(|(k, _)| key == k.as_str() || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}.")))
+            .filter(|(k, _)| {
+                key == k.as_str()
+                    || key.starts_with(&format!("{k}."))
+                    || k.starts_with(&format!("{key}."))
+            })
             .max_by_key(|(k, _)| k.len())
             .map(|(_, s)| s.clone())
             .unwrap_or(Source::Default)
@@ -430,7 +447,11 @@ fn scalar(raw: &str) -> Value {
 
 fn flatten(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             // `kafka.client` is a free-form map: keep it whole.
             Value::Table(t) if key != "kafka.client" => flatten(&key, t, out),
@@ -443,7 +464,10 @@ impl Config {
     /// Checks values that are well-typed but out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn bad(key: &str, message: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid { key: key.into(), message: message.into() })
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            })
         }
         let k = &self.kafka;
         if k.brokers.trim().is_empty() {
@@ -486,11 +510,11 @@ impl Config {
         if d.commit_interval_ms == 0 {
             return bad("dispatch.commit_interval_ms", "must be at least 1");
         }
-        if d.retry_initial_ms == 0 || d.retry_max_ms < d.retry_initial_ms {
-            return bad("dispatch.retry_max_ms", "needs 0 < retry_initial_ms <= retry_max_ms");
-        }
         if d.max_buffered_per_partition == 0 {
             return bad("dispatch.max_buffered_per_partition", "must be at least 1");
+        }
+        if d.max_buffered_per_lane < 2 {
+            return bad("dispatch.max_buffered_per_lane", "must be at least 2");
         }
         if d.default_max_in_flight == 0 {
             return bad("dispatch.default_max_in_flight", "must be at least 1");
@@ -521,7 +545,8 @@ fn valid_topic(t: &str) -> bool {
         && t.len() <= 249
         && t != "."
         && t != ".."
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
@@ -529,7 +554,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -553,7 +581,11 @@ mod tests {
             ("HERALD_SERVER", "ignored-client-var"),
             ("PATH", "/bin"),
         ]));
-        l.set("kafka.events_partitions", Value::Integer(3), Source::Flag("--partitions".into()));
+        l.set(
+            "kafka.events_partitions",
+            Value::Integer(3),
+            Source::Flag("--partitions".into()),
+        );
         let cfg = l.build().unwrap();
         assert_eq!(cfg.kafka.brokers, "env:9092");
         assert_eq!(cfg.kafka.events_partitions, 3);
@@ -593,20 +625,31 @@ mod tests {
 
     #[test]
     fn bad_toml_names_file() {
-        let msg = ConfigLoader::new().file("h.toml", "[kafka\n").unwrap_err().to_string();
+        let msg = ConfigLoader::new()
+            .file("h.toml", "[kafka\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("h.toml"), "{msg}");
     }
 
     #[test]
     fn out_of_range_values_are_named() {
         let msg = ConfigLoader::new()
-            .set("kafka.events_partitions", Value::Integer(0), Source::Default)
+            .set(
+                "kafka.events_partitions",
+                Value::Integer(0),
+                Source::Default,
+            )
             .build()
             .unwrap_err()
             .to_string();
         assert!(msg.contains("kafka.events_partitions"), "{msg}");
         let msg = ConfigLoader::new()
-            .set("kafka.events_topic", Value::String("bad topic".into()), Source::Default)
+            .set(
+                "kafka.events_topic",
+                Value::String("bad topic".into()),
+                Source::Default,
+            )
             .build()
             .unwrap_err()
             .to_string();
@@ -626,12 +669,20 @@ mod tests {
     #[test]
     fn retry_durations_parse() {
         let mut l = ConfigLoader::new();
-        l.file("h.toml", "[retry]\nschedule = [\"1s\", \"2m\", 500]\nmax_age = \"2d\"\n").unwrap();
+        l.file(
+            "h.toml",
+            "[retry]\nschedule = [\"1s\", \"2m\", 500]\nmax_age = \"2d\"\n",
+        )
+        .unwrap();
         l.env(env(&[("HERALD_RETRY_IN_MEMORY_MAX", "10s")]));
         let cfg = l.build().unwrap();
         assert_eq!(
             cfg.retry.schedule,
-            vec![Duration::from_secs(1), Duration::from_secs(120), Duration::from_millis(500)]
+            vec![
+                Duration::from_secs(1),
+                Duration::from_secs(120),
+                Duration::from_millis(500)
+            ]
         );
         assert_eq!(cfg.retry.max_age, Duration::from_secs(2 * 86_400));
         assert_eq!(cfg.retry.in_memory_max, Duration::from_secs(10));
@@ -640,14 +691,27 @@ mod tests {
             .build()
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("retry.max_age") && msg.contains("forever"), "{msg}");
+        assert!(
+            msg.contains("retry.max_age") && msg.contains("forever"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn client_map_is_kept_whole() {
         let mut l = ConfigLoader::new();
-        l.file("h.toml", "[kafka.client]\n\"security.protocol\" = \"ssl\"\n").unwrap();
+        l.file(
+            "h.toml",
+            "[kafka.client]\n\"security.protocol\" = \"ssl\"\n",
+        )
+        .unwrap();
         let cfg = l.build().unwrap();
-        assert_eq!(cfg.kafka.client.get("security.protocol").map(String::as_str), Some("ssl"));
+        assert_eq!(
+            cfg.kafka
+                .client
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("ssl")
+        );
     }
 }

@@ -20,15 +20,25 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
         "d" => n.checked_mul(86_400_000),
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (use ms, s, m, h or d)"
+            ))
+        }
     };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("{s:?} is too long"))
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Formats a duration in the largest unit that divides it exactly.
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis() as u64;
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -83,7 +93,10 @@ pub mod serde_list {
 
     /// Accepts a list of texts or integer milliseconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        Vec::<Raw>::deserialize(d)?.into_iter().map(Raw::into_duration).collect()
+        Vec::<Raw>::deserialize(d)?
+            .into_iter()
+            .map(Raw::into_duration)
+            .collect()
     }
 }
 

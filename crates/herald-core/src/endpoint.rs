@@ -55,7 +55,10 @@ impl Endpoint {
         validate::id("id", &rec.id)?;
         let url = validate::url(&rec.url)?;
         if rec.secrets.is_empty() {
-            return Err(FieldError::new("secret", "an endpoint needs a signing secret"));
+            return Err(FieldError::new(
+                "secret",
+                "an endpoint needs a signing secret",
+            ));
         }
         validate::headers(rec.headers.iter())?;
         let rate_limit = (rec.rate_limit_per_second > 0).then(|| RateLimit {
@@ -74,7 +77,11 @@ impl Endpoint {
             headers: rec.headers.into_iter().collect(),
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
-            retry_schedule: rec.retry_schedule_ms.iter().map(|&ms| std::time::Duration::from_millis(ms)).collect(),
+            retry_schedule: rec
+                .retry_schedule_ms
+                .iter()
+                .map(|&ms| std::time::Duration::from_millis(ms))
+                .collect(),
             max_age: (rec.max_age_ms > 0).then(|| std::time::Duration::from_millis(rec.max_age_ms)),
         })
     }
@@ -94,13 +101,20 @@ impl Endpoint {
             headers: self.headers.clone().into_iter().collect(),
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
-            retry_schedule_ms: self.retry_schedule.iter().map(|d| d.as_millis() as u64).collect(),
+            retry_schedule_ms: self
+                .retry_schedule
+                .iter()
+                .map(|d| d.as_millis() as u64)
+                .collect(),
             max_age_ms: self.max_age.map_or(0, |d| d.as_millis() as u64),
         }
     }
 
     /// The retry policy for this endpoint: `base` with this endpoint's overrides.
-    pub fn retry_policy(&self, base: &crate::schedule::RetryPolicy) -> crate::schedule::RetryPolicy {
+    pub fn retry_policy(
+        &self,
+        base: &crate::schedule::RetryPolicy,
+    ) -> crate::schedule::RetryPolicy {
         let mut p = base.clone();
         if !self.retry_schedule.is_empty() {
             p.schedule = self.retry_schedule.clone();
@@ -145,7 +159,13 @@ mod tests {
     fn record_round_trips() {
         let ep = Endpoint::from_record(record()).unwrap();
         assert!(ep.enabled && ep.ordered);
-        assert_eq!(ep.rate_limit, Some(RateLimit { per_second: 10, burst: 1 }));
+        assert_eq!(
+            ep.rate_limit,
+            Some(RateLimit {
+                per_second: 10,
+                burst: 1
+            })
+        );
         let back = Endpoint::from_record(ep.to_record()).unwrap();
         assert_eq!(back, ep);
     }
@@ -164,7 +184,13 @@ mod tests {
     fn retry_overrides_apply() {
         let ep = Endpoint::from_record(record()).unwrap();
         let p = ep.retry_policy(&crate::schedule::RetryPolicy::default());
-        assert_eq!(p.schedule, vec![std::time::Duration::from_millis(10), std::time::Duration::from_millis(20)]);
+        assert_eq!(
+            p.schedule,
+            vec![
+                std::time::Duration::from_millis(10),
+                std::time::Duration::from_millis(20)
+            ]
+        );
         assert_eq!(p.max_age, std::time::Duration::from_secs(1));
     }
 

@@ -62,7 +62,10 @@ mod tests {
         assert_ne!(a, idempotent_event_id("ep2", "k"));
         assert_ne!(a, idempotent_event_id("ep1", "k2"));
         // The separator keeps ("ab","c") and ("a","bc") apart.
-        assert_ne!(idempotent_event_id("ab", "c"), idempotent_event_id("a", "bc"));
+        assert_ne!(
+            idempotent_event_id("ab", "c"),
+            idempotent_event_id("a", "bc")
+        );
         assert!(is_valid_id(&a));
     }
 

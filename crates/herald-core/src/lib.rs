@@ -9,10 +9,10 @@
 //! - [`endpoint`]: the endpoint model the dispatcher works with.
 //! - [`config`]: typed, layered configuration (defaults → file → env → flags).
 //! - [`retry`]: whether an attempt's result is success, retryable or final.
-//! - [`backoff`]: how long to wait before the next attempt.
+//! - [`schedule`]: how long to wait before the next attempt, or when to give up.
+//! - [`duration`]: human-friendly durations (`5s`, `2h`) in configuration.
 #![forbid(unsafe_code)]
 
-pub mod backoff;
 pub mod config;
 pub mod duration;
 pub mod endpoint;

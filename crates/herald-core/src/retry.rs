@@ -90,7 +90,11 @@ mod tests {
             (None, None, d, Verdict::Retry),
         ];
         for &(status, failure, rules, want) in cases {
-            assert_eq!(decide(status, failure, rules), want, "{status:?} {failure:?} {rules:?}");
+            assert_eq!(
+                decide(status, failure, rules),
+                want,
+                "{status:?} {failure:?} {rules:?}"
+            );
         }
     }
 }

@@ -104,7 +104,9 @@ impl RetryPolicy {
             delay = delay.max(ra.min(self.max_retry_after));
         }
         let due = failure.now_ms.saturating_add(delay.as_millis() as i64);
-        let deadline = failure.created_ms.saturating_add(self.max_age.as_millis() as i64);
+        let deadline = failure
+            .created_ms
+            .saturating_add(self.max_age.as_millis() as i64);
         if due > deadline {
             return Step::GiveUp(Exhaustion::Age);
         }
@@ -123,29 +125,63 @@ mod tests {
     use proptest::prelude::*;
 
     fn fail(attempts: u32) -> Failure {
-        Failure { verdict: Verdict::Retry, attempts, created_ms: 0, now_ms: 0, retry_after: None }
+        Failure {
+            verdict: Verdict::Retry,
+            attempts,
+            created_ms: 0,
+            now_ms: 0,
+            retry_after: None,
+        }
     }
 
     #[test]
     fn follows_the_schedule_then_gives_up() {
-        let p = RetryPolicy { jitter: 0.0, ..Default::default() };
-        assert_eq!(p.after_failure(fail(1), 0.5), Step::RetryIn(Duration::from_secs(5)));
-        assert_eq!(p.after_failure(fail(2), 0.5), Step::RetryIn(Duration::from_secs(300)));
-        assert_eq!(p.after_failure(fail(9), 0.5), Step::RetryIn(Duration::from_secs(86_400)));
-        assert_eq!(p.after_failure(fail(10), 0.5), Step::GiveUp(Exhaustion::Attempts));
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            p.after_failure(fail(1), 0.5),
+            Step::RetryIn(Duration::from_secs(5))
+        );
+        assert_eq!(
+            p.after_failure(fail(2), 0.5),
+            Step::RetryIn(Duration::from_secs(300))
+        );
+        assert_eq!(
+            p.after_failure(fail(9), 0.5),
+            Step::RetryIn(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            p.after_failure(fail(10), 0.5),
+            Step::GiveUp(Exhaustion::Attempts)
+        );
     }
 
     #[test]
     fn final_answers_stop_at_once() {
         let p = RetryPolicy::default();
-        let f = Failure { verdict: Verdict::Final, ..fail(1) };
-        assert_eq!(p.after_failure(f, 0.5), Step::GiveUp(Exhaustion::FinalAnswer));
+        let f = Failure {
+            verdict: Verdict::Final,
+            ..fail(1)
+        };
+        assert_eq!(
+            p.after_failure(f, 0.5),
+            Step::GiveUp(Exhaustion::FinalAnswer)
+        );
     }
 
     #[test]
     fn max_age_caps_retries() {
-        let p = RetryPolicy { jitter: 0.0, max_age: Duration::from_secs(60), ..Default::default() };
-        assert_eq!(p.after_failure(fail(1), 0.5), Step::RetryIn(Duration::from_secs(5)));
+        let p = RetryPolicy {
+            jitter: 0.0,
+            max_age: Duration::from_secs(60),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.after_failure(fail(1), 0.5),
+            Step::RetryIn(Duration::from_secs(5))
+        );
         // 5 minutes would pass the 60 s age.
         assert_eq!(p.after_failure(fail(2), 0.5), Step::GiveUp(Exhaustion::Age));
         assert!(p.expired(0, 60_001));
@@ -154,14 +190,35 @@ mod tests {
 
     #[test]
     fn retry_after_lengthens_within_bounds() {
-        let p = RetryPolicy { jitter: 0.0, ..Default::default() };
-        let f = Failure { retry_after: Some(Duration::from_secs(30)), ..fail(1) };
-        assert_eq!(p.after_failure(f, 0.5), Step::RetryIn(Duration::from_secs(30)));
-        let f = Failure { retry_after: Some(Duration::from_secs(10 * 3600)), ..fail(1) };
-        assert_eq!(p.after_failure(f, 0.5), Step::RetryIn(Duration::from_secs(3600)));
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..Default::default()
+        };
+        let f = Failure {
+            retry_after: Some(Duration::from_secs(30)),
+            ..fail(1)
+        };
+        assert_eq!(
+            p.after_failure(f, 0.5),
+            Step::RetryIn(Duration::from_secs(30))
+        );
+        let f = Failure {
+            retry_after: Some(Duration::from_secs(10 * 3600)),
+            ..fail(1)
+        };
+        assert_eq!(
+            p.after_failure(f, 0.5),
+            Step::RetryIn(Duration::from_secs(3600))
+        );
         // A short Retry-After never shortens the schedule.
-        let f = Failure { retry_after: Some(Duration::from_secs(1)), ..fail(2) };
-        assert_eq!(p.after_failure(f, 0.5), Step::RetryIn(Duration::from_secs(300)));
+        let f = Failure {
+            retry_after: Some(Duration::from_secs(1)),
+            ..fail(2)
+        };
+        assert_eq!(
+            p.after_failure(f, 0.5),
+            Step::RetryIn(Duration::from_secs(300))
+        );
     }
 
     proptest! {

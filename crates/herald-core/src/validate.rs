@@ -37,7 +37,10 @@ pub struct FieldError {
 impl FieldError {
     /// A new error for `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -69,16 +72,25 @@ pub fn id(field: &str, value: &str) -> Result<(), FieldError> {
 /// An event type is non-empty, at most 256 characters, without control characters.
 pub fn event_type(value: &str) -> Result<(), FieldError> {
     if value.trim().is_empty() {
-        return Err(FieldError::new("event_type", "is required (e.g. \"invoice.paid\")"));
+        return Err(FieldError::new(
+            "event_type",
+            "is required (e.g. \"invoice.paid\")",
+        ));
     }
     if value.len() > MAX_EVENT_TYPE_LEN {
         return Err(FieldError::new(
             "event_type",
-            format!("is {} bytes; at most {MAX_EVENT_TYPE_LEN} allowed", value.len()),
+            format!(
+                "is {} bytes; at most {MAX_EVENT_TYPE_LEN} allowed",
+                value.len()
+            ),
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldError::new("event_type", "must not contain control characters"));
+        return Err(FieldError::new(
+            "event_type",
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -103,7 +115,10 @@ pub fn payload(value: &str, max_bytes: usize) -> Result<(), FieldError> {
 pub fn url(value: &str) -> Result<http::Uri, FieldError> {
     const HINT: &str = "must be an absolute http:// or https:// URL with a host";
     if value.len() > MAX_URL_LEN {
-        return Err(FieldError::new("url", format!("is longer than {MAX_URL_LEN} bytes")));
+        return Err(FieldError::new(
+            "url",
+            format!("is longer than {MAX_URL_LEN} bytes"),
+        ));
     }
     let uri: http::Uri = value
         .parse()
@@ -114,10 +129,18 @@ pub fn url(value: &str) -> Result<http::Uri, FieldError> {
     }
     match uri.host() {
         Some(h) if !h.is_empty() => {}
-        _ => return Err(FieldError::new("url", format!("{HINT}; no host in {value:?}"))),
+        _ => {
+            return Err(FieldError::new(
+                "url",
+                format!("{HINT}; no host in {value:?}"),
+            ))
+        }
     }
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err(FieldError::new("url", "must not contain credentials (user:pass@)"));
+        return Err(FieldError::new(
+            "url",
+            "must not contain credentials (user:pass@)",
+        ));
     }
     Ok(uri)
 }
@@ -127,18 +150,27 @@ pub fn url(value: &str) -> Result<http::Uri, FieldError> {
 pub fn header(name: &str, value: &str) -> Result<(), FieldError> {
     let field = format!("headers[{name}]");
     let name_ok = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !name_ok {
         return Err(FieldError::new(field, "is not a valid HTTP header name"));
     }
     let lower = name.to_ascii_lowercase();
     if RESERVED_HEADERS.contains(&lower.as_str()) {
-        return Err(FieldError::new(field, "is set by Herald and cannot be overridden"));
+        return Err(FieldError::new(
+            field,
+            "is set by Herald and cannot be overridden",
+        ));
     }
-    if !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
-        return Err(FieldError::new(field, "value must be visible ASCII (no line breaks)"));
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return Err(FieldError::new(
+            field,
+            "value must be visible ASCII (no line breaks)",
+        ));
     }
     Ok(())
 }
@@ -167,10 +199,16 @@ mod tests {
     fn payload_checks() {
         assert!(payload(r#"{"a":1}"#, 100).is_ok());
         assert_eq!(payload("{", 100).unwrap_err().field, "payload");
-        assert!(payload("{", 100).unwrap_err().message.contains("not valid JSON"));
+        assert!(payload("{", 100)
+            .unwrap_err()
+            .message
+            .contains("not valid JSON"));
         assert!(payload("", 100).unwrap_err().message.contains("required"));
         let big = format!("\"{}\"", "x".repeat(200));
-        assert!(payload(&big, 100).unwrap_err().message.contains("limit is 100"));
+        assert!(payload(&big, 100)
+            .unwrap_err()
+            .message
+            .contains("limit is 100"));
     }
 
     #[test]
@@ -185,7 +223,13 @@ mod tests {
     fn url_checks() {
         assert!(url("https://example.com/hook").is_ok());
         assert!(url("http://127.0.0.1:8080/x?y=1").is_ok());
-        for bad in ["", "example.com/hook", "ftp://example.com", "/relative", "http://u:p@h/"] {
+        for bad in [
+            "",
+            "example.com/hook",
+            "ftp://example.com",
+            "/relative",
+            "http://u:p@h/",
+        ] {
             let e = url(bad).unwrap_err();
             assert_eq!(e.field, "url", "{bad}");
         }
@@ -204,7 +248,10 @@ mod tests {
     #[test]
     fn id_checks() {
         assert!(id("endpoint_id", "ep_1").is_ok());
-        assert_eq!(id("endpoint_id", "").unwrap_err().to_string(), "endpoint_id: is required");
+        assert_eq!(
+            id("endpoint_id", "").unwrap_err().to_string(),
+            "endpoint_id: is required"
+        );
         assert!(id("endpoint_id", "a b").is_err());
     }
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use herald_core::backoff::{honour_retry_after, Backoff};
 use herald_core::retry::{decide, FailureKind, RetryRules, Verdict};
 use herald_core::time::now_ms;
 use herald_delivery::{AttemptError, AttemptResult, Deliverer, DeliveryRequest};
@@ -14,15 +13,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::endpoint::Prepared;
 
+/// Where an event held by a worker came from: finishing it finishes this
+/// offset in that topic's tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The events topic, at this offset.
+    Events(i64),
+    /// The retry topic, at this offset.
+    Retry(i64),
+}
+
 /// An event held in a lane, with its delivery progress.
 #[derive(Debug)]
 pub struct Event {
-    /// Offset in its partition.
-    pub offset: i64,
-    /// The decoded record.
+    /// Where this copy of the event is stored.
+    pub source: Source,
+    /// Its original events-topic offset: orders an endpoint's events.
+    pub origin: i64,
+    /// The decoded record, with its attempt state kept current.
     pub envelope: EventEnvelope,
+}
+
+impl Event {
     /// Attempts made so far (including those of earlier owners).
-    pub attempts: u32,
+    pub fn attempts(&self) -> u32 {
+        self.envelope.attempt.as_ref().map_or(0, |a| a.attempts)
+    }
+
+    /// Unix ms before which the next attempt must not start.
+    pub fn due_ms(&self) -> i64 {
+        self.envelope
+            .attempt
+            .as_ref()
+            .map_or(0, |a| a.next_attempt_ms)
+    }
 }
 
 /// What an attempt concluded.
@@ -30,10 +54,13 @@ pub struct Event {
 pub enum Outcome {
     /// Delivered (2xx).
     Delivered,
-    /// Failed; try again after this long.
-    Retry(Duration),
-    /// Failed for good; the reason.
-    Final(String),
+    /// Failed; the verdict says whether retrying may help.
+    Failed {
+        /// Retryable or final.
+        verdict: Verdict,
+        /// The receiver's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
     /// Not attempted: the partition is draining.
     Aborted,
 }
@@ -44,14 +71,11 @@ pub struct AttemptContext {
     pub deliverer: Deliverer,
     /// Which answers are final.
     pub rules: RetryRules,
-    /// Delay schedule of in-lane retries.
-    pub backoff: Backoff,
-    /// Longest wait a `Retry-After` may impose.
-    pub retry_after_cap: Duration,
 }
 
 impl AttemptContext {
-    /// Waits `delay` (aborting if `drain` fires first), then makes one attempt.
+    /// Waits `delay` (aborting if `drain` fires first), then makes one
+    /// attempt and records it in the event's attempt state.
     pub async fn run(
         self: Arc<Self>,
         prepared: Arc<Prepared>,
@@ -65,35 +89,49 @@ impl AttemptContext {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        let timestamp = now_ms() / 1000;
+        if drain.is_cancelled() {
+            return (event, Outcome::Aborted);
+        }
+        let started_ms = now_ms();
         let req = DeliveryRequest {
             url: &prepared.endpoint.url,
             msg_id: &event.envelope.event_id,
-            timestamp,
+            timestamp: started_ms / 1000,
             body: event.envelope.payload.clone(),
             signer: &prepared.signer,
             headers: &prepared.headers,
         };
         let result = self.deliverer.deliver(&req).await;
-        event.attempts += 1;
-        let outcome = self.classify(&result, event.attempts);
+        let outcome = self.classify(&result);
+        let state = event.envelope.attempt.get_or_insert_with(Default::default);
+        state.attempts += 1;
+        if state.first_attempt_ms == 0 {
+            state.first_attempt_ms = started_ms;
+        }
+        state.last_attempt_ms = started_ms;
+        state.last_status = result.status.map_or(0, u32::from);
+        state.last_error = if outcome == Outcome::Delivered {
+            String::new()
+        } else {
+            describe(&result)
+        };
         observe(&prepared, &event, &result, &outcome);
         (event, outcome)
     }
 
-    fn classify(&self, r: &AttemptResult, attempts: u32) -> Outcome {
-        let failure = r.error.as_ref().map(failure_kind);
+    fn classify(&self, r: &AttemptResult) -> Outcome {
         // A status with a body-read error still counts as the receiver's answer.
-        let status = r.status;
-        match decide(status, if status.is_some() { None } else { failure }, self.rules) {
+        let failure = if r.status.is_some() {
+            None
+        } else {
+            r.error.as_ref().map(failure_kind)
+        };
+        match decide(r.status, failure, self.rules) {
             Verdict::Success => Outcome::Delivered,
-            Verdict::Final => Outcome::Final(describe(r)),
-            Verdict::Retry => {
-                let unit: f64 = rand::random();
-                let delay = self.backoff.delay(attempts, unit);
-                let ra = r.retry_after.as_ref().map(|ra| ra.delay(SystemTime::now()));
-                Outcome::Retry(honour_retry_after(delay, ra, self.retry_after_cap))
-            }
+            verdict => Outcome::Failed {
+                verdict,
+                retry_after: r.retry_after.as_ref().map(|ra| ra.delay(SystemTime::now())),
+            },
         }
     }
 }
@@ -112,7 +150,10 @@ fn failure_kind(e: &AttemptError) -> FailureKind {
 pub fn describe(r: &AttemptResult) -> String {
     match (&r.status, &r.error) {
         (Some(s), _) if r.location.is_some() => {
-            format!("HTTP {s} redirect to {} (not followed)", r.location.as_deref().unwrap_or(""))
+            format!(
+                "HTTP {s} redirect to {} (not followed)",
+                r.location.as_deref().unwrap_or("")
+            )
         }
         (Some(s), _) => format!("HTTP {s}"),
         (None, Some(e)) => e.to_string(),
@@ -123,30 +164,33 @@ pub fn describe(r: &AttemptResult) -> String {
 fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outcome) {
     let label = match outcome {
         Outcome::Delivered => "success",
-        Outcome::Retry(_) => "retryable",
-        Outcome::Final(_) if matches!(r.error, Some(AttemptError::InvalidRequest(_))) => "refused",
-        Outcome::Final(_) => "final",
+        Outcome::Failed {
+            verdict: Verdict::Retry,
+            ..
+        } => "retryable",
+        Outcome::Failed { .. } if matches!(r.error, Some(AttemptError::InvalidRequest(_))) => {
+            "refused"
+        }
+        Outcome::Failed { .. } => "final",
         Outcome::Aborted => return,
     };
     metrics::counter!(names::DELIVERY_ATTEMPTS, "outcome" => label, "status_class" => names::status_class(r.status))
         .increment(1);
-    metrics::histogram!(names::DELIVERY_LATENCY, "outcome" => label).record(r.latency.as_secs_f64());
+    metrics::histogram!(names::DELIVERY_LATENCY, "outcome" => label)
+        .record(r.latency.as_secs_f64());
     let ep = &prepared.endpoint.id;
     let id = &event.envelope.event_id;
+    let attempt = event.attempts();
     match outcome {
         Outcome::Delivered => {
             metrics::counter!(names::EVENTS_DELIVERED).increment(1);
             let age_ms = (now_ms() - event.envelope.created_at_ms).max(0);
             metrics::histogram!(names::END_TO_END_LATENCY).record(age_ms as f64 / 1000.0);
-            tracing::debug!(event_id = %id, endpoint_id = %ep, attempt = event.attempts, status = r.status, "delivered");
+            tracing::debug!(event_id = %id, endpoint_id = %ep, attempt, status = r.status, "delivered");
         }
-        Outcome::Retry(delay) => tracing::info!(
-            event_id = %id, endpoint_id = %ep, attempt = event.attempts, status = r.status,
-            error = %describe(r), retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry"
-        ),
-        Outcome::Final(reason) => tracing::warn!(
-            event_id = %id, endpoint_id = %ep, attempt = event.attempts, status = r.status,
-            error = %reason, "delivery failed for good"
+        Outcome::Failed { verdict, .. } => tracing::info!(
+            event_id = %id, endpoint_id = %ep, attempt, status = r.status,
+            error = %describe(r), final_answer = (*verdict == Verdict::Final), "delivery attempt failed"
         ),
         Outcome::Aborted => {}
     }

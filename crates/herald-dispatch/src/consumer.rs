@@ -1,13 +1,15 @@
-//! The consumer group side of the dispatcher: subscribes to the events
-//! topic, starts a worker per assigned partition, routes records to it,
-//! commits finished offsets, and hands partitions over cleanly.
+//! The consumer group side of the dispatcher: subscribes to the events and
+//! retry topics (range assignor: partition N of both goes to one member),
+//! starts a worker per assigned partition, routes records to it, applies
+//! its pause/resume/seek requests, commits finished offsets, and hands
+//! partitions over cleanly.
 //!
 //! Offset rule (at-least-once): auto-commit and auto-store are off; an
-//! offset is committed only when every event below it is finished, with the
-//! finished offsets above it in the commit metadata. On revoke the revoked
-//! partitions are committed synchronously before they are given up; on
-//! assign the committed offset and metadata are read back so the new worker
-//! skips what the previous owner finished.
+//! offset is committed only when every record below it is finished, with
+//! the finished offsets above it in the commit metadata. On revoke the
+//! revoked partitions are committed synchronously before they are given up;
+//! on assign the committed offsets and metadata are read back so the new
+//! worker skips what the previous owner finished.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,13 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_core::backoff::Backoff;
-use herald_core::config::{DispatchConfig, KafkaConfig};
+use herald_core::config::{DispatchConfig, KafkaConfig, RetryConfig};
 use herald_core::retry::RetryRules;
 use herald_delivery::Deliverer;
 use herald_registry::Registry;
 use herald_telemetry::{names, Health};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -31,12 +34,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attempt::AttemptContext;
 use crate::offsets::{CommitPoint, OffsetTracker, SkipSet};
-use crate::worker::{run_worker, Record, WorkerSettings};
+use crate::sink::Sink;
+use crate::worker::{
+    run_worker, Control, ControlMsg, Record, Start, Topic, Trackers, WorkerIo, WorkerSettings,
+};
 
 /// Kafka's default `offset.metadata.max.bytes` is 4096; stay under it.
 const MAX_METADATA: usize = 4000;
 /// Records queued between the router and one worker.
-const WORKER_CHANNEL: usize = 512;
+const WORKER_CHANNEL: usize = 1024;
 
 /// What the dispatcher needs to run.
 #[derive(Clone)]
@@ -45,6 +51,8 @@ pub struct DispatchSettings {
     pub kafka: KafkaConfig,
     /// Dispatcher tuning.
     pub dispatch: DispatchConfig,
+    /// Retry schedule and dead-lettering.
+    pub retry: RetryConfig,
     /// HTTP client settings.
     pub delivery: herald_delivery::DeliveryConfig,
     /// This node's name (client ids, logs).
@@ -64,41 +72,143 @@ pub enum DispatchError {
 
 /// A running partition worker as the consumer sees it.
 struct WorkerHandle {
+    generation: u64,
     records: mpsc::Sender<Record>,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    trackers: Arc<Mutex<Trackers>>,
     cancel: CancellationToken,
     join: tokio::task::JoinHandle<()>,
-    /// Last commit point sent for this partition.
-    last_commit: Option<CommitPoint>,
+    /// Last commit points sent (events, retry).
+    last_commit: (Option<CommitPoint>, Option<CommitPoint>),
 }
 
 /// Consumer context: owns the workers and runs the rebalance protocol.
 struct DispatchContext {
-    topic: String,
+    events_topic: String,
+    retry_topic: String,
     runtime: tokio::runtime::Handle,
     settings: WorkerSettings,
+    control: mpsc::UnboundedSender<ControlMsg>,
     workers: Mutex<HashMap<i32, WorkerHandle>>,
     /// Bumped whenever `workers` changes, so the router refreshes its copy.
     generation: AtomicU64,
+}
+
+impl DispatchContext {
+    fn commit_points(
+        &self,
+        trackers: &Mutex<Trackers>,
+    ) -> (Option<CommitPoint>, Option<CommitPoint>) {
+        let t = trackers.lock().expect("tracker lock");
+        (
+            t.events.commit_point(MAX_METADATA),
+            t.retry.commit_point(MAX_METADATA),
+        )
+    }
+
+    fn add_commits(
+        &self,
+        tpl: &mut TopicPartitionList,
+        p: i32,
+        points: &(Option<CommitPoint>, Option<CommitPoint>),
+    ) {
+        if let Some(cp) = &points.0 {
+            add_commit(tpl, &self.events_topic, p, cp);
+        }
+        if let Some(cp) = &points.1 {
+            add_commit(tpl, &self.retry_topic, p, cp);
+        }
+    }
+
+    fn start_worker(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        p: i32,
+        committed: &TopicPartitionList,
+    ) -> WorkerHandle {
+        let read = |topic: &str| -> (Option<i64>, SkipSet) {
+            committed
+                .find_partition(topic, p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some((Some(o), SkipSet::decode(o, e.metadata()))),
+                    _ => None,
+                })
+                .unwrap_or((None, SkipSet::default()))
+        };
+        let (events_start, events_skip) = read(&self.events_topic);
+        let (retry_start, retry_skip) = read(&self.retry_topic);
+        // The retry backlog is read before any event, so an endpoint whose
+        // events wait there keeps them ahead of its new ones.
+        let retry_catch_up = match consumer.fetch_watermarks(
+            &self.retry_topic,
+            p,
+            Duration::from_secs(10),
+        ) {
+            Ok((low, high)) if high > retry_start.unwrap_or(low).max(low) => Some(high),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "cannot read the retry watermark; reading the backlog first anyway");
+                Some(i64::MAX)
+            }
+        };
+        if retry_catch_up.is_some() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.events_topic, p);
+            if let Err(e) = consumer.pause(&tpl) {
+                tracing::warn!(partition = p, error = %e, "cannot pause events while reading the retry backlog");
+            }
+        }
+        let trackers = Arc::new(Mutex::new(Trackers {
+            events: OffsetTracker::new(events_start),
+            retry: OffsetTracker::new(retry_start),
+        }));
+        let (tx, rx) = mpsc::channel(WORKER_CHANNEL);
+        let cancel = CancellationToken::new();
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let io = WorkerIo {
+            partition: p,
+            generation,
+            records: rx,
+            trackers: trackers.clone(),
+            control: self.control.clone(),
+            cancel: cancel.clone(),
+        };
+        let start = Start {
+            events_skip,
+            retry_skip,
+            retry_catch_up,
+        };
+        let join = self
+            .runtime
+            .spawn(run_worker(self.settings.clone(), start, io));
+        tracing::info!(partition = p, events = ?events_start, retry = ?retry_start, catch_up = ?retry_catch_up, "partition assigned");
+        WorkerHandle {
+            generation,
+            records: tx,
+            trackers,
+            cancel,
+            join,
+            last_commit: (None, None),
+        }
+    }
 }
 
 impl ClientContext for DispatchContext {}
 
 impl ConsumerContext for DispatchContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else { return };
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
         metrics::counter!(names::REBALANCES, "kind" => "revoke").increment(1);
         let mut commit = TopicPartitionList::new();
+        let revoked = partitions(tpl);
         {
             let mut workers = self.workers.lock().expect("workers lock");
-            for elem in tpl.elements_for_topic(&self.topic) {
-                let p = elem.partition();
-                let Some(w) = workers.remove(&p) else { continue };
+            for p in &revoked {
+                let Some(w) = workers.remove(p) else { continue };
                 w.cancel.cancel();
-                let point = w.tracker.lock().expect("tracker lock").commit_point(MAX_METADATA);
-                if let Some(cp) = point {
-                    add_commit(&mut commit, &self.topic, p, &cp);
-                }
+                let points = self.commit_points(&w.trackers);
+                self.add_commits(&mut commit, *p, &points);
             }
             metrics::gauge!(names::PARTITIONS_ASSIGNED).set(workers.len() as f64);
         }
@@ -110,19 +220,34 @@ impl ConsumerContext for DispatchContext {
                 tracing::warn!(error = %e, "commit on revoke failed; the next owner re-sends more");
             }
         }
-        tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+        tracing::info!(partitions = ?revoked, "partitions revoked");
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(tpl) = rebalance else { return };
+        let Rebalance::Assign(tpl) = rebalance else {
+            return;
+        };
         metrics::counter!(names::REBALANCES, "kind" => "assign").increment(1);
-        let mine = partitions(tpl);
-        if mine.is_empty() {
+        let events: Vec<i32> = tpl
+            .elements_for_topic(&self.events_topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let retry: Vec<i32> = tpl
+            .elements_for_topic(&self.retry_topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        if events != retry {
+            tracing::error!(?events, ?retry, "events and retry partitions are not co-assigned; check that both topics have the same partition count and every dispatcher uses the range assignor");
+        }
+        if events.is_empty() {
             return;
         }
         let mut query = TopicPartitionList::new();
-        for p in &mine {
-            query.add_partition(&self.topic, *p);
+        for p in &events {
+            query.add_partition(&self.events_topic, *p);
+            query.add_partition(&self.retry_topic, *p);
         }
         let committed = match consumer.committed_offsets(query, Duration::from_secs(10)) {
             Ok(c) => c,
@@ -132,30 +257,11 @@ impl ConsumerContext for DispatchContext {
             }
         };
         let mut workers = self.workers.lock().expect("workers lock");
-        for p in mine {
-            let (start, metadata) = committed
-                .find_partition(&self.topic, p)
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => (Some(o), e.metadata().to_string()),
-                    _ => (None, String::new()),
-                })
-                .unwrap_or((None, String::new()));
-            let skip = start.map(|s| SkipSet::decode(s, &metadata)).unwrap_or_default();
-            let tracker = Arc::new(Mutex::new(OffsetTracker::new(start)));
-            let (tx, rx) = mpsc::channel(WORKER_CHANNEL);
-            let cancel = CancellationToken::new();
-            let join = self.runtime.spawn(run_worker(
-                p,
-                self.settings.clone(),
-                rx,
-                tracker.clone(),
-                skip,
-                cancel.clone(),
-            ));
-            if let Some(old) = workers.insert(p, WorkerHandle { records: tx, tracker, cancel, join, last_commit: None }) {
+        for p in events {
+            let handle = self.start_worker(consumer, p, &committed);
+            if let Some(old) = workers.insert(p, handle) {
                 old.cancel.cancel();
             }
-            tracing::info!(partition = p, committed = ?start, "partition assigned");
         }
         metrics::gauge!(names::PARTITIONS_ASSIGNED).set(workers.len() as f64);
         drop(workers);
@@ -164,11 +270,17 @@ impl ConsumerContext for DispatchContext {
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
-    tpl.elements().iter().map(|e| e.partition()).collect()
+    let mut ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    ps.sort_unstable();
+    ps.dedup();
+    ps
 }
 
 fn add_commit(tpl: &mut TopicPartitionList, topic: &str, partition: i32, cp: &CommitPoint) {
-    if tpl.add_partition_offset(topic, partition, Offset::Offset(cp.offset)).is_ok() {
+    if tpl
+        .add_partition_offset(topic, partition, Offset::Offset(cp.offset))
+        .is_ok()
+    {
         if let Some(mut e) = tpl.find_partition(topic, partition) {
             e.set_metadata(cp.metadata.clone());
         }
@@ -183,8 +295,8 @@ fn record_commit(r: &Result<(), KafkaError>) {
 type DispatchConsumer = StreamConsumer<DispatchContext>;
 
 /// Runs the dispatcher until `shutdown` resolves, then drains: in-flight
-/// attempts finish (up to `dispatch.drain_timeout_ms`), finished offsets are
-/// committed, and the consumer leaves the group.
+/// attempts and writes finish (up to `dispatch.drain_timeout_ms`), finished
+/// offsets are committed, and the consumer leaves the group.
 pub async fn run_dispatcher(
     settings: DispatchSettings,
     registry: Registry,
@@ -194,23 +306,26 @@ pub async fn run_dispatcher(
     let d = &settings.dispatch;
     let attempts = Arc::new(AttemptContext {
         deliverer: Deliverer::new(settings.delivery.clone())?,
-        rules: RetryRules::default(),
-        backoff: Backoff {
-            initial: Duration::from_millis(d.retry_initial_ms),
-            max: Duration::from_millis(d.retry_max_ms),
-            jitter: 0.2,
+        rules: RetryRules {
+            final_4xx: settings.retry.final_4xx,
         },
-        retry_after_cap: Duration::from_millis(d.retry_max_ms),
     });
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
     let context = DispatchContext {
-        topic: settings.kafka.events_topic.clone(),
+        events_topic: settings.kafka.events_topic.clone(),
+        retry_topic: settings.kafka.retry_topic.clone(),
         runtime: tokio::runtime::Handle::current(),
         settings: WorkerSettings {
             attempts,
             registry: registry.clone(),
+            sink: Sink::new(&settings.kafka, &settings.node_id)?,
+            policy: settings.retry.policy(),
+            in_memory_max: settings.retry.in_memory_max,
             default_in_flight: d.default_max_in_flight,
             max_buffered: d.max_buffered_per_partition,
+            max_lane: d.max_buffered_per_lane,
         },
+        control: control_tx,
         workers: Mutex::new(HashMap::new()),
         generation: AtomicU64::new(0),
     };
@@ -218,15 +333,22 @@ pub async fn run_dispatcher(
     registry.wait_loaded().await;
     health.ready("registry");
 
-    let config = herald_kafka::consumer_config(
+    let mut config = herald_kafka::consumer_config(
         &settings.kafka,
         Some(&settings.kafka.consumer_group),
         &format!("herald-dispatch-{}", settings.node_id),
     );
+    // Partition N of the events and retry topics must go to the same member.
+    config.set("partition.assignment.strategy", "range");
+    // Quiet partitions should not add latency (librdkafka waits up to 500 ms).
+    if !settings.kafka.client.contains_key("fetch.wait.max.ms") {
+        config.set("fetch.wait.max.ms", "50");
+    }
     let consumer: Arc<DispatchConsumer> = Arc::new(config.create_with_context(context)?);
-    consumer.subscribe(&[&settings.kafka.events_topic])?;
+    consumer.subscribe(&[&settings.kafka.events_topic, &settings.kafka.retry_topic])?;
     health.ready("dispatcher");
-    tracing::info!(topic = %settings.kafka.events_topic, group = %settings.kafka.consumer_group, "dispatcher subscribed");
+    tracing::info!(events = %settings.kafka.events_topic, retry = %settings.kafka.retry_topic,
+        group = %settings.kafka.consumer_group, "dispatcher subscribed");
 
     let stop_commits = CancellationToken::new();
     let committer = tokio::spawn(commit_loop(
@@ -235,9 +357,9 @@ pub async fn run_dispatcher(
         stop_commits.clone(),
     ));
 
-    route(&consumer, shutdown).await;
+    route(&consumer, control_rx, shutdown).await;
 
-    // Drain: close every worker's channel, let in-flight attempts finish.
+    // Drain: close every worker's channel, let in-flight work finish.
     tracing::info!("dispatcher draining");
     health.pending("dispatcher", "shutting down");
     stop_commits.cancel();
@@ -253,13 +375,17 @@ pub async fn run_dispatcher(
         drop(w.records);
         let mut join = w.join;
         if tokio::time::timeout_at(deadline, &mut join).await.is_err() {
-            tracing::warn!(partition = p, "drain timeout: unfinished deliveries will be re-sent by the next owner");
+            tracing::warn!(
+                partition = p,
+                "drain timeout: unfinished deliveries will be re-sent by the next owner"
+            );
             w.cancel.cancel();
             let _ = join.await;
         }
-        if let Some(cp) = w.tracker.lock().expect("tracker lock").commit_point(MAX_METADATA) {
-            add_commit(&mut final_commit, &consumer.context().topic, p, &cp);
-        }
+        let points = consumer.context().commit_points(&w.trackers);
+        consumer
+            .context()
+            .add_commits(&mut final_commit, p, &points);
     }
     if final_commit.count() > 0 {
         let c = consumer.clone();
@@ -273,19 +399,31 @@ pub async fn run_dispatcher(
     }
     // Leaving the group runs the revoke callback (nothing left to revoke).
     let c = consumer.clone();
-    tokio::task::spawn_blocking(move || c.unsubscribe()).await.expect("unsubscribe task panicked");
+    tokio::task::spawn_blocking(move || c.unsubscribe())
+        .await
+        .expect("unsubscribe task panicked");
     tracing::info!("dispatcher stopped");
     Ok(())
 }
 
-/// Reads records and hands each to its partition's worker until `shutdown`.
-async fn route(consumer: &DispatchConsumer, shutdown: impl Future<Output = ()>) {
-    let mut senders: HashMap<i32, mpsc::Sender<Record>> = HashMap::new();
+/// Reads records and hands each to its partition's worker, and applies the
+/// workers' control requests, until `shutdown`.
+async fn route(
+    consumer: &DispatchConsumer,
+    mut control: mpsc::UnboundedReceiver<ControlMsg>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let ctx = consumer.context();
+    let mut senders: HashMap<i32, (u64, mpsc::Sender<Record>)> = HashMap::new();
     let mut seen = u64::MAX;
     tokio::pin!(shutdown);
     loop {
         let msg = tokio::select! {
             _ = &mut shutdown => return,
+            Some((p, generation, c)) = control.recv() => {
+                apply_control(consumer, p, generation, c);
+                continue;
+            }
             m = consumer.recv() => m,
         };
         let msg = match msg {
@@ -295,26 +433,74 @@ async fn route(consumer: &DispatchConsumer, shutdown: impl Future<Output = ()>) 
                 continue;
             }
         };
-        let generation = consumer.context().generation.load(Ordering::Acquire);
-        if generation != seen {
-            seen = generation;
-            let workers = consumer.context().workers.lock().expect("workers lock");
-            senders = workers.iter().map(|(p, w)| (*p, w.records.clone())).collect();
+        let current = ctx.generation.load(Ordering::Acquire);
+        if current != seen {
+            seen = current;
+            let workers = ctx.workers.lock().expect("workers lock");
+            senders = workers
+                .iter()
+                .map(|(p, w)| (*p, (w.generation, w.records.clone())))
+                .collect();
         }
+        let topic = if msg.topic() == ctx.events_topic {
+            Topic::Events
+        } else {
+            Topic::Retry
+        };
         let partition = msg.partition();
         let record = Record {
+            topic,
             offset: msg.offset(),
             key: msg.key().map(Bytes::copy_from_slice),
             payload: msg.payload().map(Bytes::copy_from_slice),
         };
         drop(msg);
-        let Some(tx) = senders.get(&partition) else {
-            tracing::warn!(partition, offset = record.offset, "record for a partition without a worker; it stays uncommitted");
+        let Some((_, tx)) = senders.get(&partition) else {
+            tracing::warn!(
+                partition,
+                offset = record.offset,
+                "record for a partition without a worker; it stays uncommitted"
+            );
             continue;
         };
-        // A closed channel means the partition was just revoked: the record
-        // stays uncommitted and its next owner reads it again.
+        // Workers always read their channel (they pause their partition
+        // instead of refusing records), so this waits only briefly. A closed
+        // channel means the partition was just revoked: the record stays
+        // uncommitted and its next owner reads it again.
         let _ = tx.send(record).await;
+    }
+}
+
+fn apply_control(consumer: &DispatchConsumer, p: i32, generation: u64, c: Control) {
+    let ctx = consumer.context();
+    let current = ctx
+        .workers
+        .lock()
+        .expect("workers lock")
+        .get(&p)
+        .map(|w| w.generation);
+    if current != Some(generation) {
+        return; // from a worker that no longer owns the partition
+    }
+    let mut tpl = TopicPartitionList::new();
+    let r = match c {
+        Control::PauseEvents => {
+            tpl.add_partition(&ctx.events_topic, p);
+            consumer.pause(&tpl)
+        }
+        Control::ResumeEvents => {
+            tpl.add_partition(&ctx.events_topic, p);
+            consumer.resume(&tpl)
+        }
+        Control::SeekRetry(offset) => consumer.seek(
+            &ctx.retry_topic,
+            p,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ),
+    };
+    if let Err(e) = r {
+        tracing::warn!(partition = p, request = ?c, error = %e, "consumer control request failed");
     }
 }
 
@@ -332,11 +518,25 @@ async fn commit_loop(consumer: Arc<DispatchConsumer>, interval: Duration, stop: 
         {
             let mut workers = ctx.workers.lock().expect("workers lock");
             for (p, w) in workers.iter_mut() {
-                let point = w.tracker.lock().expect("tracker lock").commit_point(MAX_METADATA);
-                if point.is_some() && point != w.last_commit {
-                    let cp = point.expect("checked");
-                    add_commit(&mut tpl, &ctx.topic, *p, &cp);
-                    w.last_commit = Some(cp);
+                let (e, r) = ctx.commit_points(&w.trackers);
+                let changed = (
+                    if e.is_some() && e != w.last_commit.0 {
+                        e.clone()
+                    } else {
+                        None
+                    },
+                    if r.is_some() && r != w.last_commit.1 {
+                        r.clone()
+                    } else {
+                        None
+                    },
+                );
+                ctx.add_commits(&mut tpl, *p, &changed);
+                if changed.0.is_some() {
+                    w.last_commit.0 = e;
+                }
+                if changed.1.is_some() {
+                    w.last_commit.1 = r;
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use herald_core::schedule::RetryPolicy;
 use herald_core::Endpoint;
 use herald_signing::{Secret, Signer};
 use http::{HeaderName, HeaderValue};
@@ -16,13 +17,15 @@ pub struct Prepared {
     pub signer: Signer,
     /// Custom headers, validated.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The node's retry policy with this endpoint's overrides.
+    pub policy: RetryPolicy,
 }
 
 impl Prepared {
     /// Prepares `endpoint`; secrets or headers that do not parse (the API
     /// validates them, so only a hand-written record could) are left out
     /// with an error log.
-    pub fn new(endpoint: Arc<Endpoint>) -> Self {
+    pub fn new(endpoint: Arc<Endpoint>, base: &RetryPolicy) -> Self {
         let secrets = endpoint
             .secrets
             .iter()
@@ -47,6 +50,11 @@ impl Prepared {
                 }
             })
             .collect();
-        Self { signer: Signer::new(secrets), headers, endpoint }
+        Self {
+            signer: Signer::new(secrets),
+            headers,
+            policy: endpoint.retry_policy(base),
+            endpoint,
+        }
     }
 }

@@ -3,18 +3,22 @@
 //!
 //! # Layout
 //! - [`offsets`]: per-partition offset tracker and commit metadata (pure).
-//! - [`lanes`]: per-endpoint FIFO lanes and their in-flight limits (pure).
-//! - [`endpoint`]: an endpoint prepared for delivery (parsed URL, signer, headers).
+//! - [`lane`]: one endpoint's lane: order, in-flight count, where its backlog is (pure).
+//! - [`cursor`]: reading and re-reading the retry partition (pure).
+//! - [`endpoint`]: an endpoint prepared for delivery (parsed URL, signer, headers, policy).
 //! - [`attempt`]: one delivery attempt and its classification.
-//! - [`worker`]: the task that owns one assigned partition.
+//! - [`sink`]: writes to the retry and dead-letter topics.
+//! - [`worker`]: the task that owns one assigned partition (both topics).
 //! - [`consumer`]: the consumer group, rebalances and the record router.
 #![forbid(unsafe_code)]
 
 pub mod attempt;
 pub mod consumer;
+pub mod cursor;
 pub mod endpoint;
-pub mod lanes;
+pub mod lane;
 pub mod offsets;
+pub mod sink;
 pub mod worker;
 
 pub use consumer::{run_dispatcher, DispatchSettings};

@@ -45,7 +45,10 @@ impl OffsetTracker {
     /// A tracker whose read position starts at `start` (the committed
     /// offset), or unknown until the first record when `None`.
     pub fn new(start: Option<i64>) -> Self {
-        Self { unfinished: BTreeSet::new(), high: start }
+        Self {
+            unfinished: BTreeSet::new(),
+            high: start,
+        }
     }
 
     /// A record at `offset` was received (offsets arrive in increasing order).
@@ -64,6 +67,11 @@ impl OffsetTracker {
         self.unfinished.remove(&offset);
     }
 
+    /// Whether the record at `offset` was received and is not finished.
+    pub fn is_unfinished(&self, offset: i64) -> bool {
+        self.unfinished.contains(&offset)
+    }
+
     /// Records received and not finished.
     pub fn unfinished_len(&self) -> usize {
         self.unfinished.len()
@@ -78,7 +86,10 @@ impl OffsetTracker {
     pub fn commit_point(&self, max_bytes: usize) -> Option<CommitPoint> {
         let offset = self.committable()?;
         let high = self.high.unwrap_or(offset);
-        Some(CommitPoint { offset, metadata: encode(offset, high, &self.unfinished, max_bytes) })
+        Some(CommitPoint {
+            offset,
+            metadata: encode(offset, high, &self.unfinished, max_bytes),
+        })
     }
 }
 
@@ -166,7 +177,11 @@ impl SkipSet {
     /// Decodes `metadata` committed with `base`; unreadable metadata (or
     /// none) skips nothing.
     pub fn decode(base: i64, metadata: &str) -> SkipSet {
-        Self::try_decode(base, metadata).unwrap_or(SkipSet { base, high: base, unfinished: Vec::new() })
+        Self::try_decode(base, metadata).unwrap_or(SkipSet {
+            base,
+            high: base,
+            unfinished: Vec::new(),
+        })
     }
 
     fn try_decode(base: i64, metadata: &str) -> Option<SkipSet> {
@@ -192,7 +207,11 @@ impl SkipSet {
         if cursor != high {
             return None;
         }
-        Some(SkipSet { base, high, unfinished })
+        Some(SkipSet {
+            base,
+            high,
+            unfinished,
+        })
     }
 
     /// Whether the record at `offset` was already finished by the previous owner.
@@ -200,7 +219,10 @@ impl SkipSet {
         if offset < self.base || offset >= self.high {
             return false;
         }
-        !self.unfinished.iter().any(|&(s, e)| offset >= s && offset < e)
+        !self
+            .unfinished
+            .iter()
+            .any(|&(s, e)| offset >= s && offset < e)
     }
 
     /// Whether this set can skip anything at or after `offset`.

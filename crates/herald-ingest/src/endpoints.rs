@@ -37,7 +37,9 @@ impl EndpointApi {
         if self.registry.is_loaded() {
             Ok(())
         } else {
-            Err(Status::unavailable("the endpoint registry is still loading; retry shortly"))
+            Err(Status::unavailable(
+                "the endpoint registry is still loading; retry shortly",
+            ))
         }
     }
 
@@ -49,7 +51,10 @@ impl EndpointApi {
     }
 
     async fn store(&self, ep: &Endpoint) -> Result<(), Status> {
-        self.writer.put(ep).await.map_err(|e| Status::unavailable(e.to_string()))
+        self.writer
+            .put(ep)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))
     }
 }
 
@@ -65,12 +70,19 @@ pub fn view(ep: &Endpoint) -> pb::Endpoint {
         description: ep.description.clone(),
         enabled: ep.enabled,
         ordered: ep.ordered,
-        rate_limit: ep.rate_limit.map(|r| pb::RateLimit { per_second: r.per_second, burst: r.burst }),
+        rate_limit: ep.rate_limit.map(|r| pb::RateLimit {
+            per_second: r.per_second,
+            burst: r.burst,
+        }),
         max_in_flight: ep.max_in_flight,
         headers: ep.headers.clone().into_iter().collect(),
         created_at_ms: ep.created_at_ms,
         updated_at_ms: ep.updated_at_ms,
-        retry_schedule_ms: ep.retry_schedule.iter().map(|d| d.as_millis() as u64).collect(),
+        retry_schedule_ms: ep
+            .retry_schedule
+            .iter()
+            .map(|d| d.as_millis() as u64)
+            .collect(),
         max_age_ms: ep.max_age.map_or(0, |d| d.as_millis() as u64),
     }
 }
@@ -81,7 +93,10 @@ const MAX_DELAY_MS: u64 = 7 * 86_400_000;
 
 fn schedule(field: &str, delays_ms: &[u64]) -> Result<Vec<Duration>, Status> {
     if delays_ms.len() > MAX_SCHEDULE_LEN {
-        return Err(invalid(FieldError::new(field, format!("at most {MAX_SCHEDULE_LEN} delays"))));
+        return Err(invalid(FieldError::new(
+            field,
+            format!("at most {MAX_SCHEDULE_LEN} delays"),
+        )));
     }
     if let Some(bad) = delays_ms.iter().find(|&&d| d == 0 || d > MAX_DELAY_MS) {
         return Err(invalid(FieldError::new(
@@ -89,7 +104,10 @@ fn schedule(field: &str, delays_ms: &[u64]) -> Result<Vec<Duration>, Status> {
             format!("delay {bad} ms is out of range (1 ms to {MAX_DELAY_MS} ms)"),
         )));
     }
-    Ok(delays_ms.iter().map(|&d| Duration::from_millis(d)).collect())
+    Ok(delays_ms
+        .iter()
+        .map(|&d| Duration::from_millis(d))
+        .collect())
 }
 
 fn max_age(field: &str, ms: u64) -> Result<Option<Duration>, Status> {
@@ -117,7 +135,10 @@ fn check(ep: &Endpoint) -> Result<(), Status> {
     validate::headers(ep.headers.iter()).map_err(invalid)?;
     if let Some(r) = ep.rate_limit {
         if r.burst < 1 {
-            return Err(invalid(FieldError::new("rate_limit.burst", "must be at least 1")));
+            return Err(invalid(FieldError::new(
+                "rate_limit.burst",
+                "must be at least 1",
+            )));
         }
     }
     Ok(())
@@ -131,7 +152,11 @@ impl EndpointService for EndpointApi {
     ) -> Result<Response<pb::CreateEndpointResponse>, Status> {
         self.ensure_loaded()?;
         let req = request.into_inner();
-        let id = if req.id.is_empty() { ids::new_endpoint_id() } else { req.id };
+        let id = if req.id.is_empty() {
+            ids::new_endpoint_id()
+        } else {
+            req.id
+        };
         validate::id("id", &id).map_err(invalid)?;
         let url = validate::url(&req.url).map_err(invalid)?;
         let secret = if req.secret.is_empty() {
@@ -140,7 +165,9 @@ impl EndpointService for EndpointApi {
             parse_secret("secret", &req.secret)?
         };
         if self.registry.get(&id).is_some() {
-            return Err(Status::already_exists(format!("id: endpoint {id:?} already exists")));
+            return Err(Status::already_exists(format!(
+                "id: endpoint {id:?} already exists"
+            )));
         }
         let now = now_ms();
         let ep = Endpoint {
@@ -160,10 +187,16 @@ impl EndpointService for EndpointApi {
         };
         check(&ep)?;
         self.store(&ep).await?;
-        Ok(Response::new(pb::CreateEndpointResponse { endpoint: Some(view(&ep)), secret }))
+        Ok(Response::new(pb::CreateEndpointResponse {
+            endpoint: Some(view(&ep)),
+            secret,
+        }))
     }
 
-    async fn get_endpoint(&self, request: Request<pb::GetEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+    async fn get_endpoint(
+        &self,
+        request: Request<pb::GetEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
         self.ensure_loaded()?;
         let ep = self.existing(&request.into_inner().id)?;
         Ok(Response::new(view(&ep)))
@@ -178,7 +211,10 @@ impl EndpointService for EndpointApi {
         let size = match req.page_size as usize {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
-                return Err(invalid(FieldError::new("page_size", format!("at most {MAX_PAGE}"))))
+                return Err(invalid(FieldError::new(
+                    "page_size",
+                    format!("at most {MAX_PAGE}"),
+                )))
             }
             n => n,
         };
@@ -250,7 +286,10 @@ impl EndpointService for EndpointApi {
         self.ensure_loaded()?;
         let id = request.into_inner().id;
         self.existing(&id)?;
-        self.writer.delete(&id).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        self.writer
+            .delete(&id)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(pb::DeleteEndpointResponse {}))
     }
 }

@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use futures_util::future::join_all;
 use herald_proto::v1::event_service_server::EventService;
 use herald_proto::v1::{
     publish_result, PublishBatchRequest, PublishBatchResponse, PublishError as ItemError,
@@ -27,19 +26,51 @@ pub struct EventApi {
 impl EventApi {
     /// Serves publishes through `publisher`, allowing batches of `max_batch`.
     pub fn new(publisher: Publisher, max_batch: usize) -> Self {
-        Self { publisher, max_batch }
+        Self {
+            publisher,
+            max_batch,
+        }
+    }
+}
+
+/// The canonical gRPC name of a status code, as in `PublishError.code`.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
 fn observe(method: &'static str, started: Instant, ok: bool) {
     let outcome = if ok { "ok" } else { "error" };
-    metrics::counter!(names::PUBLISH_REQUESTS, "method" => method, "outcome" => outcome).increment(1);
-    metrics::histogram!(names::PUBLISH_LATENCY, "method" => method).record(started.elapsed().as_secs_f64());
+    metrics::counter!(names::PUBLISH_REQUESTS, "method" => method, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(names::PUBLISH_LATENCY, "method" => method)
+        .record(started.elapsed().as_secs_f64());
 }
 
 #[tonic::async_trait]
 impl EventService for EventApi {
-    async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishResponse>, Status> {
         let started = Instant::now();
         let result = self.publisher.publish(request.into_inner()).await;
         observe("publish", started, result.is_ok());
@@ -54,7 +85,9 @@ impl EventService for EventApi {
         let events = request.into_inner().events;
         if events.is_empty() {
             observe("publish_batch", started, false);
-            return Err(Status::invalid_argument("events: at least one event is required"));
+            return Err(Status::invalid_argument(
+                "events: at least one event is required",
+            ));
         }
         if events.len() > self.max_batch {
             observe("publish_batch", started, false);
@@ -64,7 +97,7 @@ impl EventService for EventApi {
                 self.max_batch
             )));
         }
-        let outcomes = join_all(events.into_iter().map(|e| self.publisher.publish(e))).await;
+        let outcomes = self.publisher.publish_many(events).await;
         let mut resp = PublishBatchResponse::default();
         for (index, outcome) in outcomes.into_iter().enumerate() {
             let result = match outcome {
@@ -76,12 +109,15 @@ impl EventService for EventApi {
                     resp.rejected += 1;
                     let status = e.status();
                     publish_result::Result::Error(ItemError {
-                        code: format!("{:?}", status.code()),
+                        code: code_name(status.code()).to_string(),
                         message: status.message().to_string(),
                     })
                 }
             };
-            resp.results.push(PublishResult { index: index as u32, result: Some(result) });
+            resp.results.push(PublishResult {
+                index: index as u32,
+                result: Some(result),
+            });
         }
         observe("publish_batch", started, true);
         Ok(Response::new(resp))

@@ -25,13 +25,19 @@ struct Inner {
 impl IdempotencyCache {
     /// A cache holding at most `capacity` entries (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, inner: Mutex::new(Inner::default()) }
+        Self {
+            capacity,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// The earlier result for this key, if remembered.
     pub fn get(&self, endpoint: &str, key: &str) -> Option<PublishResponse> {
         let inner = self.inner.lock().expect("idempotency lock");
-        inner.map.get(&(endpoint.to_string(), key.to_string())).cloned()
+        inner
+            .map
+            .get(&(endpoint.to_string(), key.to_string()))
+            .cloned()
     }
 
     /// Remembers a result.
@@ -57,7 +63,12 @@ mod tests {
     use super::*;
 
     fn resp(offset: i64) -> PublishResponse {
-        PublishResponse { event_id: format!("e{offset}"), partition: 0, offset, duplicate: false }
+        PublishResponse {
+            event_id: format!("e{offset}"),
+            partition: 0,
+            offset,
+            duplicate: false,
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ use herald_telemetry::names;
 use prost::Message as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use tonic::Status;
 
 use crate::idempotency::IdempotencyCache;
@@ -77,8 +78,14 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher for `kafka.events_topic`.
-    pub fn new(kafka: &KafkaConfig, grpc: &GrpcConfig, node_id: &str, registry: Registry) -> Result<Self, KafkaError> {
-        let producer = herald_kafka::producer_config(kafka, &format!("herald-ingest-{node_id}")).create()?;
+    pub fn new(
+        kafka: &KafkaConfig,
+        grpc: &GrpcConfig,
+        node_id: &str,
+        registry: Registry,
+    ) -> Result<Self, KafkaError> {
+        let producer =
+            herald_kafka::producer_config(kafka, &format!("herald-ingest-{node_id}")).create()?;
         Ok(Self {
             producer,
             topic: kafka.events_topic.as_str().into(),
@@ -90,16 +97,95 @@ impl Publisher {
 
     /// Validates and publishes one event; returns once Kafka acknowledged it.
     pub async fn publish(&self, req: PublishRequest) -> Result<PublishResponse, PublishError> {
-        let result = self.publish_inner(req).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.outcome(),
-        };
-        metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => outcome).increment(1);
-        result
+        let mut results = self.publish_many(vec![req]).await;
+        results.pop().expect("one result per request")
     }
 
-    async fn publish_inner(&self, req: PublishRequest) -> Result<PublishResponse, PublishError> {
+    /// Publishes several events: all are validated, then enqueued to Kafka
+    /// strictly in request order (so one endpoint's events keep their order
+    /// even when the producer queue is full), then awaited together.
+    pub async fn publish_many(
+        &self,
+        reqs: Vec<PublishRequest>,
+    ) -> Vec<Result<PublishResponse, PublishError>> {
+        let mut slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(r)).collect();
+        for slot in &mut slots {
+            if let Slot::Ready(p) = slot {
+                *slot = self.enqueue(p).await;
+            }
+        }
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let result = match slot {
+                Slot::Done(r) => r,
+                Slot::Ready(_) => unreachable!("every ready slot was enqueued"),
+                Slot::Sent(p, fut) => match fut.await {
+                    Ok(Ok(delivery)) => {
+                        let resp = PublishResponse {
+                            event_id: p.envelope.event_id.clone(),
+                            partition: delivery.partition,
+                            offset: delivery.offset,
+                            duplicate: false,
+                        };
+                        if !p.envelope.idempotency_key.is_empty() {
+                            self.cache.put(
+                                &p.envelope.endpoint_id,
+                                &p.envelope.idempotency_key,
+                                resp.clone(),
+                            );
+                        }
+                        Ok(resp)
+                    }
+                    Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
+                    Err(_) => Err(PublishError::Kafka(KafkaError::Canceled)),
+                },
+            };
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.outcome(),
+            };
+            metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => outcome).increment(1);
+            out.push(result);
+        }
+        out
+    }
+
+    /// Hands one prepared event to the producer, waiting while its queue is full.
+    async fn enqueue(&self, p: &mut Prepared) -> Slot {
+        let p = std::mem::take(p);
+        loop {
+            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: herald_kafka::headers::EVENT_ID,
+                value: Some(p.envelope.event_id.as_bytes()),
+            });
+            let record = FutureRecord::to(&self.topic)
+                .key(p.envelope.endpoint_id.as_bytes())
+                .payload(&p.value)
+                .headers(headers);
+            match self.producer.send_result(record) {
+                Ok(fut) => return Slot::Sent(p, fut),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Slot::Done(Err(PublishError::Kafka(e))),
+            }
+        }
+    }
+
+    /// Validates a request and builds its envelope (or answers it from the
+    /// idempotency cache).
+    fn prepare(&self, req: PublishRequest) -> Slot {
+        match self.validate(req) {
+            Ok(Validated::Cached(resp)) => Slot::Done(Ok(resp)),
+            Ok(Validated::New(envelope)) => {
+                let value = envelope.encode_to_vec();
+                Slot::Ready(Prepared { envelope, value })
+            }
+            Err(e) => Slot::Done(Err(e)),
+        }
+    }
+
+    fn validate(&self, req: PublishRequest) -> Result<Validated, PublishError> {
         validate::id("endpoint_id", &req.endpoint_id)?;
         validate::event_type(&req.event_type)?;
         validate::payload(&req.payload, self.max_payload)?;
@@ -125,7 +211,7 @@ impl Publisher {
         if keyed {
             if let Some(mut earlier) = self.cache.get(&req.endpoint_id, &req.idempotency_key) {
                 earlier.duplicate = true;
-                return Ok(earlier);
+                return Ok(Validated::Cached(earlier));
             }
         }
         let event_id = if !req.event_id.is_empty() {
@@ -135,7 +221,7 @@ impl Publisher {
         } else {
             ids::new_event_id()
         };
-        let envelope = EventEnvelope {
+        Ok(Validated::New(EventEnvelope {
             event_id,
             endpoint_id: req.endpoint_id,
             event_type: req.event_type,
@@ -144,30 +230,25 @@ impl Publisher {
             idempotency_key: req.idempotency_key,
             attempt: Some(AttemptState::default()),
             ..Default::default()
-        };
-        let value = envelope.encode_to_vec();
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: herald_kafka::headers::EVENT_ID,
-            value: Some(envelope.event_id.as_bytes()),
-        });
-        let record = FutureRecord::to(&self.topic)
-            .key(envelope.endpoint_id.as_bytes())
-            .payload(&value)
-            .headers(headers);
-        let delivery = self
-            .producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| PublishError::Kafka(e))?;
-        let resp = PublishResponse {
-            event_id: envelope.event_id,
-            partition: delivery.partition,
-            offset: delivery.offset,
-            duplicate: false,
-        };
-        if keyed {
-            self.cache.put(&envelope.endpoint_id, &envelope.idempotency_key, resp.clone());
-        }
-        Ok(resp)
+        }))
     }
+}
+
+/// A validated event ready for Kafka.
+#[derive(Default)]
+struct Prepared {
+    envelope: EventEnvelope,
+    value: Vec<u8>,
+}
+
+enum Validated {
+    Cached(PublishResponse),
+    New(EventEnvelope),
+}
+
+/// One request's progress through [`Publisher::publish_many`].
+enum Slot {
+    Ready(Prepared),
+    Sent(Prepared, DeliveryFuture),
+    Done(Result<PublishResponse, PublishError>),
 }

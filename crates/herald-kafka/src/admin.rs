@@ -63,18 +63,40 @@ pub struct TopicSpec {
 /// The topics a node with this configuration needs.
 pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
     vec![
-        TopicSpec { name: cfg.events_topic.clone(), partitions: cfg.events_partitions, compacted: false },
-        TopicSpec { name: cfg.endpoints_topic.clone(), partitions: 1, compacted: true },
-        TopicSpec { name: cfg.retry_topic.clone(), partitions: cfg.events_partitions, compacted: false },
-        TopicSpec { name: cfg.dlq_topic.clone(), partitions: cfg.events_partitions, compacted: false },
+        TopicSpec {
+            name: cfg.events_topic.clone(),
+            partitions: cfg.events_partitions,
+            compacted: false,
+        },
+        TopicSpec {
+            name: cfg.endpoints_topic.clone(),
+            partitions: 1,
+            compacted: true,
+        },
+        TopicSpec {
+            name: cfg.retry_topic.clone(),
+            partitions: cfg.events_partitions,
+            compacted: false,
+        },
+        TopicSpec {
+            name: cfg.dlq_topic.clone(),
+            partitions: cfg.events_partitions,
+            compacted: false,
+        },
     ]
 }
 
 /// The retry and dead-letter topics must have as many partitions as the
 /// events topic (when both exist, or when the events topic will be created
 /// with `events_partitions`).
-fn check_co_partitioned(cfg: &KafkaConfig, existing: &HashMap<String, i32>) -> Result<(), TopicError> {
-    let expected = existing.get(&cfg.events_topic).copied().unwrap_or(cfg.events_partitions);
+fn check_co_partitioned(
+    cfg: &KafkaConfig,
+    existing: &HashMap<String, i32>,
+) -> Result<(), TopicError> {
+    let expected = existing
+        .get(&cfg.events_topic)
+        .copied()
+        .unwrap_or(cfg.events_partitions);
     for topic in [&cfg.retry_topic, &cfg.dlq_topic] {
         if let Some(&found) = existing.get(topic) {
             if found != expected {
@@ -92,14 +114,21 @@ fn check_co_partitioned(cfg: &KafkaConfig, existing: &HashMap<String, i32>) -> R
 
 /// The partition count of the events topic as it exists (or will be created).
 pub fn events_partitions(cfg: &KafkaConfig, existing: &HashMap<String, i32>) -> i32 {
-    existing.get(&cfg.events_topic).copied().unwrap_or(cfg.events_partitions)
+    existing
+        .get(&cfg.events_topic)
+        .copied()
+        .unwrap_or(cfg.events_partitions)
 }
 
 /// Creates whichever of `specs` do not exist yet.
 pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), TopicError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(cfg)
-        .create()
-        .map_err(|source| TopicError::Unreachable { brokers: cfg.brokers.clone(), source })?;
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(cfg)
+            .create()
+            .map_err(|source| TopicError::Unreachable {
+                brokers: cfg.brokers.clone(),
+                source,
+            })?;
     let admin = std::sync::Arc::new(admin);
     let probe = admin.clone();
     let (existing, brokers) = tokio::task::spawn_blocking(move || {
@@ -118,10 +147,16 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
     })
     .await
     .expect("metadata task panicked")
-    .map_err(|source| TopicError::Unreachable { brokers: cfg.brokers.clone(), source })?;
+    .map_err(|source| TopicError::Unreachable {
+        brokers: cfg.brokers.clone(),
+        source,
+    })?;
 
     check_co_partitioned(cfg, &existing)?;
-    let missing: Vec<&TopicSpec> = specs.iter().filter(|s| !existing.contains_key(&s.name)).collect();
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| !existing.contains_key(&s.name))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -138,20 +173,39 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
     let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|s| {
-            let partitions = if s.name == cfg.retry_topic || s.name == cfg.dlq_topic { events_count } else { s.partitions };
+            let partitions = if s.name == cfg.retry_topic || s.name == cfg.dlq_topic {
+                events_count
+            } else {
+                s.partitions
+            };
             let t = NewTopic::new(&s.name, partitions, TopicReplication::Fixed(rf));
-            if s.compacted { t.set("cleanup.policy", "compact") } else { t }
+            if s.compacted {
+                t.set("cleanup.policy", "compact")
+            } else {
+                t
+            }
         })
         .collect();
     let results = admin
-        .create_topics(new.iter(), &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            new.iter(),
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await
-        .map_err(|source| TopicError::Unreachable { brokers: cfg.brokers.clone(), source })?;
+        .map_err(|source| TopicError::Unreachable {
+            brokers: cfg.brokers.clone(),
+            source,
+        })?;
     for r in results {
         match r {
             Ok(name) => tracing::info!(topic = %name, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(TopicError::Create { topic, reason: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(TopicError::Create {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
         }
     }
     Ok(())

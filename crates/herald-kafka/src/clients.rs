@@ -41,7 +41,10 @@ pub fn consumer_config(cfg: &KafkaConfig, group: Option<&str>, client_id: &str) 
     if let Some(g) = group {
         c.set("group.id", g)
             .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 4).max(100).to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (cfg.session_timeout_ms / 4).max(100).to_string(),
+            )
             .set("partition.assignment.strategy", "cooperative-sticky");
     }
     for (k, v) in &cfg.client {

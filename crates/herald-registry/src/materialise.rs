@@ -26,12 +26,17 @@ pub async fn run_materialiser(
     registry: Registry,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), KafkaError> {
-    let consumer: StreamConsumer = herald_kafka::consumer_config(
+    let mut config = herald_kafka::consumer_config(
         &cfg,
         Some(&format!("herald-registry-{node_id}")),
         &format!("herald-registry-{node_id}"),
-    )
-    .create()?;
+    );
+    // Registry writes are rare and a write waits for its read-back: fetch
+    // without lingering (the default waits up to 500 ms on quiet topics).
+    if !cfg.client.contains_key("fetch.wait.max.ms") {
+        config.set("fetch.wait.max.ms", "10");
+    }
+    let consumer: StreamConsumer = config.create()?;
     let consumer = std::sync::Arc::new(consumer);
     let topic = cfg.endpoints_topic.clone();
 
@@ -45,10 +50,16 @@ pub async fn run_materialiser(
             .map(|t| t.partitions().len())
             .unwrap_or(0);
         if count == 0 {
-            return Err(KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopic));
+            return Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopic,
+            ));
         }
         (0..count as i32)
-            .map(|p| probe.fetch_watermarks(&probe_topic, p, Duration::from_secs(10)).map(|(_, h)| h))
+            .map(|p| {
+                probe
+                    .fetch_watermarks(&probe_topic, p, Duration::from_secs(10))
+                    .map(|(_, h)| h)
+            })
             .collect()
     })
     .await
@@ -62,7 +73,9 @@ pub async fn run_materialiser(
     consumer.assign(&tpl)?;
     let caught_up = |reg: &Registry| {
         let progress = reg.progress().borrow().clone();
-        high.iter().enumerate().all(|(p, &h)| progress.next_offset.get(p).is_some_and(|&n| n >= h))
+        high.iter()
+            .enumerate()
+            .all(|(p, &h)| progress.next_offset.get(p).is_some_and(|&n| n >= h))
     };
     if caught_up(&registry) {
         registry.mark_loaded();
@@ -83,17 +96,23 @@ pub async fn run_materialiser(
             }
         };
         let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            tracing::error!(offset = msg.offset(), "registry record without a UTF-8 key; skipped");
+            tracing::error!(
+                offset = msg.offset(),
+                "registry record without a UTF-8 key; skipped"
+            );
             registry.advance(msg.partition(), msg.offset() + 1);
             continue;
         };
         match msg.payload() {
             None => registry.apply(key, None),
-            Some(bytes) => match EndpointRecord::decode(bytes).map_err(|e| e.to_string()).and_then(|r| {
-                Endpoint::from_record(r).map_err(|e| e.to_string())
-            }) {
+            Some(bytes) => match EndpointRecord::decode(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|r| Endpoint::from_record(r).map_err(|e| e.to_string()))
+            {
                 Ok(ep) => registry.apply(key, Some(ep)),
-                Err(e) => tracing::error!(endpoint = key, offset = msg.offset(), error = %e, "invalid registry record; skipped"),
+                Err(e) => {
+                    tracing::error!(endpoint = key, offset = msg.offset(), error = %e, "invalid registry record; skipped")
+                }
             },
         }
         registry.advance(msg.partition(), msg.offset() + 1);

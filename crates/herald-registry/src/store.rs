@@ -45,14 +45,21 @@ impl Registry {
 
     /// The endpoint with this id.
     pub fn get(&self, id: &str) -> Option<Arc<Endpoint>> {
-        self.inner.endpoints.read().expect("registry lock").get(id).cloned()
+        self.inner
+            .endpoints
+            .read()
+            .expect("registry lock")
+            .get(id)
+            .cloned()
     }
 
     /// Up to `limit` endpoints with ids greater than `after`, in id order.
     pub fn list(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Endpoint>> {
         let map = self.inner.endpoints.read().expect("registry lock");
         let range = match after {
-            Some(a) => map.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            Some(a) => {
+                map.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+            }
             None => map.range::<str, _>(..),
         };
         range.take(limit).map(|(_, e)| e.clone()).collect()
@@ -130,7 +137,9 @@ impl Registry {
 
     /// Marks the initial catch-up done.
     pub(crate) fn mark_loaded(&self) {
-        self.inner.progress.send_if_modified(|p| !std::mem::replace(&mut p.loaded, true));
+        self.inner
+            .progress
+            .send_if_modified(|p| !std::mem::replace(&mut p.loaded, true));
     }
 }
 

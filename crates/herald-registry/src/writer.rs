@@ -34,8 +34,15 @@ pub struct RegistryWriter {
 impl RegistryWriter {
     /// A writer for `cfg.endpoints_topic` that waits on `registry`.
     pub fn new(cfg: &KafkaConfig, node_id: &str, registry: Registry) -> Result<Self, KafkaError> {
-        let producer = herald_kafka::producer_config(cfg, &format!("herald-registry-writer-{node_id}")).create()?;
-        Ok(Self { producer, topic: cfg.endpoints_topic.clone(), registry, apply_timeout: Duration::from_secs(30) })
+        let producer =
+            herald_kafka::producer_config(cfg, &format!("herald-registry-writer-{node_id}"))
+                .create()?;
+        Ok(Self {
+            producer,
+            topic: cfg.endpoints_topic.clone(),
+            registry,
+            apply_timeout: Duration::from_secs(30),
+        })
     }
 
     /// Creates or replaces an endpoint.
@@ -61,7 +68,8 @@ impl RegistryWriter {
             .map_err(|(e, _)| WriteError::Kafka(e))?;
         tokio::time::timeout(
             self.apply_timeout,
-            self.registry.wait_applied(delivery.partition, delivery.offset),
+            self.registry
+                .wait_applied(delivery.partition, delivery.offset),
         )
         .await
         .map_err(|_| WriteError::NotApplied(self.apply_timeout))

@@ -18,12 +18,18 @@ impl Health {
 
     /// Registers `component` as not ready yet, with `why`.
     pub fn pending(&self, component: &'static str, why: impl Into<String>) {
-        self.components.lock().expect("health lock").insert(component, Err(why.into()));
+        self.components
+            .lock()
+            .expect("health lock")
+            .insert(component, Err(why.into()));
     }
 
     /// Marks `component` ready.
     pub fn ready(&self, component: &'static str) {
-        self.components.lock().expect("health lock").insert(component, Ok(()));
+        self.components
+            .lock()
+            .expect("health lock")
+            .insert(component, Ok(()));
     }
 
     /// Whether every component is ready, with a JSON body saying why not.
@@ -40,7 +46,10 @@ impl Health {
                 (k.to_string(), v)
             })
             .collect();
-        (ready, serde_json::json!({"ready": ready, "components": detail}))
+        (
+            ready,
+            serde_json::json!({"ready": ready, "components": detail}),
+        )
     }
 }
 

@@ -22,6 +22,17 @@ pub const EVENTS_DELIVERED: &str = "herald_events_delivered_total";
 /// finished without a delivery.
 pub const EVENTS_SKIPPED: &str = "herald_events_skipped_total";
 
+/// Counter: events appended to the retry topic (long retries, overflow).
+pub const RETRY_WRITES: &str = "herald_retry_writes_total";
+/// Counter, label `reason` (`final_answer` | `attempts_exhausted` |
+/// `max_age_exceeded` | `predecessor_dead_lettered`): events dead-lettered.
+pub const DEAD_LETTERS: &str = "herald_dead_letters_total";
+/// Counter: dead letters re-published by a replay.
+pub const DEAD_LETTERS_REPLAYED: &str = "herald_dead_letters_replayed_total";
+/// Counter: times a partition's events were paused because its lanes held
+/// `dispatch.max_buffered_per_partition` events.
+pub const PARTITION_PAUSES: &str = "herald_partition_pauses_total";
+
 /// Gauge: events held in dispatcher lanes (this node).
 pub const LANE_EVENTS: &str = "herald_lane_events";
 /// Gauge: open lanes (endpoints with pending events) on this node.
@@ -46,6 +57,10 @@ pub const ALL: &[&str] = &[
     END_TO_END_LATENCY,
     EVENTS_DELIVERED,
     EVENTS_SKIPPED,
+    RETRY_WRITES,
+    DEAD_LETTERS,
+    DEAD_LETTERS_REPLAYED,
+    PARTITION_PAUSES,
     LANE_EVENTS,
     LANES_OPEN,
     PARTITIONS_ASSIGNED,

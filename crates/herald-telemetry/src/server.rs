@@ -23,7 +23,8 @@ pub fn install_recorder() -> MetricsHandle {
     HANDLE
         .get_or_init(|| {
             let secs = &[
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
             ];
             let handle = PrometheusBuilder::new()
                 .set_buckets(secs)
@@ -38,17 +39,45 @@ pub fn install_recorder() -> MetricsHandle {
 
 fn describe() {
     use crate::names::*;
-    metrics::describe_counter!(EVENTS_PUBLISHED, "Events handled by publish calls, by outcome");
+    metrics::describe_counter!(
+        EVENTS_PUBLISHED,
+        "Events handled by publish calls, by outcome"
+    );
     metrics::describe_counter!(PUBLISH_REQUESTS, "gRPC publish calls");
-    metrics::describe_histogram!(PUBLISH_LATENCY, metrics::Unit::Seconds, "Publish call latency");
-    metrics::describe_counter!(DELIVERY_ATTEMPTS, "HTTP delivery attempts by outcome and status class");
-    metrics::describe_histogram!(DELIVERY_LATENCY, metrics::Unit::Seconds, "One HTTP delivery attempt");
-    metrics::describe_histogram!(END_TO_END_LATENCY, metrics::Unit::Seconds, "Publish to successful delivery");
+    metrics::describe_histogram!(
+        PUBLISH_LATENCY,
+        metrics::Unit::Seconds,
+        "Publish call latency"
+    );
+    metrics::describe_counter!(
+        DELIVERY_ATTEMPTS,
+        "HTTP delivery attempts by outcome and status class"
+    );
+    metrics::describe_histogram!(
+        DELIVERY_LATENCY,
+        metrics::Unit::Seconds,
+        "One HTTP delivery attempt"
+    );
+    metrics::describe_histogram!(
+        END_TO_END_LATENCY,
+        metrics::Unit::Seconds,
+        "Publish to successful delivery"
+    );
     metrics::describe_counter!(EVENTS_DELIVERED, "Events delivered successfully");
     metrics::describe_counter!(EVENTS_SKIPPED, "Events finished without delivery");
+    metrics::describe_counter!(RETRY_WRITES, "Events appended to the retry topic");
+    metrics::describe_counter!(DEAD_LETTERS, "Events dead-lettered, by reason");
+    metrics::describe_counter!(
+        DEAD_LETTERS_REPLAYED,
+        "Dead letters re-published by a replay"
+    );
+    metrics::describe_counter!(PARTITION_PAUSES, "Events partitions paused for memory");
     metrics::describe_gauge!(LANE_EVENTS, "Events held in dispatcher lanes");
     metrics::describe_gauge!(LANES_OPEN, "Lanes with pending events");
-    metrics::describe_gauge!(PARTITIONS_ASSIGNED, "Events-topic partitions assigned to this node");
+    metrics::describe_gauge!(
+        PARTITIONS_ASSIGNED,
+        "Events-topic partitions assigned to this node"
+    );
     metrics::describe_counter!(REBALANCES, "Consumer rebalance callbacks");
     metrics::describe_counter!(COMMITS, "Offset commits by outcome");
     metrics::describe_gauge!(ENDPOINTS, "Endpoints in the registry");
@@ -96,13 +125,29 @@ fn route<B>(req: &Request<B>, metrics: &MetricsHandle, health: &Health) -> Respo
             .expect("valid response")
     };
     match req.uri().path() {
-        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", metrics.render()),
-        "/healthz" => text(StatusCode::OK, "application/json", "{\"alive\":true}".into()),
+        "/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics.render(),
+        ),
+        "/healthz" => text(
+            StatusCode::OK,
+            "application/json",
+            "{\"alive\":true}".into(),
+        ),
         "/readyz" => {
             let (ready, body) = health.report();
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             text(status, "application/json", body.to_string())
         }
-        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics, /healthz or /readyz\n".into(),
+        ),
     }
 }

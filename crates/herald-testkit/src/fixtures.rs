@@ -24,8 +24,12 @@ pub fn test_config() -> Config {
     cfg.grpc.listen = "127.0.0.1:0".parse().expect("valid address");
     cfg.http.listen = "127.0.0.1:0".parse().expect("valid address");
     cfg.dispatch.commit_interval_ms = 100;
-    cfg.dispatch.retry_initial_ms = 50;
-    cfg.dispatch.retry_max_ms = 500;
+    // Short retries, all in memory: tests that need the retry topic set their own.
+    cfg.retry.schedule = [50, 100, 200, 400, 500, 500, 500, 500, 500, 500]
+        .into_iter()
+        .map(std::time::Duration::from_millis)
+        .collect();
+    cfg.retry.in_memory_max = std::time::Duration::from_secs(1);
     cfg
 }
 
@@ -41,7 +45,11 @@ pub fn start_broker(cfg: &mut Config) -> Result<DevBroker, rdkafka::error::Kafka
 /// `prefix-<pid>-<n>`: unique within this machine for the process's life.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The current time as unix seconds (for signature verification).

@@ -37,7 +37,11 @@ pub async fn get(url: &str) -> Result<Answer, Error> {
 }
 
 /// `POST url` with `headers` and `body`.
-pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Answer, Error> {
+pub async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Answer, Error> {
     let mut req = Request::post(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -61,5 +65,9 @@ async fn send(req: Request<Full<Bytes>>) -> Result<Answer, Error> {
             .or_insert(v);
     }
     let body = resp.into_body().collect().await?.to_bytes();
-    Ok(Answer { status, headers, body })
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }

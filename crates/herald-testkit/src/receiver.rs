@@ -52,7 +52,9 @@ pub struct Recorded {
 impl Recorded {
     /// The value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// The `webhook-id` header, or `""`.
@@ -67,9 +69,15 @@ impl Recorded {
 
     /// Checks the Standard Webhooks signature against `secrets`, at `now_unix`.
     pub fn verify(&self, secrets: &[Secret], now_unix: i64) -> Result<(), VerifyError> {
-        let id = self.header("webhook-id").ok_or(VerifyError::MissingMessageId)?;
-        let ts = self.header("webhook-timestamp").ok_or(VerifyError::MissingTimestamp)?;
-        let sig = self.header("webhook-signature").ok_or(VerifyError::MissingSignature)?;
+        let id = self
+            .header("webhook-id")
+            .ok_or(VerifyError::MissingMessageId)?;
+        let ts = self
+            .header("webhook-timestamp")
+            .ok_or(VerifyError::MissingTimestamp)?;
+        let sig = self
+            .header("webhook-signature")
+            .ok_or(VerifyError::MissingSignature)?;
         Verifier::new(secrets.to_vec()).verify(id, ts, sig, &self.body, now_unix)
     }
 }
@@ -88,7 +96,11 @@ pub struct Reply {
 impl Reply {
     /// An empty answer with `status`.
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Bytes::new() }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
     }
 
     /// Adds a response header.
@@ -137,13 +149,21 @@ impl Policy {
     /// Answers `reply` to the first `k` attempts of each `webhook-id` (per
     /// path), then 200.
     pub fn fail_first_with(k: u32, reply: Reply) -> Self {
-        Self::new(move |r, _| if r.id_attempt <= k { reply.clone() } else { Reply::status(200) })
+        Self::new(move |r, _| {
+            if r.id_attempt <= k {
+                reply.clone()
+            } else {
+                Reply::status(200)
+            }
+        })
     }
 
     /// Uses `routes[path]` for the listed paths and `fallback` elsewhere.
     pub fn by_path(routes: impl IntoIterator<Item = (String, Policy)>, fallback: Policy) -> Self {
-        let routes: HashMap<String, Policy> =
-            routes.into_iter().map(|(p, pol)| (normalise(&p), pol)).collect();
+        let routes: HashMap<String, Policy> = routes
+            .into_iter()
+            .map(|(p, pol)| (normalise(&p), pol))
+            .collect();
         Self::new(move |r, n| routes.get(&r.path).unwrap_or(&fallback).reply(r, n))
     }
 
@@ -202,7 +222,9 @@ pub struct TestReceiver {
 
 impl fmt::Debug for TestReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TestReceiver").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("TestReceiver")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -222,7 +244,11 @@ impl TestReceiver {
             changed: watch::channel(0).0,
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
-        Ok(Self { addr, shared, server })
+        Ok(Self {
+            addr,
+            shared,
+            server,
+        })
     }
 
     /// The bound address.
@@ -282,7 +308,10 @@ impl TestReceiver {
         };
         tokio::time::timeout(timeout, check)
             .await
-            .map_err(|_| WaitTimeout { waited: started.elapsed(), recorded: self.count() })
+            .map_err(|_| WaitTimeout {
+                waited: started.elapsed(),
+                recorded: self.count(),
+            })
     }
 
     /// Waits until at least `n` requests have arrived.
@@ -291,7 +320,11 @@ impl TestReceiver {
     }
 
     /// Waits until every id in `ids` has arrived (as `webhook-id`) at least once.
-    pub async fn wait_for_ids<S: AsRef<str>>(&self, ids: &[S], timeout: Duration) -> Result<(), WaitTimeout> {
+    pub async fn wait_for_ids<S: AsRef<str>>(
+        &self,
+        ids: &[S],
+        timeout: Duration,
+    ) -> Result<(), WaitTimeout> {
         let mut missing: std::collections::HashSet<String> =
             ids.iter().map(|s| s.as_ref().to_string()).collect();
         let mut seen = 0;
@@ -324,7 +357,10 @@ fn normalise(path: &str) -> String {
 /// The first request of each distinct `webhook-id` in `requests`, in arrival order.
 pub fn first_arrivals(requests: &[Recorded]) -> Vec<&Recorded> {
     let mut seen = std::collections::HashSet::new();
-    requests.iter().filter(|r| seen.insert(r.webhook_id())).collect()
+    requests
+        .iter()
+        .filter(|r| seen.insert(r.webhook_id()))
+        .collect()
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -347,12 +383,18 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return Ok(plain(StatusCode::BAD_REQUEST, format!("body read failed: {e}")));
+            return Ok(plain(
+                StatusCode::BAD_REQUEST,
+                format!("body read failed: {e}"),
+            ));
         }
     };
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -404,7 +446,8 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
 
 fn response(reply: Reply) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(reply.body));
-    *r.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in reply.headers {
         if let (Ok(k), Ok(v)) = (
             hyper::header::HeaderName::from_bytes(k.as_bytes()),
@@ -429,9 +472,17 @@ mod tests {
         let rx = TestReceiver::start().await.unwrap();
         assert_eq!(rx.url_for("ep-1"), rx.url_for("/ep-1"));
         let url = format!("{}?x=1", rx.url_for("ep-1"));
-        let a = http::post(&url, &[("Webhook-Id", "msg_1"), ("X-Custom", "A"), ("x-custom", "B")], "{\"a\":1}")
-            .await
-            .unwrap();
+        let a = http::post(
+            &url,
+            &[
+                ("Webhook-Id", "msg_1"),
+                ("X-Custom", "A"),
+                ("x-custom", "B"),
+            ],
+            "{\"a\":1}",
+        )
+        .await
+        .unwrap();
         assert_eq!(a.status, 200);
 
         let all = rx.requests();
@@ -442,7 +493,10 @@ mod tests {
         assert_eq!(r.query.as_deref(), Some("x=1"));
         assert_eq!(r.header("webhook-id"), Some("msg_1"));
         assert_eq!(r.header("X-CUSTOM"), Some("A, B"));
-        assert!(r.headers.keys().all(|k| k.chars().all(|c| !c.is_ascii_uppercase())));
+        assert!(r
+            .headers
+            .keys()
+            .all(|k| k.chars().all(|c| !c.is_ascii_uppercase())));
         assert_eq!(r.webhook_id(), "msg_1");
         assert_eq!(&r.body[..], b"{\"a\":1}");
         assert_eq!((r.path_seq, r.id_attempt), (1, 1));
@@ -452,10 +506,17 @@ mod tests {
 
     #[tokio::test]
     async fn fail_first_counts_attempts_per_webhook_id_and_path() {
-        let rx = TestReceiver::with_policy(Policy::fail_first(2, 503)).await.unwrap();
+        let rx = TestReceiver::with_policy(Policy::fail_first(2, 503))
+            .await
+            .unwrap();
         let post = |path: &'static str, id: &'static str| {
             let url = rx.url_for(path);
-            async move { http::post(&url, &[("webhook-id", id)], "{}").await.unwrap().status }
+            async move {
+                http::post(&url, &[("webhook-id", id)], "{}")
+                    .await
+                    .unwrap()
+                    .status
+            }
         };
         assert_eq!(post("a", "m1").await, 503);
         assert_eq!(post("a", "m1").await, 503);
@@ -474,7 +535,9 @@ mod tests {
     async fn replies_carry_status_headers_and_body() {
         let policy = Policy::new(|_, n| {
             if n == 1 {
-                Reply::status(429).header("retry-after", "3").body("slow down")
+                Reply::status(429)
+                    .header("retry-after", "3")
+                    .body("slow down")
             } else {
                 Reply::status(204)
             }
@@ -482,9 +545,18 @@ mod tests {
         let rx = TestReceiver::with_policy(policy).await.unwrap();
         let first = http::post(&rx.url_for("x"), &[], "{}").await.unwrap();
         assert_eq!(first.status, 429);
-        assert_eq!(first.headers.get("retry-after").map(String::as_str), Some("3"));
+        assert_eq!(
+            first.headers.get("retry-after").map(String::as_str),
+            Some("3")
+        );
         assert_eq!(first.text(), "slow down");
-        assert_eq!(http::post(&rx.url_for("x"), &[], "{}").await.unwrap().status, 204);
+        assert_eq!(
+            http::post(&rx.url_for("x"), &[], "{}")
+                .await
+                .unwrap()
+                .status,
+            204
+        );
     }
 
     #[tokio::test]
@@ -495,10 +567,28 @@ mod tests {
         ))
         .await
         .unwrap();
-        assert_eq!(http::post(&rx.url_for("gone"), &[], "{}").await.unwrap().status, 410);
-        assert_eq!(http::post(&rx.url_for("ok"), &[], "{}").await.unwrap().status, 202);
+        assert_eq!(
+            http::post(&rx.url_for("gone"), &[], "{}")
+                .await
+                .unwrap()
+                .status,
+            410
+        );
+        assert_eq!(
+            http::post(&rx.url_for("ok"), &[], "{}")
+                .await
+                .unwrap()
+                .status,
+            202
+        );
         rx.set_policy(Policy::always(500));
-        assert_eq!(http::post(&rx.url_for("ok"), &[], "{}").await.unwrap().status, 500);
+        assert_eq!(
+            http::post(&rx.url_for("ok"), &[], "{}")
+                .await
+                .unwrap()
+                .status,
+            500
+        );
     }
 
     #[tokio::test]
@@ -510,18 +600,25 @@ mod tests {
         };
         for i in 0..3 {
             let id = format!("m{i}");
-            http::post(&rx.url_for("p"), &[("webhook-id", &id)], "{}").await.unwrap();
+            http::post(&rx.url_for("p"), &[("webhook-id", &id)], "{}")
+                .await
+                .unwrap();
         }
         waiter.await.unwrap().unwrap();
         rx.wait_for_count(3, GUARD).await.unwrap();
-        rx.wait_for(|all| all.iter().all(|r| r.path == "/p"), GUARD).await.unwrap();
+        rx.wait_for(|all| all.iter().all(|r| r.path == "/p"), GUARD)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
     async fn wait_for_reports_a_timeout() {
         // Nothing is ever sent, so the (short) guard is what ends the wait.
         let rx = TestReceiver::start().await.unwrap();
-        let err = rx.wait_for_count(1, Duration::from_millis(20)).await.unwrap_err();
+        let err = rx
+            .wait_for_count(1, Duration::from_millis(20))
+            .await
+            .unwrap_err();
         assert_eq!(err.recorded, 0);
         assert!(err.to_string().contains("0 requests"), "{err}");
     }
@@ -529,17 +626,30 @@ mod tests {
     #[tokio::test]
     async fn verify_checks_the_standard_webhooks_signature() {
         let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let (id, ts, body) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330_i64, "{\"test\": 2432232314}");
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330_i64,
+            "{\"test\": 2432232314}",
+        );
         let sig = Signer::new(vec![secret.clone()]).signature_header(id, ts, body.as_bytes());
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         let rx = TestReceiver::start().await.unwrap();
         let ts_text = ts.to_string();
-        let headers = [("webhook-id", id), ("webhook-timestamp", ts_text.as_str()), ("webhook-signature", sig.as_str())];
+        let headers = [
+            ("webhook-id", id),
+            ("webhook-timestamp", ts_text.as_str()),
+            ("webhook-signature", sig.as_str()),
+        ];
         http::post(&rx.url_for("s"), &headers, body).await.unwrap();
-        http::post(&rx.url_for("s"), &headers, "{\"test\": 1}").await.unwrap();
+        http::post(&rx.url_for("s"), &headers, "{\"test\": 1}")
+            .await
+            .unwrap();
         let got = rx.requests();
         got[0].verify(std::slice::from_ref(&secret), ts).unwrap();
-        assert_eq!(got[1].verify(std::slice::from_ref(&secret), ts), Err(VerifyError::NoMatchingSignature));
+        assert_eq!(
+            got[1].verify(std::slice::from_ref(&secret), ts),
+            Err(VerifyError::NoMatchingSignature)
+        );
         assert!(got[0].verify(&[Secret::generate()], ts).is_err());
     }
 
@@ -547,10 +657,15 @@ mod tests {
     async fn first_arrivals_keeps_the_first_of_each_id() {
         let rx = TestReceiver::start().await.unwrap();
         for id in ["a", "b", "a", "c", "b"] {
-            http::post(&rx.url_for("p"), &[("webhook-id", id)], "{}").await.unwrap();
+            http::post(&rx.url_for("p"), &[("webhook-id", id)], "{}")
+                .await
+                .unwrap();
         }
         let all = rx.requests();
-        let firsts: Vec<_> = first_arrivals(&all).iter().map(|r| (r.webhook_id(), r.path_seq)).collect();
+        let firsts: Vec<_> = first_arrivals(&all)
+            .iter()
+            .map(|r| (r.webhook_id(), r.path_seq))
+            .collect();
         assert_eq!(firsts, vec![("a", 1), ("b", 2), ("c", 4)]);
     }
 }

@@ -51,8 +51,26 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(f) => run_server(f, Roles::ALL).await,
-        Command::Ingest(f) => run_server(f, Roles { ingest: true, dispatch: false }).await,
-        Command::Dispatch(f) => run_server(f, Roles { ingest: false, dispatch: true }).await,
+        Command::Ingest(f) => {
+            run_server(
+                f,
+                Roles {
+                    ingest: true,
+                    dispatch: false,
+                },
+            )
+            .await
+        }
+        Command::Dispatch(f) => {
+            run_server(
+                f,
+                Roles {
+                    ingest: false,
+                    dispatch: true,
+                },
+            )
+            .await
+        }
         Command::Dev(f) => run_dev(f).await,
         Command::Endpoint { client, command } => client::run_endpoint(&client, command).await,
         Command::Publish { client, args } => client::run_publish(&client, args).await,
@@ -80,7 +98,10 @@ async fn run_dev(flags: ServerFlags) -> anyhow::Result<()> {
     // Loaded once without the broker address to learn the topic names.
     let probe = settings::load(&flags, &defaults)?;
     let broker = herald_kafka::DevBroker::start(&probe.kafka)?;
-    defaults.push(("kafka.brokers", Value::String(broker.bootstrap_servers().to_string())));
+    defaults.push((
+        "kafka.brokers",
+        Value::String(broker.bootstrap_servers().to_string()),
+    ));
     let mut cfg = settings::load(&flags, &defaults)?;
     // The embedded broker is the only broker, whatever the layers said.
     cfg.kafka.brokers = broker.bootstrap_servers().to_string();
@@ -89,9 +110,18 @@ async fn run_dev(flags: ServerFlags) -> anyhow::Result<()> {
     let grpc = node.grpc_addr.expect("dev runs ingest");
     println!("Herald dev is running");
     println!("  gRPC API        http://{grpc}   (herald endpoint|publish --server http://{grpc})");
-    println!("  metrics/health  http://{}/metrics  /healthz  /readyz", node.http_addr);
-    println!("  Kafka (in-memory, embedded)  {}", broker.bootstrap_servers());
-    println!("  topics          {} ({} partitions), {}", cfg.kafka.events_topic, cfg.kafka.events_partitions, cfg.kafka.endpoints_topic);
+    println!(
+        "  metrics/health  http://{}/metrics  /healthz  /readyz",
+        node.http_addr
+    );
+    println!(
+        "  Kafka (in-memory, embedded)  {}",
+        broker.bootstrap_servers()
+    );
+    println!(
+        "  topics          {} ({} partitions), {}",
+        cfg.kafka.events_topic, cfg.kafka.events_partitions, cfg.kafka.endpoints_topic
+    );
     println!("WARNING: dev mode keeps everything in memory; nothing is persisted. Loopback targets are allowed.");
     println!("Press Ctrl-C to stop.");
     let result = node.run_until(shutdown_signal()).await;

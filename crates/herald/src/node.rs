@@ -32,7 +32,10 @@ pub struct Roles {
 
 impl Roles {
     /// Both roles.
-    pub const ALL: Roles = Roles { ingest: true, dispatch: true };
+    pub const ALL: Roles = Roles {
+        ingest: true,
+        dispatch: true,
+    };
 }
 
 /// A started node.
@@ -64,7 +67,8 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
 
     if cfg.kafka.create_topics {
         health.pending("kafka", "creating topics");
-        herald_kafka::ensure_topics(&cfg.kafka, &herald_kafka::admin::topic_specs(&cfg.kafka)).await?;
+        herald_kafka::ensure_topics(&cfg.kafka, &herald_kafka::admin::topic_specs(&cfg.kafka))
+            .await?;
     }
     health.ready("kafka");
 
@@ -72,13 +76,23 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", cfg.http.listen))?;
     let http_addr = http.local_addr()?;
-    rest.push(tokio::spawn(serve_http(http, metrics, health.clone(), stop_rest.clone().cancelled_owned())));
+    rest.push(tokio::spawn(serve_http(
+        http,
+        metrics,
+        health.clone(),
+        stop_rest.clone().cancelled_owned(),
+    )));
 
     let registry = Registry::new();
     health.pending("registry", "loading the endpoint registry");
     {
-        let (kafka, node, reg, stop, h) =
-            (cfg.kafka.clone(), cfg.node.id.clone(), registry.clone(), stop_rest.clone(), health.clone());
+        let (kafka, node, reg, stop, h) = (
+            cfg.kafka.clone(),
+            cfg.node.id.clone(),
+            registry.clone(),
+            stop_rest.clone(),
+            health.clone(),
+        );
         rest.push(tokio::spawn(async move {
             if let Err(e) = run_materialiser(kafka, node, reg, stop.cancelled_owned()).await {
                 tracing::error!(error = %e, "endpoint registry consumer stopped");
@@ -106,7 +120,9 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             tokio::spawn(async move {
                 reg.wait_loaded().await;
                 reporter.set_serving::<EventServiceServer<EventApi>>().await;
-                reporter.set_serving::<EndpointServiceServer<EndpointApi>>().await;
+                reporter
+                    .set_serving::<EndpointServiceServer<EndpointApi>>()
+                    .await;
             });
         }
         let reflection = tonic_reflection::server::Builder::configure()
@@ -134,6 +150,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let settings = DispatchSettings {
             kafka: cfg.kafka.clone(),
             dispatch: cfg.dispatch.clone(),
+            retry: cfg.retry.clone(),
             delivery: delivery_config(&cfg),
             node_id: cfg.node.id.clone(),
         };
@@ -206,12 +223,23 @@ impl RunningNode {
     }
 
     /// Runs until `signal` resolves or a role fails, then shuts down.
-    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let failed = async {
             match (&mut self.ingest, &mut self.dispatch) {
-                (Some(i), Some(d)) => tokio::select! { r = i => Err(describe("gRPC server", r.map(|r| r.map_err(anyhow::Error::from)))), r = d => Err(describe("dispatcher", r.map(|r| r.map_err(anyhow::Error::from)))) },
-                (Some(i), None) => Err(describe("gRPC server", (&mut *i).await.map(|r| r.map_err(anyhow::Error::from)))),
-                (None, Some(d)) => Err(describe("dispatcher", (&mut *d).await.map(|r| r.map_err(anyhow::Error::from)))),
+                (Some(i), Some(d)) => {
+                    tokio::select! { r = i => Err(describe("gRPC server", r.map(|r| r.map_err(anyhow::Error::from)))), r = d => Err(describe("dispatcher", r.map(|r| r.map_err(anyhow::Error::from)))) }
+                }
+                (Some(i), None) => Err(describe(
+                    "gRPC server",
+                    (&mut *i).await.map(|r| r.map_err(anyhow::Error::from)),
+                )),
+                (None, Some(d)) => Err(describe(
+                    "dispatcher",
+                    (&mut *d).await.map(|r| r.map_err(anyhow::Error::from)),
+                )),
                 (None, None) => std::future::pending::<anyhow::Result<()>>().await,
             }
         };

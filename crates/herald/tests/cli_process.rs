@@ -128,10 +128,7 @@ impl Proc {
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
     fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("run kill");
+        let status = signal(self.pid, "TERM");
         assert!(status.success(), "kill -TERM {} failed: {status}", self.pid);
         let mut child = self.child.take().expect("child still owned");
         let (tx, rx) = mpsc::channel();
@@ -142,9 +139,7 @@ impl Proc {
             Ok(Ok(status)) => status,
             Ok(Err(e)) => self.fail(&format!("waiting for exit failed: {e}")),
             Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &self.pid.to_string()])
-                    .status();
+                let _ = signal(self.pid, "KILL");
                 self.fail(&format!("did not exit within {PATIENCE:?} of SIGTERM"))
             }
         }
@@ -158,6 +153,15 @@ impl Drop for Proc {
             let _ = child.wait();
         }
     }
+}
+
+/// Sends `SIG<name>` to `pid` with the POSIX shell's `kill` builtin (always
+/// present, unlike a `kill` binary; std has no signal API besides SIGKILL).
+fn signal(pid: u32, name: &str) -> ExitStatus {
+    Command::new("sh")
+        .args(["-c", r#"kill -s "$1" "$2""#, "sh", name, &pid.to_string()])
+        .status()
+        .expect("run sh -c kill")
 }
 
 /// A `herald` command with no `HERALD_*` variables inherited, so the

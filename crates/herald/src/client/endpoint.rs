@@ -217,7 +217,10 @@ fn parse_schedule(s: &str) -> Result<Schedule, String> {
     if s.trim() == "default" {
         return Ok(Schedule(Vec::new()));
     }
-    s.split(',').map(parse_duration_ms).collect::<Result<_, _>>().map(Schedule)
+    s.split(',')
+        .map(parse_duration_ms)
+        .collect::<Result<_, _>>()
+        .map(Schedule)
 }
 
 /// Parses one duration such as `500ms`, `5s`, `2h` or `3d` into milliseconds.
@@ -293,7 +296,9 @@ fn update_request(
         max_in_flight: args.max_in_flight,
         headers,
         rotate_secret: args.rotate_secret,
-        retry_schedule: args.retry_schedule.map(|s| herald_proto::v1::RetrySchedule { delays_ms: s.0 }),
+        retry_schedule: args
+            .retry_schedule
+            .map(|s| herald_proto::v1::RetrySchedule { delays_ms: s.0 }),
         max_age_ms: args.max_age,
     })
 }

@@ -133,7 +133,11 @@ impl EndpointView {
         let schedule = if self.retry_schedule_ms.is_empty() {
             "node default".to_owned()
         } else {
-            self.retry_schedule_ms.iter().map(|&ms| ms_text(ms)).collect::<Vec<_>>().join(", ")
+            self.retry_schedule_ms
+                .iter()
+                .map(|&ms| ms_text(ms))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         field("retries", &schedule);
         if self.max_age_ms > 0 {
