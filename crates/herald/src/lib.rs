@@ -1,9 +1,11 @@
 //! The `herald` binary's library half: assembling a node from its roles
 //! ([`node`]), the command-line configuration layers ([`settings`]), logging
-//! ([`logging`]) and the command-line client ([`client`]). `main.rs` only
-//! parses arguments and calls into here, so tests can start a node in-process.
+//! ([`logging`]), the command line ([`cli`]) and its client commands
+//! ([`client`]). `main.rs` only calls [`cli::main`], so tests can start a
+//! node in-process or as a process of their own binary.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod client;
 pub mod logging;
 pub mod node;

@@ -1,0 +1,180 @@
+//! The command line: run Herald nodes (`serve`, `ingest`, `dispatch`, `dev`)
+//! and talk to them (`endpoint`, `publish`, `dlq`, `listen`). `main.rs` only
+//! calls [`main`]; test binaries call it too, so tests can run Herald as
+//! real processes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use crate::client::{self, ClientOpts, EndpointCmd, ListenArgs, PublishArgs};
+use crate::node::{self, Roles};
+use crate::settings::{self, ServerFlags};
+use toml::Value;
+
+/// Herald: webhook dispatch on Kafka.
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run ingest and dispatcher in one process against a Kafka cluster.
+    Serve(ServerFlags),
+    /// Run only the gRPC ingest API.
+    Ingest(ServerFlags),
+    /// Run only a dispatcher (consumer group member).
+    Dispatch(ServerFlags),
+    /// Run everything with an embedded in-memory Kafka broker (nothing is persisted).
+    Dev(ServerFlags),
+    /// Manage endpoints on a running Herald.
+    Endpoint {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[command(subcommand)]
+        command: EndpointCmd,
+    },
+    /// Publish one event.
+    Publish {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[command(flatten)]
+        args: PublishArgs,
+    },
+    /// Receive webhooks locally, verify their signatures and print them.
+    Listen(ListenArgs),
+    /// Run only an in-memory Kafka-protocol broker with Herald's topics (for
+    /// tests and experiments; nothing is persisted).
+    #[command(hide = true)]
+    MockBroker(ServerFlags),
+}
+
+/// Parses the command line and runs it; the process's exit code.
+pub fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(Cli::parse()))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(f) => run_server(f, Roles::ALL).await,
+        Command::Ingest(f) => {
+            run_server(
+                f,
+                Roles {
+                    ingest: true,
+                    dispatch: false,
+                },
+            )
+            .await
+        }
+        Command::Dispatch(f) => {
+            run_server(
+                f,
+                Roles {
+                    ingest: false,
+                    dispatch: true,
+                },
+            )
+            .await
+        }
+        Command::Dev(f) => run_dev(f).await,
+        Command::Endpoint { client, command } => client::run_endpoint(&client, command).await,
+        Command::Publish { client, args } => client::run_publish(&client, args).await,
+        Command::Listen(args) => client::run_listen(args, shutdown_signal()).await,
+        Command::MockBroker(f) => run_mock_broker(f).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_server(flags: ServerFlags, roles: Roles) -> anyhow::Result<()> {
+    let cfg = settings::load(&flags, &[])?;
+    crate::logging::init(&cfg.log);
+    let node = node::start(cfg, roles).await?;
+    tracing::info!(grpc = ?node.grpc_addr, http = %node.http_addr, ?roles, "herald started");
+    node.run_until(shutdown_signal()).await
+}
+
+async fn run_dev(flags: ServerFlags) -> anyhow::Result<()> {
+    let mut defaults = settings::dev_defaults();
+    // Loaded once without the broker address to learn the topic names.
+    let probe = settings::load(&flags, &defaults)?;
+    let broker = herald_kafka::DevBroker::start(&probe.kafka)?;
+    defaults.push((
+        "kafka.brokers",
+        Value::String(broker.bootstrap_servers().to_string()),
+    ));
+    let mut cfg = settings::load(&flags, &defaults)?;
+    // The embedded broker is the only broker, whatever the layers said.
+    cfg.kafka.brokers = broker.bootstrap_servers().to_string();
+    crate::logging::init(&cfg.log);
+    let node = node::start(cfg.clone(), Roles::ALL).await?;
+    let grpc = node.grpc_addr.expect("dev runs ingest");
+    println!("Herald dev is running");
+    println!("  gRPC API        http://{grpc}   (herald endpoint|publish --server http://{grpc})");
+    println!(
+        "  metrics/health  http://{}/metrics  /healthz  /readyz",
+        node.http_addr
+    );
+    println!(
+        "  Kafka (in-memory, embedded)  {}",
+        broker.bootstrap_servers()
+    );
+    println!(
+        "  topics          {} ({} partitions), {}",
+        cfg.kafka.events_topic, cfg.kafka.events_partitions, cfg.kafka.endpoints_topic
+    );
+    println!("WARNING: dev mode keeps everything in memory; nothing is persisted. Loopback targets are allowed.");
+    println!("Press Ctrl-C to stop.");
+    let result = node.run_until(shutdown_signal()).await;
+    drop(broker);
+    println!("Herald dev stopped.");
+    result
+}
+
+async fn run_mock_broker(flags: ServerFlags) -> anyhow::Result<()> {
+    let cfg = settings::load(&flags, &settings::dev_defaults())?;
+    let broker = herald_kafka::DevBroker::start(&cfg.kafka)?;
+    println!("bootstrap: {}", broker.bootstrap_servers());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    shutdown_signal().await;
+    drop(broker);
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
