@@ -7,8 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc); // read by tonic-prost-build
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["envelope.proto", "events.proto", "endpoints.proto", "deadletters.proto"]
-        .map(|f| root.join("herald/v1").join(f));
+    let files = [
+        "envelope.proto",
+        "events.proto",
+        "endpoints.proto",
+        "deadletters.proto",
+    ]
+    .map(|f| root.join("herald/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

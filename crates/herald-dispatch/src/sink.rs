@@ -19,37 +19,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Header names on retry and dead-letter records.
-pub mod header {
-    /// The event id.
-    pub const EVENT_ID: &str = "herald-event-id";
-    /// The endpoint id.
-    pub const ENDPOINT_ID: &str = "herald-endpoint-id";
-    /// Attempts made so far.
-    pub const ATTEMPTS: &str = "herald-attempts";
-    /// Unix ms before which the next attempt must not start (retry records).
-    pub const NEXT_ATTEMPT_MS: &str = "herald-next-attempt-ms";
-    /// Events-topic partition the event was first written to.
-    pub const ORIGIN_PARTITION: &str = "herald-origin-partition";
-    /// Events-topic offset the event was first written to.
-    pub const ORIGIN_OFFSET: &str = "herald-origin-offset";
-    /// The events topic.
-    pub const ORIGIN_TOPIC: &str = "herald-origin-topic";
-    /// Why the event was dead-lettered (`final_answer`, `attempts_exhausted`,
-    /// `max_age_exceeded`, `predecessor_dead_lettered`).
-    pub const REASON: &str = "herald-dlq-reason";
-    /// HTTP status of the last attempt (absent when there was no answer).
-    pub const LAST_STATUS: &str = "herald-last-status";
-    /// Reason of the last failed attempt.
-    pub const LAST_ERROR: &str = "herald-last-error";
-    /// Unix ms of the first attempt.
-    pub const FIRST_ATTEMPT_MS: &str = "herald-first-attempt-ms";
-    /// Unix ms of the last attempt.
-    pub const LAST_ATTEMPT_MS: &str = "herald-last-attempt-ms";
-    /// Unix ms when the event was dead-lettered.
-    pub const DEAD_LETTERED_MS: &str = "herald-dead-lettered-ms";
-    /// On a replay marker: the dead letter (`partition:offset`) it replays.
-    pub const REPLAY_OF: &str = "herald-replay-of";
-}
+pub use herald_kafka::headers as header;
 
 /// Why an event is dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

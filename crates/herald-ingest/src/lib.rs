@@ -5,14 +5,17 @@
 //! - [`publish`]: validation and the Kafka write of one event.
 //! - [`events`]: the `EventService` implementation (single and batch).
 //! - [`endpoints`]: the `EndpointService` implementation.
+//! - [`deadletters`]: the `DeadLetterService` implementation (list, replay).
 //! - [`idempotency`]: the per-node cache of recent idempotency keys.
 #![forbid(unsafe_code)]
 
+pub mod deadletters;
 pub mod endpoints;
 pub mod events;
 pub mod idempotency;
 pub mod publish;
 
+pub use deadletters::DeadLetterApi;
 pub use endpoints::EndpointApi;
 pub use events::EventApi;
 pub use publish::Publisher;

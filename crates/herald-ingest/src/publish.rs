@@ -108,7 +108,32 @@ impl Publisher {
         &self,
         reqs: Vec<PublishRequest>,
     ) -> Vec<Result<PublishResponse, PublishError>> {
-        let mut slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(r)).collect();
+        let slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(r)).collect();
+        self.send_slots(slots).await
+    }
+
+    /// Writes already-built envelopes (e.g. replayed dead letters) in order,
+    /// without validation or idempotency lookups.
+    pub async fn publish_envelopes(
+        &self,
+        envelopes: Vec<EventEnvelope>,
+    ) -> Vec<Result<PublishResponse, PublishError>> {
+        let slots = envelopes
+            .into_iter()
+            .map(|envelope| {
+                let value = envelope.encode_to_vec();
+                Slot::Ready(Prepared { envelope, value })
+            })
+            .collect();
+        self.send_slots(slots).await
+    }
+
+    /// The producer (for records that are not events, e.g. replay markers).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    async fn send_slots(&self, mut slots: Vec<Slot>) -> Vec<Result<PublishResponse, PublishError>> {
         for slot in &mut slots {
             if let Slot::Ready(p) = slot {
                 *slot = self.enqueue(p).await;

@@ -5,10 +5,10 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use crate::client::{self, ClientOpts, EndpointCmd, ListenArgs, PublishArgs};
+use crate::client::{self, ClientOpts, DlqCmd, EndpointCmd, ListenArgs, PublishArgs};
 use crate::node::{self, Roles};
 use crate::settings::{self, ServerFlags};
+use clap::{Parser, Subcommand};
 use toml::Value;
 
 /// Herald: webhook dispatch on Kafka.
@@ -43,6 +43,13 @@ enum Command {
         #[command(flatten)]
         args: PublishArgs,
     },
+    /// List and replay dead letters.
+    Dlq {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[command(subcommand)]
+        command: DlqCmd,
+    },
     /// Receive webhooks locally, verify their signatures and print them.
     Listen(ListenArgs),
     /// Run only an in-memory Kafka-protocol broker with Herald's topics (for
@@ -53,7 +60,10 @@ enum Command {
 
 /// Parses the command line and runs it; the process's exit code.
 pub fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -89,6 +99,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dev(f) => run_dev(f).await,
         Command::Endpoint { client, command } => client::run_endpoint(&client, command).await,
         Command::Publish { client, args } => client::run_publish(&client, args).await,
+        Command::Dlq { client, command } => client::run_dlq(&client, command).await,
         Command::Listen(args) => client::run_listen(args, shutdown_signal()).await,
         Command::MockBroker(f) => run_mock_broker(f).await,
     };

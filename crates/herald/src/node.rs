@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use herald_core::Config;
 use herald_dispatch::{run_dispatcher, DispatchSettings};
-use herald_ingest::{EndpointApi, EventApi, Publisher};
+use herald_ingest::{DeadLetterApi, EndpointApi, EventApi, Publisher};
+use herald_proto::v1::dead_letter_service_server::DeadLetterServiceServer;
 use herald_proto::v1::endpoint_service_server::EndpointServiceServer;
 use herald_proto::v1::event_service_server::EventServiceServer;
 use herald_registry::{run_materialiser, Registry, RegistryWriter};
@@ -112,6 +113,12 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let addr = listener.local_addr()?;
         let publisher = Publisher::new(&cfg.kafka, &cfg.grpc, &cfg.node.id, registry.clone())?;
         let writer = RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone())?;
+        let dead_letters = DeadLetterApi::new(
+            &cfg.kafka,
+            &cfg.node.id,
+            registry.clone(),
+            publisher.clone(),
+        );
         let events = EventApi::new(publisher, cfg.grpc.max_batch_size);
         let endpoints = EndpointApi::new(registry.clone(), writer);
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -136,6 +143,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .add_service(reflection)
             .add_service(EventServiceServer::new(events).max_decoding_message_size(max_msg))
             .add_service(EndpointServiceServer::new(endpoints))
+            .add_service(DeadLetterServiceServer::new(dead_letters))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 stop_ingest.clone().cancelled_owned(),

@@ -8,18 +8,21 @@
 //! Layout:
 //! - `endpoint.rs` — `herald endpoint create|get|list|update|delete`.
 //! - `publish.rs` — `herald publish`.
+//! - `dlq.rs` — `herald dlq list|replay`.
 //! - `listen.rs` — `herald listen`, a receiver that prints and verifies deliveries.
 //! - `rpc.rs` — connecting to the server and turning gRPC failures into errors a
 //!   user can act on.
 //! - `output.rs` — the serde view structs behind `--output json` and their text
 //!   rendering.
 
+mod dlq;
 mod endpoint;
 mod listen;
 mod output;
 mod publish;
 mod rpc;
 
+pub use dlq::{run_dlq, DlqCmd};
 pub use endpoint::{run_endpoint, EndpointCmd};
 pub use listen::{run_listen, ListenArgs};
 pub use publish::{run_publish, PublishArgs};

@@ -1,0 +1,471 @@
+//! `DeadLetterService`: list dead letters and replay them.
+//!
+//! The dead-letter topic is the only store. Listing scans it (every
+//! partition, from the offset of `from_ms` up to the high watermark seen at
+//! the start of the call). A replay re-publishes the matching dead letters
+//! to the events topic in their original order, then appends a *replay
+//! marker* (no value, header `herald-replay-of: <partition>:<offset>`) to
+//! the dead letter's partition; a later scan sees the marker, so replaying
+//! again skips what was replayed unless `force` is set. A crash between the
+//! re-publish and the marker can make a later replay send those events once
+//! more (at-least-once, with the same `webhook-id`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::config::KafkaConfig;
+use herald_core::time::now_ms;
+use herald_core::validate::{self, FieldError};
+use herald_kafka::headers as h;
+use herald_proto::v1 as pb;
+use herald_proto::v1::dead_letter_service_server::DeadLetterService;
+use herald_proto::v1::{AttemptState, EventEnvelope};
+use herald_registry::Registry;
+use herald_telemetry::names;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::publish::Publisher;
+
+/// Default and largest page of `ListDeadLetters`.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// Dead letters re-published per step of a replay (one progress message each).
+const REPLAY_CHUNK: usize = 200;
+
+/// The `DeadLetterService` implementation.
+#[derive(Clone)]
+pub struct DeadLetterApi {
+    kafka: Arc<KafkaConfig>,
+    node_id: Arc<str>,
+    registry: Registry,
+    publisher: Publisher,
+}
+
+impl DeadLetterApi {
+    /// Serves the dead-letter topic of `kafka`, replaying through `publisher`.
+    pub fn new(
+        kafka: &KafkaConfig,
+        node_id: &str,
+        registry: Registry,
+        publisher: Publisher,
+    ) -> Self {
+        Self {
+            kafka: Arc::new(kafka.clone()),
+            node_id: node_id.into(),
+            registry,
+            publisher,
+        }
+    }
+}
+
+/// One dead letter as scanned.
+#[derive(Debug, Clone)]
+struct Entry {
+    partition: i32,
+    offset: i64,
+    at_ms: i64,
+    headers: HashMap<String, String>,
+    envelope: EventEnvelope,
+}
+
+/// What to scan for.
+#[derive(Debug, Clone)]
+struct Filter {
+    endpoint_id: String,
+    from_ms: i64,
+    to_ms: i64,
+}
+
+impl Filter {
+    fn matches(&self, e: &Entry) -> bool {
+        (self.endpoint_id.is_empty() || e.envelope.endpoint_id == self.endpoint_id)
+            && e.at_ms >= self.from_ms
+            && (self.to_ms <= 0 || e.at_ms < self.to_ms)
+    }
+}
+
+/// Result of a scan: matching dead letters in (partition, offset) order, and
+/// the dead letters (`partition:offset`) that have replay markers.
+struct Scan {
+    entries: Vec<Entry>,
+    replayed: HashSet<(i32, i64)>,
+}
+
+fn scan(kafka: &KafkaConfig, node_id: &str, filter: &Filter) -> Result<Scan, KafkaError> {
+    let name = format!("herald-dlq-reader-{node_id}");
+    // Assigned, never committed: the group id is only required by librdkafka.
+    let consumer: BaseConsumer =
+        herald_kafka::consumer_config(kafka, Some(&name), &name).create()?;
+    let topic = &kafka.dlq_topic;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(Scan {
+            entries: Vec::new(),
+            replayed: HashSet::new(),
+        });
+    }
+    if filter.from_ms > 0 {
+        let mut times = TopicPartitionList::new();
+        for &p in ends.keys() {
+            times.add_partition_offset(topic, p, Offset::Offset(filter.from_ms))?;
+        }
+        // Markers always follow their dead letter, so starting at the first
+        // record written at `from_ms` still sees every relevant marker.
+        let found = consumer.offsets_for_times(times, Duration::from_secs(10))?;
+        for e in found.elements() {
+            match e.offset() {
+                Offset::Offset(o) => {
+                    tpl.set_partition_offset(topic, e.partition(), Offset::Offset(o))?
+                }
+                Offset::End => {
+                    ends.remove(&e.partition());
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut assign = TopicPartitionList::new();
+    for e in tpl.elements() {
+        if ends.contains_key(&e.partition()) {
+            assign.add_partition_offset(topic, e.partition(), e.offset())?;
+        }
+    }
+    consumer.assign(&assign)?;
+    let mut entries = Vec::new();
+    let mut replayed = HashSet::new();
+    let mut idle = 0;
+    while !ends.is_empty() {
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            idle += 1;
+            if idle > 60 {
+                return Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                ));
+            }
+            continue;
+        };
+        idle = 0;
+        let msg = msg?;
+        let (p, o) = (msg.partition(), msg.offset());
+        if ends.get(&p).is_some_and(|&end| o + 1 >= end) {
+            ends.remove(&p);
+        }
+        let headers: HashMap<String, String> = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .filter_map(|hd| {
+                        Some((
+                            hd.key.to_string(),
+                            String::from_utf8_lossy(hd.value?).into_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(of) = headers.get(h::REPLAY_OF) {
+            if let Some((mp, mo)) = of
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            {
+                replayed.insert((mp, mo));
+            }
+            continue;
+        }
+        let Some(envelope) = msg.payload().and_then(|v| EventEnvelope::decode(v).ok()) else {
+            continue;
+        };
+        let at_ms = headers
+            .get(h::DEAD_LETTERED_MS)
+            .and_then(|v| v.parse().ok())
+            .or_else(|| msg.timestamp().to_millis())
+            .unwrap_or(0);
+        let entry = Entry {
+            partition: p,
+            offset: o,
+            at_ms,
+            headers,
+            envelope,
+        };
+        if filter.matches(&entry) {
+            entries.push(entry);
+        }
+    }
+    entries.sort_by_key(|e| (e.partition, e.offset));
+    Ok(Scan { entries, replayed })
+}
+
+fn view(e: &Entry, replayed: bool) -> pb::DeadLetter {
+    let num = |k: &str| {
+        e.headers
+            .get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let a = e.envelope.attempt.clone().unwrap_or_default();
+    pb::DeadLetter {
+        endpoint_id: e.envelope.endpoint_id.clone(),
+        event_id: e.envelope.event_id.clone(),
+        event_type: e.envelope.event_type.clone(),
+        partition: e.partition,
+        offset: e.offset,
+        dead_lettered_at_ms: e.at_ms,
+        reason: e.headers.get(h::REASON).cloned().unwrap_or_default(),
+        attempts: a.attempts,
+        last_status: a.last_status,
+        last_error: a.last_error,
+        first_attempt_ms: a.first_attempt_ms,
+        last_attempt_ms: a.last_attempt_ms,
+        origin_topic: e.headers.get(h::ORIGIN_TOPIC).cloned().unwrap_or_default(),
+        origin_partition: num(h::ORIGIN_PARTITION) as i32,
+        origin_offset: num(h::ORIGIN_OFFSET),
+        created_at_ms: e.envelope.created_at_ms,
+        replayed,
+        payload: String::from_utf8_lossy(&e.envelope.payload).into_owned(),
+    }
+}
+
+fn invalid(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn check_range(from_ms: i64, to_ms: i64) -> Result<(), Status> {
+    if from_ms < 0 || to_ms < 0 {
+        return Err(invalid(FieldError::new(
+            "from_ms",
+            "times are unix milliseconds, not negative",
+        )));
+    }
+    if to_ms > 0 && to_ms <= from_ms {
+        return Err(invalid(FieldError::new(
+            "to_ms",
+            "must be later than from_ms",
+        )));
+    }
+    Ok(())
+}
+
+impl DeadLetterApi {
+    async fn scan(&self, filter: Filter) -> Result<Scan, Status> {
+        let (kafka, node) = (self.kafka.clone(), self.node_id.clone());
+        tokio::task::spawn_blocking(move || scan(&kafka, &node, &filter))
+            .await
+            .map_err(|e| Status::internal(format!("dead-letter scan failed: {e}")))?
+            .map_err(|e| Status::unavailable(format!("cannot read the dead-letter topic: {e}")))
+    }
+
+    /// Re-publishes `batch` to `target` in order, then marks each replayed.
+    async fn replay_chunk(&self, batch: &[Entry], target: &str) -> Result<(), Status> {
+        let now = now_ms();
+        let envelopes = batch
+            .iter()
+            .map(|e| EventEnvelope {
+                event_id: e.envelope.event_id.clone(),
+                endpoint_id: target.to_string(),
+                event_type: e.envelope.event_type.clone(),
+                payload: e.envelope.payload.clone(),
+                // A fresh age and attempt count: the replay is a new delivery.
+                created_at_ms: now,
+                idempotency_key: e.envelope.idempotency_key.clone(),
+                attempt: Some(AttemptState::default()),
+                replay_of: format!("{}:{}", e.partition, e.offset),
+                ..Default::default()
+            })
+            .collect();
+        for r in self.publisher.publish_envelopes(envelopes).await {
+            r.map_err(|e| Status::unavailable(format!("replay stopped: {e}")))?;
+        }
+        let replayed_at = now.to_string();
+        for e in batch {
+            let of = format!("{}:{}", e.partition, e.offset);
+            let headers = OwnedHeaders::new_with_capacity(4)
+                .insert(Header {
+                    key: h::REPLAY_OF,
+                    value: Some(of.as_bytes()),
+                })
+                .insert(Header {
+                    key: h::REPLAYED_MS,
+                    value: Some(replayed_at.as_bytes()),
+                })
+                .insert(Header {
+                    key: h::REPLAY_TARGET,
+                    value: Some(target.as_bytes()),
+                })
+                .insert(Header {
+                    key: h::EVENT_ID,
+                    value: Some(e.envelope.event_id.as_bytes()),
+                });
+            let record = FutureRecord::<str, [u8]>::to(&self.kafka.dlq_topic)
+                .partition(e.partition)
+                .key(&e.envelope.endpoint_id)
+                .headers(headers);
+            self.publisher
+                .producer()
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(err, _)| {
+                    Status::unavailable(format!("replayed, but the replay marker failed: {err}"))
+                })?;
+            metrics::counter!(names::DEAD_LETTERS_REPLAYED).increment(1);
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl DeadLetterService for DeadLetterApi {
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        let req = request.into_inner();
+        if !req.endpoint_id.is_empty() {
+            validate::id("endpoint_id", &req.endpoint_id).map_err(invalid)?;
+        }
+        check_range(req.from_ms, req.to_ms)?;
+        let size = match req.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => {
+                return Err(invalid(FieldError::new(
+                    "page_size",
+                    format!("at most {MAX_PAGE}"),
+                )))
+            }
+            n => n,
+        };
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            let parsed = req
+                .page_token
+                .split_once(':')
+                .and_then(|(p, o)| Some((p.parse::<i32>().ok()?, o.parse::<i64>().ok()?)));
+            Some(parsed.ok_or_else(|| {
+                invalid(FieldError::new(
+                    "page_token",
+                    "is not a token from a previous response",
+                ))
+            })?)
+        };
+        let filter = Filter {
+            endpoint_id: req.endpoint_id,
+            from_ms: req.from_ms,
+            to_ms: req.to_ms,
+        };
+        let scan = self.scan(filter).await?;
+        let mut page: Vec<&Entry> = scan
+            .entries
+            .iter()
+            .filter(|e| after.is_none_or(|a| (e.partition, e.offset) > a))
+            .take(size + 1)
+            .collect();
+        let next_page_token = if page.len() > size {
+            page.truncate(size);
+            page.last()
+                .map(|e| format!("{}:{}", e.partition, e.offset))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListDeadLettersResponse {
+            dead_letters: page
+                .iter()
+                .map(|e| view(e, scan.replayed.contains(&(e.partition, e.offset))))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    type ReplayDeadLettersStream = ReceiverStream<Result<pb::ReplayProgress, Status>>;
+
+    async fn replay_dead_letters(
+        &self,
+        request: Request<pb::ReplayDeadLettersRequest>,
+    ) -> Result<Response<Self::ReplayDeadLettersStream>, Status> {
+        let req = request.into_inner();
+        validate::id("endpoint_id", &req.endpoint_id).map_err(invalid)?;
+        check_range(req.from_ms, req.to_ms)?;
+        let target = if req.target_endpoint_id.is_empty() {
+            req.endpoint_id.clone()
+        } else {
+            req.target_endpoint_id.clone()
+        };
+        validate::id("target_endpoint_id", &target).map_err(invalid)?;
+        if !self.registry.is_loaded() {
+            return Err(Status::unavailable(
+                "the endpoint registry is still loading; retry shortly",
+            ));
+        }
+        match self.registry.get(&target) {
+            None => {
+                return Err(Status::not_found(format!(
+                    "target_endpoint_id: endpoint {target:?} does not exist"
+                )))
+            }
+            Some(ep) if !ep.enabled => {
+                return Err(Status::failed_precondition(format!(
+                    "endpoint {target:?} is disabled; enable it before replaying"
+                )))
+            }
+            Some(_) => {}
+        }
+        let filter = Filter {
+            endpoint_id: req.endpoint_id,
+            from_ms: req.from_ms,
+            to_ms: req.to_ms,
+        };
+        let scan = self.scan(filter).await?;
+        let total = scan.entries.len() as u32;
+        let (todo, skipped): (Vec<Entry>, Vec<Entry>) = scan
+            .entries
+            .into_iter()
+            .partition(|e| req.force || !scan.replayed.contains(&(e.partition, e.offset)));
+        let skipped = skipped.len() as u32;
+        let (tx, rx) = mpsc::channel(16);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut progress = pb::ReplayProgress {
+                total,
+                replayed: 0,
+                skipped,
+                done: false,
+            };
+            let _ = tx.send(Ok(progress.clone())).await;
+            for chunk in todo.chunks(REPLAY_CHUNK) {
+                if let Err(status) = api.replay_chunk(chunk, &target).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                progress.replayed += chunk.len() as u32;
+                let _ = tx.send(Ok(progress.clone())).await;
+            }
+            progress.done = true;
+            tracing::info!(target_endpoint = %target, replayed = progress.replayed, skipped, "dead letters replayed");
+            let _ = tx.send(Ok(progress)).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,301 @@
+//! `herald dlq list|replay`: inspecting and replaying dead letters through
+//! the gRPC `DeadLetterService`.
+//!
+//! Times are given as unix milliseconds or as an age (`2h` = two hours ago).
+//! A replay streams progress; on a terminal it draws a progress bar on
+//! stderr, and it ends with the count of what was replayed and skipped.
+
+use std::io::{IsTerminal, Write};
+
+use herald_proto::v1::dead_letter_service_client::DeadLetterServiceClient;
+use herald_proto::v1::{
+    DeadLetter, ListDeadLettersRequest, ReplayDeadLettersRequest, ReplayProgress,
+};
+use serde::Serialize;
+
+use super::output::{self, format_unix_ms, Render};
+use super::{rpc, ClientOpts, OutputFormat};
+
+/// `herald dlq` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum DlqCmd {
+    /// List dead letters, oldest first.
+    List(ListArgs),
+    /// Re-publish dead letters of one endpoint, in their original order.
+    Replay(ReplayArgs),
+}
+
+/// Flags of `herald dlq list`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Only this endpoint's dead letters.
+    #[arg(long, value_name = "ID")]
+    endpoint: Option<String>,
+    /// Dead-lettered at or after: unix ms, or an age such as 2h.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Dead-lettered before: unix ms, or an age such as 30m.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+    /// At most this many per page (server default 100).
+    #[arg(long, value_name = "N")]
+    page_size: Option<u32>,
+    /// Fetch every page.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Flags of `herald dlq replay`.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Whose dead letters to replay.
+    #[arg(long, value_name = "ID")]
+    endpoint: String,
+    /// Dead-lettered at or after: unix ms, or an age such as 2h.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Dead-lettered before: unix ms, or an age such as 30m.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+    /// Deliver to this endpoint instead of the original one.
+    #[arg(long, value_name = "ID")]
+    to: Option<String>,
+    /// Also replay dead letters that an earlier replay already re-published.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Unix ms, or an age (`90s`, `2h`, `3d`) counted back from now.
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return if ms >= 0 {
+            Ok(ms)
+        } else {
+            Err("a time cannot be negative".into())
+        };
+    }
+    let age = herald_core::duration::parse(s)
+        .map_err(|e| format!("{e}; give unix milliseconds or an age such as 2h"))?;
+    Ok(herald_core::time::now_ms() - age.as_millis() as i64)
+}
+
+/// One dead letter as printed.
+#[derive(Serialize, Debug)]
+struct DeadLetterView {
+    endpoint_id: String,
+    event_id: String,
+    event_type: String,
+    partition: i32,
+    offset: i64,
+    dead_lettered_at_ms: i64,
+    reason: String,
+    attempts: u32,
+    last_status: u32,
+    last_error: String,
+    first_attempt_ms: i64,
+    last_attempt_ms: i64,
+    origin_topic: String,
+    origin_partition: i32,
+    origin_offset: i64,
+    created_at_ms: i64,
+    replayed: bool,
+    payload: String,
+}
+
+impl From<DeadLetter> for DeadLetterView {
+    fn from(d: DeadLetter) -> Self {
+        Self {
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            partition: d.partition,
+            offset: d.offset,
+            dead_lettered_at_ms: d.dead_lettered_at_ms,
+            reason: d.reason,
+            attempts: d.attempts,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            first_attempt_ms: d.first_attempt_ms,
+            last_attempt_ms: d.last_attempt_ms,
+            origin_topic: d.origin_topic,
+            origin_partition: d.origin_partition,
+            origin_offset: d.origin_offset,
+            created_at_ms: d.created_at_ms,
+            replayed: d.replayed,
+            payload: d.payload,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(transparent)]
+struct DeadLetterList(Vec<DeadLetterView>);
+
+impl Render for DeadLetterList {
+    fn to_text(&self) -> String {
+        if self.0.is_empty() {
+            return "no dead letters\n".to_owned();
+        }
+        let mut out = String::new();
+        for d in &self.0 {
+            let status = if d.last_status == 0 {
+                "-".to_owned()
+            } else {
+                d.last_status.to_string()
+            };
+            out.push_str(&format!(
+                "{}  {}  {}  {}  reason={}  attempts={}  status={}  at={}{}\n    last error: {}\n",
+                d.event_id,
+                d.endpoint_id,
+                d.event_type,
+                format_args!("dlq {}:{}", d.partition, d.offset),
+                d.reason,
+                d.attempts,
+                status,
+                format_unix_ms(d.dead_lettered_at_ms),
+                if d.replayed { "  (replayed)" } else { "" },
+                if d.last_error.is_empty() {
+                    "-"
+                } else {
+                    &d.last_error
+                },
+            ));
+        }
+        out
+    }
+}
+
+/// The final count of a replay.
+#[derive(Serialize, Debug)]
+struct ReplayView {
+    total: u32,
+    replayed: u32,
+    skipped: u32,
+}
+
+impl Render for ReplayView {
+    fn to_text(&self) -> String {
+        format!(
+            "replayed {} of {} dead letters ({} skipped: already replayed; use --force to send them again)\n",
+            self.replayed, self.total, self.skipped
+        )
+    }
+}
+
+/// Runs a `herald dlq` subcommand against `opts.server`.
+pub async fn run_dlq(opts: &ClientOpts, cmd: DlqCmd) -> anyhow::Result<()> {
+    let server = opts.server.as_str();
+    let mut client = DeadLetterServiceClient::new(rpc::connect(server).await?);
+    match cmd {
+        DlqCmd::List(args) => {
+            let mut all = Vec::new();
+            let mut token = String::new();
+            loop {
+                let resp = client
+                    .list_dead_letters(ListDeadLettersRequest {
+                        endpoint_id: args.endpoint.clone().unwrap_or_default(),
+                        from_ms: args.since.unwrap_or(0),
+                        to_ms: args.until.unwrap_or(0),
+                        page_size: args.page_size.unwrap_or(0),
+                        page_token: token,
+                    })
+                    .await
+                    .map_err(|s| rpc::rpc_error(server, "ListDeadLetters", s))?
+                    .into_inner();
+                all.extend(resp.dead_letters.into_iter().map(DeadLetterView::from));
+                token = resp.next_page_token;
+                if token.is_empty() {
+                    break;
+                }
+                if !args.all {
+                    eprintln!("more dead letters: --all to fetch every page");
+                    break;
+                }
+            }
+            output::print(opts.output, &DeadLetterList(all))
+        }
+        DlqCmd::Replay(args) => {
+            let mut stream = client
+                .replay_dead_letters(ReplayDeadLettersRequest {
+                    endpoint_id: args.endpoint,
+                    from_ms: args.since.unwrap_or(0),
+                    to_ms: args.until.unwrap_or(0),
+                    target_endpoint_id: args.to.unwrap_or_default(),
+                    force: args.force,
+                })
+                .await
+                .map_err(|s| rpc::rpc_error(server, "ReplayDeadLetters", s))?
+                .into_inner();
+            let bar = opts.output == OutputFormat::Text && std::io::stderr().is_terminal();
+            let mut last = ReplayProgress::default();
+            while let Some(p) = stream
+                .message()
+                .await
+                .map_err(|s| rpc::rpc_error(server, "ReplayDeadLetters", s))?
+            {
+                if bar {
+                    draw_bar(&p);
+                }
+                last = p;
+            }
+            if bar {
+                eprintln!();
+            }
+            anyhow::ensure!(
+                last.done,
+                "the server ended the replay early; replayed {} so far",
+                last.replayed
+            );
+            output::print(
+                opts.output,
+                &ReplayView {
+                    total: last.total,
+                    replayed: last.replayed,
+                    skipped: last.skipped,
+                },
+            )
+        }
+    }
+}
+
+/// Draws `[#####.....] replayed/todo` on stderr, in place.
+fn draw_bar(p: &ReplayProgress) {
+    let todo = p.total.saturating_sub(p.skipped).max(1);
+    let width = 30usize;
+    let filled = (p.replayed as usize * width / todo as usize).min(width);
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\r[{}{}] {}/{} replayed",
+        "#".repeat(filled),
+        ".".repeat(width - filled),
+        p.replayed,
+        todo
+    );
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_ms_or_ages() {
+        assert_eq!(parse_time("1700000000000").unwrap(), 1_700_000_000_000);
+        let now = herald_core::time::now_ms();
+        let two_h = parse_time("2h").unwrap();
+        assert!((now - 2 * 3_600_000 - two_h).abs() < 60_000);
+        assert!(parse_time("-5").is_err());
+        assert!(parse_time("yesterday").unwrap_err().contains("age"));
+    }
+
+    #[test]
+    fn replay_summary_text() {
+        let v = ReplayView {
+            total: 5,
+            replayed: 3,
+            skipped: 2,
+        };
+        assert!(v.to_text().contains("replayed 3 of 5"));
+    }
+}
