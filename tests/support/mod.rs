@@ -8,6 +8,10 @@
 
 #![allow(dead_code)]
 
+pub mod dlq;
+pub mod ledger;
+pub mod procs;
+
 use std::time::Duration;
 
 use herald::node::{self, Roles, RunningNode};
@@ -50,7 +54,13 @@ impl TestNode {
     /// Starts a node with every role and waits until its registry is loaded
     /// (before that, the API answers `UNAVAILABLE`).
     pub async fn start(cfg: Config) -> Self {
-        let node = node::start(cfg, Roles::ALL).await.expect("node starts");
+        Self::start_with(cfg, Roles::ALL).await
+    }
+
+    /// Starts a node with `roles` (ingest must be one of them) and waits
+    /// until its registry is loaded.
+    pub async fn start_with(cfg: Config, roles: Roles) -> Self {
+        let node = node::start(cfg, roles).await.expect("node starts");
         tokio::time::timeout(GUARD, node.registry.wait_loaded())
             .await
             .expect("the endpoint registry loads");
@@ -137,6 +147,60 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         }
         let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
         if let Some(v) = value {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// Publishes `items` (endpoint id, payload) with `PublishBatch`, `batch` at a
+/// time, one call after the other, so each endpoint's events reach Kafka in
+/// the order given. Returns one response per item, in order; panics if any
+/// item is refused.
+pub async fn publish_in_order(
+    client: &mut EventServiceClient<Channel>,
+    items: &[(String, String)],
+    batch: usize,
+) -> Vec<pb::PublishResponse> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch.max(1)) {
+        let req = pb::PublishBatchRequest {
+            events: chunk.iter().map(|(ep, p)| publish_req(ep, p)).collect(),
+        };
+        let resp = tokio::time::timeout(GUARD, client.publish_batch(req))
+            .await
+            .expect("publish batch answers in time")
+            .expect("publish batch")
+            .into_inner();
+        assert_eq!(
+            (resp.accepted as usize, resp.rejected),
+            (chunk.len(), 0),
+            "batch refused items: {:?}",
+            resp.results.iter().filter(|r| !matches!(r.result, Some(pb::publish_result::Result::Ok(_)))).collect::<Vec<_>>()
+        );
+        for (i, r) in resp.results.into_iter().enumerate() {
+            assert_eq!(r.index as usize, i);
+            match r.result {
+                Some(pb::publish_result::Result::Ok(ok)) => out.push(ok),
+                other => panic!("batch item {i} failed: {other:?}"),
+            }
+        }
+    }
+    out
+}
+
+/// The sum of the samples of metric `name` whose labels contain `label`
+/// (e.g. `reason="final_answer"`), or `None` if there is none.
+pub fn metric_sum_with(text: &str, name: &str, label: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !rest.starts_with('{') || !rest.split('}').next().is_some_and(|l| l.contains(label)) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
             *found.get_or_insert(0.0) += v;
         }
     }

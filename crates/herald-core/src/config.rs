@@ -330,6 +330,18 @@ impl Default for LogConfig {
     }
 }
 
+/// Keys whose values are text even when they look like numbers (`HERALD_NODE_ID=7`).
+const STRING_KEYS: &[&str] = &[
+    "node.id",
+    "kafka.brokers",
+    "kafka.events_topic",
+    "kafka.endpoints_topic",
+    "kafka.retry_topic",
+    "kafka.dlq_topic",
+    "kafka.consumer_group",
+    "log.level",
+];
+
 /// Sections that environment variables may address.
 const SECTIONS: &[&str] = &[
     "node", "grpc", "http", "kafka", "dispatch", "delivery", "retry", "log",
@@ -397,7 +409,12 @@ impl ConfigLoader {
                 continue;
             }
             let key = format!("{section}.{key}");
-            self.set(&key, scalar(&raw), Source::Env(name));
+            let value = if STRING_KEYS.contains(&key.as_str()) {
+                Value::String(raw)
+            } else {
+                scalar(&raw)
+            };
+            self.set(&key, value, Source::Env(name));
         }
         self
     }
@@ -592,6 +609,22 @@ mod tests {
         assert_eq!(cfg.dispatch.commit_interval_ms, 50);
         assert_eq!(cfg.log.format, LogFormat::Json);
         assert_eq!(cfg.grpc, GrpcConfig::default());
+    }
+
+    #[test]
+    fn env_text_keys_stay_text() {
+        let cfg = ConfigLoader::new()
+            .env(env(&[
+                ("HERALD_NODE_ID", "7"),
+                ("HERALD_RETRY_SCHEDULE", "1s, 2m"),
+            ]))
+            .build()
+            .unwrap();
+        assert_eq!(cfg.node.id, "7");
+        assert_eq!(
+            cfg.retry.schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(120)]
+        );
     }
 
     #[test]

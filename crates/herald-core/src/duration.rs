@@ -91,12 +91,24 @@ pub mod serde_list {
         seq.end()
     }
 
-    /// Accepts a list of texts or integer milliseconds.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Items(Vec<Raw>),
+        Text(String),
+    }
+
+    /// Accepts a list of texts or integer milliseconds, or one text of
+    /// comma-separated durations (as environment variables give it).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        Vec::<Raw>::deserialize(d)?
-            .into_iter()
-            .map(Raw::into_duration)
-            .collect()
+        match List::deserialize(d)? {
+            List::Items(items) => items.into_iter().map(Raw::into_duration).collect(),
+            List::Text(text) => text
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| parse(p).map_err(serde::de::Error::custom))
+                .collect(),
+        }
     }
 }
 

@@ -146,8 +146,8 @@ impl DispatchContext {
             Ok((low, high)) if high > retry_start.unwrap_or(low).max(low) => Some(high),
             Ok(_) => None,
             Err(e) => {
-                tracing::warn!(partition = p, error = %e, "cannot read the retry watermark; reading the backlog first anyway");
-                Some(i64::MAX)
+                tracing::error!(partition = p, error = %e, "cannot read the retry watermark; events are not held back behind the retry backlog");
+                None
             }
         };
         if retry_catch_up.is_some() {

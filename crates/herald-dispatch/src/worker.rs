@@ -396,6 +396,10 @@ impl Worker {
         }
         let endpoint: Arc<str> = envelope.endpoint_id.as_str().into();
         let origin = envelope.origin_offset;
+        if read != Read::Live && !self.lanes.contains_key(&endpoint) {
+            // Only lanes that are behind take replayed records.
+            return self.after_retry_read(read);
+        }
         let ordered = self.ordered(&endpoint);
         let max_lane = self.settings.max_lane;
         let lane = self.lane(&endpoint);

@@ -20,7 +20,7 @@ use crate::clients::base_config;
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
     /// The cluster did not answer a metadata request.
-    #[error("cannot reach Kafka at {brokers}: {source} (check kafka.brokers)")]
+    #[error("cannot reach Kafka at {brokers} (check kafka.brokers)")]
     Unreachable {
         /// Configured bootstrap servers.
         brokers: String,

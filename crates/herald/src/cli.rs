@@ -146,8 +146,12 @@ async fn run_dev(flags: ServerFlags) -> anyhow::Result<()> {
         broker.bootstrap_servers()
     );
     println!(
-        "  topics          {} ({} partitions), {}",
-        cfg.kafka.events_topic, cfg.kafka.events_partitions, cfg.kafka.endpoints_topic
+        "  topics          {} ({} partitions), {}, {}, {}",
+        cfg.kafka.events_topic,
+        cfg.kafka.events_partitions,
+        cfg.kafka.retry_topic,
+        cfg.kafka.dlq_topic,
+        cfg.kafka.endpoints_topic
     );
     println!("WARNING: dev mode keeps everything in memory; nothing is persisted. Loopback targets are allowed.");
     println!("Press Ctrl-C to stop.");

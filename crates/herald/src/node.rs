@@ -132,15 +132,20 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
                     .await;
             });
         }
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(herald_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(herald_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        // v1 and the older v1alpha, which many clients still ask for.
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection = reflection().build_v1()?;
         // Room for a batch of maximum-size payloads plus framing.
         let max_msg = cfg.grpc.max_payload_bytes.saturating_mul(4).max(4 << 20) + (64 << 10);
         let server = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(EventServiceServer::new(events).max_decoding_message_size(max_msg))
             .add_service(EndpointServiceServer::new(endpoints))
             .add_service(DeadLetterServiceServer::new(dead_letters))
