@@ -88,6 +88,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Retry schedule and dead-lettering.
     pub retry: RetryConfig,
+    /// Circuit breaker, automatic disabling, operational events.
+    pub endpoint_health: EndpointHealthConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -167,6 +169,8 @@ pub struct KafkaConfig {
     pub retry_topic: String,
     /// Topic holding dead letters (same partition count as events).
     pub dlq_topic: String,
+    /// Topic of operational events (circuit opened, endpoint disabled, ...).
+    pub ops_topic: String,
     /// Replication factor of topics Herald creates.
     pub replication_factor: i32,
     /// Consumer group of the dispatchers.
@@ -188,6 +192,7 @@ impl Default for KafkaConfig {
             endpoints_topic: "herald.endpoints".into(),
             retry_topic: "herald.retry".into(),
             dlq_topic: "herald.dlq".into(),
+            ops_topic: "herald.ops".into(),
             replication_factor: 3,
             consumer_group: "herald-dispatch".into(),
             session_timeout_ms: 10_000,
@@ -207,6 +212,10 @@ pub struct DispatchConfig {
     pub default_max_in_flight: u32,
     /// Events held in memory per partition before its events are paused.
     pub max_buffered_per_partition: usize,
+    /// Requests per second for endpoints without their own limit (0 = unlimited).
+    pub default_rate_limit_per_second: u32,
+    /// Burst for the default rate limit (0 = same as the rate).
+    pub default_rate_limit_burst: u32,
     /// Events held in memory per endpoint lane before the lane's backlog
     /// moves to the retry topic.
     pub max_buffered_per_lane: usize,
@@ -221,6 +230,8 @@ impl Default for DispatchConfig {
             default_max_in_flight: 16,
             max_buffered_per_partition: 10_000,
             max_buffered_per_lane: 1_000,
+            default_rate_limit_per_second: 0,
+            default_rate_limit_burst: 0,
             drain_timeout_ms: 10_000,
         }
     }
@@ -247,6 +258,33 @@ impl Default for DeliveryConfig {
             timeout_ms: 15_000,
             max_response_body_bytes: 4096,
             pool_idle_per_host: 64,
+        }
+    }
+}
+
+/// `[endpoint_health]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointHealthConfig {
+    /// Consecutive failed attempts that open an endpoint's circuit (0 = never).
+    pub failures_to_open: u32,
+    /// How long an open circuit sends nothing before one probe.
+    #[serde(with = "crate::duration::serde_one")]
+    pub cool_down: Duration,
+    /// An endpoint failing continuously this long is disabled (0 = never).
+    #[serde(with = "crate::duration::serde_one")]
+    pub disable_after: Duration,
+    /// Endpoint id that receives operational events as webhooks (empty = none).
+    pub operator_endpoint: String,
+}
+
+impl Default for EndpointHealthConfig {
+    fn default() -> Self {
+        Self {
+            failures_to_open: 10,
+            cool_down: Duration::from_secs(60),
+            disable_after: Duration::from_secs(5 * 86_400),
+            operator_endpoint: String::new(),
         }
     }
 }
@@ -338,13 +376,23 @@ const STRING_KEYS: &[&str] = &[
     "kafka.endpoints_topic",
     "kafka.retry_topic",
     "kafka.dlq_topic",
+    "kafka.ops_topic",
+    "endpoint_health.operator_endpoint",
     "kafka.consumer_group",
     "log.level",
 ];
 
 /// Sections that environment variables may address.
 const SECTIONS: &[&str] = &[
-    "node", "grpc", "http", "kafka", "dispatch", "delivery", "retry", "log",
+    "endpoint_health",
+    "node",
+    "grpc",
+    "http",
+    "kafka",
+    "dispatch",
+    "delivery",
+    "retry",
+    "log",
 ];
 
 /// Builds a [`Config`] from layers, later layers winning.
@@ -402,10 +450,13 @@ impl ConfigLoader {
                 continue;
             };
             let lower = rest.to_ascii_lowercase();
-            let Some((section, key)) = lower.split_once('_') else {
+            // Section names may contain `_` (`endpoint_health`): match whole names.
+            let Some((section, key)) = SECTIONS.iter().find_map(|sec| {
+                lower.strip_prefix(sec)?.strip_prefix('_').map(|key| (*sec, key))
+            }) else {
                 continue;
             };
-            if !SECTIONS.contains(&section) || key.is_empty() {
+            if key.is_empty() {
                 continue;
             }
             let key = format!("{section}.{key}");
@@ -495,6 +546,7 @@ impl Config {
             ("kafka.endpoints_topic", &k.endpoints_topic),
             ("kafka.retry_topic", &k.retry_topic),
             ("kafka.dlq_topic", &k.dlq_topic),
+            ("kafka.ops_topic", &k.ops_topic),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             if !valid_topic(topic) {
@@ -625,6 +677,11 @@ mod tests {
             cfg.retry.schedule,
             vec![Duration::from_secs(1), Duration::from_secs(120)]
         );
+        let cfg = ConfigLoader::new()
+            .env(env(&[("HERALD_ENDPOINT_HEALTH_FAILURES_TO_OPEN", "3")]))
+            .build()
+            .unwrap();
+        assert_eq!(cfg.endpoint_health.failures_to_open, 3);
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! - [`endpoint`]: the endpoint model the dispatcher works with.
 //! - [`config`]: typed, layered configuration (defaults → file → env → flags).
 //! - [`retry`]: whether an attempt's result is success, retryable or final.
+//! - [`breaker`]: the per-endpoint circuit breaker (closed, open, half-open).
 //! - [`schedule`]: how long to wait before the next attempt, or when to give up.
 //! - [`duration`]: human-friendly durations (`5s`, `2h`) in configuration.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod config;
 pub mod duration;
 pub mod endpoint;

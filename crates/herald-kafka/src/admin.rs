@@ -83,6 +83,11 @@ pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
             partitions: cfg.events_partitions,
             compacted: false,
         },
+        TopicSpec {
+            name: cfg.ops_topic.clone(),
+            partitions: 1,
+            compacted: false,
+        },
     ]
 }
 
