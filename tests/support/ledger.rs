@@ -10,7 +10,7 @@
 //! Waiting is event-driven: each entry (and each [`Ledger::bump`], e.g. from a
 //! dead-letter reader) wakes [`Ledger::wait_until`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,11 @@ impl Ledger {
     /// Wakes waiters (something they look at besides the ledger changed).
     pub fn bump(&self) {
         self.0.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Number of entries so far.
+    pub fn len(&self) -> usize {
+        self.0.entries.lock().unwrap().len()
     }
 
     /// A copy of every entry so far.
@@ -163,4 +168,29 @@ pub fn order_violations(
         }
     }
     out
+}
+
+/// Per path: requests, distinct ids delivered, and the last answer given
+/// (for failure messages).
+pub fn summary(entries: &[Entry]) -> BTreeMap<String, String> {
+    let mut per: BTreeMap<String, (usize, HashSet<&str>, u16)> = BTreeMap::new();
+    for e in entries {
+        let p = per.entry(e.path.clone()).or_default();
+        p.0 += 1;
+        if e.ok() {
+            p.1.insert(&e.id);
+        }
+        p.2 = e.status;
+    }
+    per.into_iter()
+        .map(|(path, (n, ok, last))| {
+            (
+                path,
+                format!(
+                    "{n} requests, {} ids delivered, last answer {last}",
+                    ok.len()
+                ),
+            )
+        })
+        .collect()
 }

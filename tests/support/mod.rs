@@ -176,7 +176,10 @@ pub async fn publish_in_order(
             (resp.accepted as usize, resp.rejected),
             (chunk.len(), 0),
             "batch refused items: {:?}",
-            resp.results.iter().filter(|r| !matches!(r.result, Some(pb::publish_result::Result::Ok(_)))).collect::<Vec<_>>()
+            resp.results
+                .iter()
+                .filter(|r| !matches!(r.result, Some(pb::publish_result::Result::Ok(_))))
+                .collect::<Vec<_>>()
         );
         for (i, r) in resp.results.into_iter().enumerate() {
             assert_eq!(r.index as usize, i);

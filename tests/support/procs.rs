@@ -203,6 +203,34 @@ impl BrokerProc {
     }
 }
 
+/// A config file's text: `sections` (name, body lines) merged over a base
+/// for tests: the topics' partition count, a 6 s session timeout (group
+/// joins take about that long on the mock broker), 100 ms commits and
+/// loopback deliveries allowed (test receivers listen on 127.0.0.1).
+pub fn config_text(partitions: i32, sections: &[(&str, &str)]) -> String {
+    let mut merged: Vec<(String, String)> = vec![
+        (
+            "kafka".into(),
+            format!("events_partitions = {partitions}\nreplication_factor = 1\nsession_timeout_ms = 6000\n"),
+        ),
+        ("dispatch".into(), "commit_interval_ms = 100\n".into()),
+        ("delivery".into(), "allow_cidrs = [\"127.0.0.0/8\"]\n".into()),
+    ];
+    for (name, body) in sections {
+        match merged.iter_mut().find(|(n, _)| n == name) {
+            Some((_, b)) => {
+                b.push_str(body.trim());
+                b.push('\n');
+            }
+            None => merged.push((name.to_string(), format!("{}\n", body.trim()))),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(name, body)| format!("[{name}]\n{body}\n"))
+        .collect()
+}
+
 /// Writes `toml` to `dir/herald.toml`; returns its path.
 pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     let path = dir.join("herald.toml");

@@ -64,7 +64,10 @@ pub struct Breaker {
 impl Breaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig) -> Self {
-        Self { config, state: State::Closed { failures: 0 } }
+        Self {
+            config,
+            state: State::Closed { failures: 0 },
+        }
     }
 
     /// The current state.
@@ -104,7 +107,9 @@ impl Breaker {
             (State::Closed { failures }, false) => {
                 let failures = failures + 1;
                 if failures >= self.config.failures_to_open {
-                    self.state = State::Open { until_ms: now_ms + self.config.cool_down_ms };
+                    self.state = State::Open {
+                        until_ms: now_ms + self.config.cool_down_ms,
+                    };
                     Some(Transition::Opened)
                 } else {
                     self.state = State::Closed { failures };
@@ -118,7 +123,9 @@ impl Breaker {
             (_, false) => {
                 // A failed probe (or a straggler while open) re-opens.
                 let reopened = !matches!(self.state, State::Open { .. });
-                self.state = State::Open { until_ms: now_ms + self.config.cool_down_ms };
+                self.state = State::Open {
+                    until_ms: now_ms + self.config.cool_down_ms,
+                };
                 reopened.then_some(Transition::Opened)
             }
         }
@@ -131,7 +138,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn b() -> Breaker {
-        Breaker::new(BreakerConfig { failures_to_open: 3, cool_down_ms: 1000 })
+        Breaker::new(BreakerConfig {
+            failures_to_open: 3,
+            cool_down_ms: 1000,
+        })
     }
 
     #[test]
@@ -163,7 +173,10 @@ mod tests {
 
     #[test]
     fn disabled_breaker_never_opens() {
-        let mut b = Breaker::new(BreakerConfig { failures_to_open: 0, cool_down_ms: 1000 });
+        let mut b = Breaker::new(BreakerConfig {
+            failures_to_open: 0,
+            cool_down_ms: 1000,
+        });
         for _ in 0..100 {
             assert_eq!(b.record(false, 0), None);
         }

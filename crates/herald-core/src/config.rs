@@ -249,6 +249,11 @@ pub struct DeliveryConfig {
     pub max_response_body_bytes: usize,
     /// Idle keep-alive connections kept per host.
     pub pool_idle_per_host: usize,
+    /// Address blocks deliveries may reach although they are private,
+    /// loopback, link-local, ... (e.g. `["10.1.0.0/16"]`). Empty = public only.
+    pub allow_cidrs: Vec<String>,
+    /// Egress proxy for all deliveries, `http://[user:pass@]host:port` (HTTP CONNECT).
+    pub proxy: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -258,6 +263,8 @@ impl Default for DeliveryConfig {
             timeout_ms: 15_000,
             max_response_body_bytes: 4096,
             pool_idle_per_host: 64,
+            allow_cidrs: Vec::new(),
+            proxy: None,
         }
     }
 }
@@ -335,6 +342,18 @@ impl RetryConfig {
             max_age: self.max_age,
             max_retry_after: self.max_retry_after,
         }
+    }
+}
+
+impl DeliveryConfig {
+    /// The egress policy from `allow_cidrs` (validated by [`Config::validate`]).
+    pub fn egress_policy(&self) -> crate::egress::EgressPolicy {
+        crate::egress::EgressPolicy::new(
+            self.allow_cidrs
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+        )
     }
 }
 
@@ -452,7 +471,10 @@ impl ConfigLoader {
             let lower = rest.to_ascii_lowercase();
             // Section names may contain `_` (`endpoint_health`): match whole names.
             let Some((section, key)) = SECTIONS.iter().find_map(|sec| {
-                lower.strip_prefix(sec)?.strip_prefix('_').map(|key| (*sec, key))
+                lower
+                    .strip_prefix(sec)?
+                    .strip_prefix('_')
+                    .map(|key| (*sec, key))
             }) else {
                 continue;
             };
@@ -599,6 +621,19 @@ impl Config {
             return bad("retry.max_age", "must be longer than 0");
         }
         let v = &self.delivery;
+        for c in &v.allow_cidrs {
+            if let Err(e) = c.parse::<crate::egress::Cidr>() {
+                return bad("delivery.allow_cidrs", format!("{c:?}: {e}"));
+            }
+        }
+        if let Some(p) = &v.proxy {
+            if !p.starts_with("http://") || p.parse::<http::Uri>().is_err() {
+                return bad(
+                    "delivery.proxy",
+                    format!("{p:?} must be an http:// URL (host:port of an HTTP CONNECT proxy)"),
+                );
+            }
+        }
         if v.connect_timeout_ms == 0 || v.timeout_ms == 0 {
             return bad("delivery.timeout_ms", "timeouts must be at least 1 ms");
         }

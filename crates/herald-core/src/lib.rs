@@ -11,12 +11,14 @@
 //! - [`retry`]: whether an attempt's result is success, retryable or final.
 //! - [`breaker`]: the per-endpoint circuit breaker (closed, open, half-open).
 //! - [`schedule`]: how long to wait before the next attempt, or when to give up.
+//! - [`egress`]: which network addresses deliveries may reach (SSRF rules).
 //! - [`duration`]: human-friendly durations (`5s`, `2h`) in configuration.
 #![forbid(unsafe_code)]
 
 pub mod breaker;
 pub mod config;
 pub mod duration;
+pub mod egress;
 pub mod endpoint;
 pub mod ids;
 pub mod retry;

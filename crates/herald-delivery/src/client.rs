@@ -1,5 +1,6 @@
 //! Builds the one shared hyper client: pooled keep-alive connections, plain HTTP and
-//! HTTPS (rustls, Mozilla roots, explicit ring provider), HTTP/2 by ALPN when enabled.
+//! HTTPS (rustls, Mozilla roots, explicit ring provider), HTTP/2 by ALPN when enabled,
+//! over the [`EgressConnector`] (egress policy, optional CONNECT proxy).
 //!
 //! Owns connector settings only; it does not send anything.
 
@@ -8,26 +9,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::DeliveryConfig;
+use crate::connector::EgressConnector;
 use crate::error::DeliveryError;
 
 /// The client type every attempt shares.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<EgressConnector>, Full<Bytes>>;
 
 /// How long an idle pooled connection is kept before it is closed.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Builds the client for `cfg`. Needs no runtime; the client spawns on first use.
+/// Builds the client for `cfg`. Needs no runtime; the client spawns on first use. Fails
+/// on TLS setup or an unusable proxy URL.
 pub(crate) fn build(cfg: &DeliveryConfig) -> Result<HttpClient, DeliveryError> {
-    let mut http = HttpConnector::new();
-    // The HTTPS connector below decides per scheme; the TCP layer must accept `https://`.
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(cfg.connect_timeout));
-    http.set_nodelay(true);
+    let http = EgressConnector::new(cfg)?;
 
     // An explicit provider: no dependence on a process-wide rustls default, which another
     // crate in the binary could install differently (or twice, which panics).

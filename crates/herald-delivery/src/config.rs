@@ -1,8 +1,13 @@
-//! Settings of the delivery client: timeouts, response body cap, identity, pool, protocols.
+//! Settings of the delivery client: timeouts, response body cap, identity, pool, protocols,
+//! the egress policy and the optional egress proxy.
 //!
 //! Owns only the values and their defaults; validation happens in [`crate::Deliverer::new`].
 
 use std::time::Duration;
+
+use http::Uri;
+
+use crate::egress::EgressPolicy;
 
 /// How the [`crate::Deliverer`] talks to endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +28,14 @@ pub struct DeliveryConfig {
     /// Offer HTTP/2 via ALPN on HTTPS (`h2`, then `http/1.1`). Plain `http://` always uses
     /// HTTP/1.1. Default true.
     pub http2: bool,
+    /// Which addresses deliveries may connect to. Default: no allow-list, so loopback,
+    /// private, link-local, unique-local, multicast, metadata and other non-public
+    /// addresses are refused ([`crate::AttemptError::Refused`]).
+    pub egress: EgressPolicy,
+    /// An HTTP proxy (`http://[user:password@]host:port`) that every delivery goes through
+    /// with `CONNECT`, for deployments with static egress addresses. The egress policy
+    /// still applies to the target; the proxy's own address is trusted. Default none.
+    pub proxy: Option<Uri>,
 }
 
 impl Default for DeliveryConfig {
@@ -34,6 +47,8 @@ impl Default for DeliveryConfig {
             user_agent: format!("Herald/{}", env!("CARGO_PKG_VERSION")),
             pool_idle_per_host: 128,
             http2: true,
+            egress: EgressPolicy::default(),
+            proxy: None,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! the request timeout, and reports it as an [`AttemptResult`].
 //!
 //! Owns the attempt's time bound and the capped body read. It never retries and never
-//! follows redirects.
+//! follows redirects. Where it may connect is the connector's business (see
+//! [`crate::egress`]); a refused target comes back as [`AttemptError::Refused`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -75,12 +76,15 @@ impl Deliverer {
         match request::build(req, &self.inner.user_agent) {
             Err(err) => result.error = Some(err),
             Ok(http_request) => {
-                let exchange = self.exchange(http_request, &mut result);
+                // Owned here, not by `exchange`, so what arrived survives a timeout.
+                let mut snippet = BytesMut::new();
+                let exchange = self.exchange(http_request, &mut result, &mut snippet);
                 match tokio::time::timeout(self.inner.request_timeout, exchange).await {
                     Ok(Ok(())) => {}
                     Ok(Err(err)) => result.error = Some(err),
                     Err(_elapsed) => result.error = Some(AttemptError::Timeout),
                 }
+                result.body_snippet = snippet.freeze();
             }
         }
         result.latency = started.elapsed();
@@ -93,11 +97,12 @@ impl Deliverer {
         result
     }
 
-    /// Sends the request and fills `out` as the answer arrives.
+    /// Sends the request and fills `out` and `snippet` as the answer arrives.
     async fn exchange(
         &self,
         request: Request<Full<Bytes>>,
         out: &mut AttemptResult,
+        snippet: &mut BytesMut,
     ) -> Result<(), AttemptError> {
         let response = self
             .inner
@@ -117,10 +122,9 @@ impl Deliverer {
                 .get(LOCATION)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         }
-        out.body_snippet = read_capped(&mut body, self.inner.max_response_body)
+        read_capped(&mut body, self.inner.max_response_body, snippet)
             .await
-            .map_err(|err| body_read_error(&err))?;
-        Ok(())
+            .map_err(|err| body_read_error(&err))
     }
 }
 
@@ -134,18 +138,22 @@ impl fmt::Debug for Deliverer {
     }
 }
 
-/// Reads at most `cap` body bytes, then stops (the rest is never read; dropping the body
-/// closes an HTTP/1 connection that still has unread data, or resets the HTTP/2 stream).
-/// An empty body allocates nothing; otherwise one buffer, sized by `Content-Length` when
-/// known.
-async fn read_capped(body: &mut Incoming, cap: usize) -> Result<Bytes, hyper::Error> {
+/// Reads at most `cap` body bytes into `buf`, then stops (the rest is never read;
+/// dropping the body closes an HTTP/1 connection that still has unread data, or resets the
+/// HTTP/2 stream). An empty body allocates nothing; otherwise one buffer, sized by
+/// `Content-Length` when known. Bytes stay in `buf` as they arrive, so a caller that gives
+/// up early (timeout) keeps them.
+async fn read_capped(
+    body: &mut Incoming,
+    cap: usize,
+    buf: &mut BytesMut,
+) -> Result<(), hyper::Error> {
     let hint = body.size_hint();
     let initial = hint
         .upper()
         .and_then(|upper| usize::try_from(upper).ok())
         .unwrap_or(cap)
         .min(cap);
-    let mut buf = BytesMut::new();
     while buf.len() < cap {
         let Some(frame) = body.frame().await else {
             break;
@@ -162,5 +170,5 @@ async fn read_capped(body: &mut Incoming, cap: usize) -> Result<Bytes, hyper::Er
         }
         buf.extend_from_slice(&data[..take]);
     }
-    Ok(buf.freeze())
+    Ok(())
 }

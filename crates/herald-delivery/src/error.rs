@@ -18,6 +18,14 @@ pub enum DeliveryError {
         /// Which setting (`connect_timeout` or `request_timeout`).
         field: &'static str,
     },
+    /// `proxy` is not an `http://host:port` URL.
+    #[error("delivery proxy {value} cannot be used: {reason}")]
+    InvalidProxy {
+        /// The proxy URL, password hidden.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// rustls refused the TLS configuration.
     #[error("cannot set up TLS for deliveries: {0}")]
     Tls(#[source] rustls::Error),

@@ -8,7 +8,13 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: [`DeliveryConfig`], timeouts, body cap, pool and protocol settings.
+//! - [`config`]: [`DeliveryConfig`], timeouts, body cap, pool, protocol, egress settings.
+//! - [`egress`]: [`EgressPolicy`], [`Cidr`], [`Refusal`]: which addresses may be reached
+//!   (pure classification; the file lives in `herald-core/src/egress.rs`).
+//! - [`guard`]: resolving targets through the policy, and [`check_url`] for validating
+//!   endpoint URLs when they are registered.
+//! - `connector`: the TCP layer that enforces the policy, directly or through an HTTP
+//!   CONNECT egress proxy.
 //! - `client`: builds the hyper client and its HTTPS connector (explicit ring provider).
 //! - [`request`]: [`DeliveryRequest`] and how it becomes an HTTP request.
 //! - [`deliverer`]: [`Deliverer::deliver`], the attempt itself (bounded, capped read).
@@ -21,15 +27,20 @@
 
 mod client;
 pub mod config;
+mod connector;
 pub mod deliverer;
+pub use herald_core::egress;
 pub mod error;
+pub mod guard;
 pub mod outcome;
 pub mod request;
 pub mod retry_after;
 
 pub use config::DeliveryConfig;
 pub use deliverer::Deliverer;
+pub use egress::{Cidr, CidrError, EgressPolicy, Refusal};
 pub use error::DeliveryError;
+pub use guard::{check_url, TargetRefused, UrlCheckError};
 pub use outcome::{AttemptError, AttemptResult};
 pub use request::DeliveryRequest;
 pub use retry_after::RetryAfter;

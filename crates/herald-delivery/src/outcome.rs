@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::guard::TargetRefused;
 use crate::retry_after::RetryAfter;
 
 /// Why an attempt did not complete. The strings describe the cause chain for logs and
@@ -35,6 +36,12 @@ pub enum AttemptError {
     /// not a valid header value). Retrying cannot help.
     #[error("the request could not be built: {0}")]
     InvalidRequest(String),
+    /// Nothing was sent: the endpoint's host is, or resolves only to, addresses the egress
+    /// policy refuses (loopback, private, link-local, cloud metadata, …). The text names
+    /// the address, why, and the allow-list setting. Final until the URL, its DNS or the
+    /// policy changes.
+    #[error("the egress policy refuses the endpoint: {0}")]
+    Refused(String),
 }
 
 impl AttemptError {
@@ -47,6 +54,7 @@ impl AttemptError {
             AttemptError::Request(_) => "request",
             AttemptError::BodyRead(_) => "body_read",
             AttemptError::InvalidRequest(_) => "invalid_request",
+            AttemptError::Refused(_) => "refused",
         }
     }
 }
@@ -64,7 +72,8 @@ pub struct AttemptResult {
     pub error: Option<AttemptError>,
     /// From the start of the attempt to its end (body read included).
     pub latency: Duration,
-    /// The first `max_response_body` bytes of the response body (empty on timeout).
+    /// The first `max_response_body` bytes of the response body; after a timeout or a
+    /// body read error, the bytes that had arrived.
     pub body_snippet: Bytes,
     /// The parsed `Retry-After` header, if present and valid.
     pub retry_after: Option<RetryAfter>,
@@ -86,7 +95,15 @@ pub(crate) fn classify_client_error(err: &hyper_util::client::legacy::Error) -> 
         Some(source) => describe(source),
         None => err.to_string(),
     };
-    if find_cause::<rustls::Error>(err).is_some() {
+    if let Some(refused) = find_cause::<TargetRefused>(err) {
+        AttemptError::Refused(refused.to_string())
+    } else if find_cause::<rustls::pki_types::InvalidDnsNameError>(err).is_some() {
+        // hyper-rustls checks the name before connecting: nothing was sent, and an
+        // `https://` URL whose host no certificate can name never works.
+        AttemptError::InvalidRequest(format!(
+            "the endpoint's host is not a valid TLS server name ({message})"
+        ))
+    } else if find_cause::<rustls::Error>(err).is_some() {
         AttemptError::Tls(message)
     } else if err.is_connect() {
         AttemptError::Connect(message)

@@ -1,5 +1,6 @@
 //! One delivery attempt against real HTTP servers on `127.0.0.1:0`: headers and signature,
 //! statuses, redirects, `Retry-After`, connection failures, timeouts and the body cap.
+//! Every deliverer here allow-lists `127.0.0.0/8` explicitly (see `support::config`).
 
 mod support;
 
@@ -40,7 +41,7 @@ fn request<'a>(
 }
 
 fn deliverer() -> Deliverer {
-    Deliverer::new(DeliveryConfig::default()).unwrap()
+    Deliverer::new(support::config()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,7 +162,7 @@ async fn silent_server_times_out() {
     let signer = signer();
     let deliverer = Deliverer::new(DeliveryConfig {
         request_timeout: Duration::from_millis(200),
-        ..DeliveryConfig::default()
+        ..support::config()
     })
     .unwrap();
     let result = deliverer.deliver(&request(&url, &signer, &[])).await;
@@ -197,7 +198,7 @@ async fn endless_body_is_capped() {
     for cap in [4096, 10_000, 200_000] {
         let deliverer = Deliverer::new(DeliveryConfig {
             max_response_body: cap,
-            ..DeliveryConfig::default()
+            ..support::config()
         })
         .unwrap();
         let result = deliverer.deliver(&request(&url, &signer, &[])).await;
@@ -220,7 +221,7 @@ async fn large_sized_body_is_capped_and_zero_cap_keeps_nothing() {
 
     let zero = Deliverer::new(DeliveryConfig {
         max_response_body: 0,
-        ..DeliveryConfig::default()
+        ..support::config()
     })
     .unwrap();
     let result = zero.deliver(&request(&url, &signer, &[])).await;
@@ -315,13 +316,13 @@ async fn clones_share_one_client_and_work_concurrently() {
 fn bad_config_is_rejected() {
     let err = Deliverer::new(DeliveryConfig {
         user_agent: "bad\nagent".into(),
-        ..DeliveryConfig::default()
+        ..support::config()
     })
     .unwrap_err();
     assert!(matches!(err, DeliveryError::InvalidUserAgent { .. }));
     let err = Deliverer::new(DeliveryConfig {
         request_timeout: Duration::ZERO,
-        ..DeliveryConfig::default()
+        ..support::config()
     })
     .unwrap_err();
     assert!(err.to_string().contains("request_timeout"), "{err}");

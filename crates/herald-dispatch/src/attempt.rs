@@ -141,7 +141,7 @@ fn failure_kind(e: &AttemptError) -> FailureKind {
         AttemptError::Connect(_) => FailureKind::Connect,
         AttemptError::Timeout => FailureKind::Timeout,
         AttemptError::Tls(_) => FailureKind::Tls,
-        AttemptError::InvalidRequest(_) => FailureKind::Refused,
+        AttemptError::InvalidRequest(_) | AttemptError::Refused(_) => FailureKind::Refused,
         AttemptError::Request(_) | AttemptError::BodyRead(_) => FailureKind::Other,
     }
 }
@@ -168,7 +168,12 @@ fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outc
             verdict: Verdict::Retry,
             ..
         } => "retryable",
-        Outcome::Failed { .. } if matches!(r.error, Some(AttemptError::InvalidRequest(_))) => {
+        Outcome::Failed { .. }
+            if matches!(
+                r.error,
+                Some(AttemptError::InvalidRequest(_) | AttemptError::Refused(_))
+            ) =>
+        {
             "refused"
         }
         Outcome::Failed { .. } => "final",

@@ -5,11 +5,13 @@
 //! Concurrent updates of one endpoint on different nodes: the last write wins.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::endpoint::RateLimit;
 use herald_core::validate::{self, FieldError};
 use herald_core::{ids, time::now_ms, Endpoint};
+use herald_delivery::{EgressPolicy, UrlCheckError};
 use herald_proto::v1 as pb;
 use herald_proto::v1::endpoint_service_server::EndpointService;
 use herald_registry::{Registry, RegistryWriter};
@@ -25,12 +27,33 @@ const MAX_PAGE: usize = 1000;
 pub struct EndpointApi {
     registry: Registry,
     writer: RegistryWriter,
+    /// Which addresses endpoint URLs may point at.
+    egress: Arc<EgressPolicy>,
 }
 
 impl EndpointApi {
     /// Serves the registry through `writer`, reading from `registry`.
-    pub fn new(registry: Registry, writer: RegistryWriter) -> Self {
-        Self { registry, writer }
+    pub fn new(registry: Registry, writer: RegistryWriter, egress: EgressPolicy) -> Self {
+        Self {
+            registry,
+            writer,
+            egress: Arc::new(egress),
+        }
+    }
+
+    /// Refuses URLs whose host resolves to an address deliveries may not
+    /// reach. A host that does not resolve (yet) is accepted: deliveries
+    /// retry, and the guard runs again on every connection.
+    async fn check_egress(&self, field: &str, url: &http::Uri) -> Result<(), Status> {
+        let check = herald_delivery::check_url(&self.egress, url);
+        match tokio::time::timeout(Duration::from_secs(5), check).await {
+            Ok(Ok(())) | Err(_) => Ok(()),
+            Ok(Err(UrlCheckError::Unresolvable { host, reason })) => {
+                tracing::info!(%host, %reason, "endpoint host does not resolve yet; accepted");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(invalid(FieldError::new(field, e.to_string()))),
+        }
     }
 
     fn ensure_loaded(&self) -> Result<(), Status> {
@@ -159,6 +182,7 @@ impl EndpointService for EndpointApi {
         };
         validate::id("id", &id).map_err(invalid)?;
         let url = validate::url(&req.url).map_err(invalid)?;
+        self.check_egress("url", &url).await?;
         let secret = if req.secret.is_empty() {
             Secret::generate().to_whsec()
         } else {
@@ -242,6 +266,7 @@ impl EndpointService for EndpointApi {
         let mut ep = (*self.existing(&req.id)?).clone();
         if let Some(url) = req.url {
             ep.url = validate::url(&url).map_err(invalid)?;
+            self.check_egress("url", &ep.url).await?;
         }
         if let Some(d) = req.description {
             ep.description = d;

@@ -24,6 +24,8 @@ pub fn test_config() -> Config {
     cfg.grpc.listen = "127.0.0.1:0".parse().expect("valid address");
     cfg.http.listen = "127.0.0.1:0".parse().expect("valid address");
     cfg.dispatch.commit_interval_ms = 100;
+    // Test receivers listen on loopback, which production refuses.
+    cfg.delivery.allow_cidrs = vec!["127.0.0.0/8".into(), "::1/128".into()];
     // Short retries, all in memory: tests that need the retry topic set their own.
     cfg.retry.schedule = [50, 100, 200, 400, 500, 500, 500, 500, 500, 500]
         .into_iter()

@@ -120,7 +120,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             publisher.clone(),
         );
         let events = EventApi::new(publisher, cfg.grpc.max_batch_size);
-        let endpoints = EndpointApi::new(registry.clone(), writer);
+        let endpoints = EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy());
         let (reporter, health_service) = tonic_health::server::health_reporter();
         {
             let reg = registry.clone();
@@ -198,6 +198,8 @@ pub fn delivery_config(cfg: &Config) -> herald_delivery::DeliveryConfig {
         request_timeout: Duration::from_millis(cfg.delivery.timeout_ms),
         max_response_body: cfg.delivery.max_response_body_bytes,
         pool_idle_per_host: cfg.delivery.pool_idle_per_host,
+        egress: cfg.delivery.egress_policy(),
+        proxy: cfg.delivery.proxy.as_ref().and_then(|p| p.parse().ok()),
         ..Default::default()
     }
 }

@@ -74,5 +74,13 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         ("kafka.session_timeout_ms", Value::Integer(6000)),
         ("dispatch.commit_interval_ms", Value::Integer(200)),
         ("node.id", Value::String("dev".into())),
+        // Developers deliver to their own machine.
+        (
+            "delivery.allow_cidrs",
+            Value::Array(vec![
+                Value::String("127.0.0.0/8".into()),
+                Value::String("::1/128".into()),
+            ]),
+        ),
     ]
 }

@@ -1,0 +1,367 @@
+//! No loss and per-endpoint order across `kill -9`, restarts and rebalances.
+//!
+//! Real processes: a mock Kafka broker (`herald-it-node mock-broker`) and two
+//! dispatchers (`herald-it-node dispatch`, one consumer group); ingest runs in
+//! the test process (gRPC `PublishBatch`), as does the recording receiver.
+//! While 20,000+ events for 120 endpoints are published and delivered, a
+//! dispatcher is killed with SIGKILL and restarted at seeded points; some
+//! endpoints fail everything for the first part of the run. Afterwards every
+//! acknowledged event must have been answered 2xx by the receiver or be in
+//! the dead-letter topic, no ordered endpoint may have been sent an event
+//! before its predecessor was delivered (or dead-lettered), and the number of
+//! duplicate deliveries is printed.
+//!
+//! Progress goes to stderr; the config and every child's log are in the run
+//! directory printed at the start.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald::node::Roles;
+use herald_proto::v1 as pb;
+use herald_testkit::{Reply, TestReceiver};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use support::dlq::DlqTail;
+use support::ledger::{self, Ledger};
+use support::procs::{self, BrokerProc, ChildProc};
+use support::{publish_in_order, TestNode};
+
+const PARTITIONS: i32 = 4;
+const ENDPOINTS: usize = 120;
+const PER_ENDPOINT: usize = 170;
+const BATCH: usize = 500;
+const KILLS: usize = 3;
+/// Failure guard of the whole run's waits.
+const RUN_GUARD: Duration = Duration::from_secs(240);
+/// Dispatcher log filter: rebalances and warnings, not every attempt.
+const DISPATCH_LOG: &str = "warn,herald=info,herald_dispatch::consumer=info";
+
+/// Retries up to 250 ms wait in memory, longer ones in the retry topic; the
+/// schedule (200 s of 1 s retries after the first few) outlasts the outage,
+/// so nothing should be dead-lettered, but the test accepts dead letters.
+fn config_toml() -> String {
+    let tail = vec!["\"1s\""; 200].join(", ");
+    procs::config_text(
+        PARTITIONS,
+        &[
+            ("dispatch", "max_buffered_per_lane = 200\ndrain_timeout_ms = 2000"),
+            (
+                "retry",
+                &format!("schedule = [\"20ms\", \"50ms\", \"100ms\", \"250ms\", \"500ms\", {tail}]\nin_memory_max = \"250ms\""),
+            ),
+        ],
+    )
+}
+
+fn ep_id(i: usize) -> String {
+    format!("c-{i:03}")
+}
+
+/// Every sixth endpoint fails everything while the outage lasts.
+fn in_outage(i: usize) -> bool {
+    i % 6 == 1
+}
+
+/// A few endpoints are unordered (order is not checked for them).
+fn unordered(i: usize) -> bool {
+    i % 15 == 7
+}
+
+struct Dispatchers {
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+    brokers: String,
+    procs: Vec<ChildProc>,
+}
+
+impl Dispatchers {
+    fn name(i: usize) -> String {
+        format!("dispatch-{}", (b'a' + i as u8) as char)
+    }
+
+    fn spawn(&self, i: usize) -> ChildProc {
+        procs::spawn_dispatcher(
+            &Self::name(i),
+            &self.dir,
+            &self.config,
+            &self.brokers,
+            DISPATCH_LOG,
+        )
+    }
+
+    /// Blocks until dispatcher `i` has been assigned partitions (it joined the
+    /// group and a rebalance completed).
+    fn wait_assigned(&mut self, i: usize) {
+        let p = &mut self.procs[i];
+        p.wait_for_line("partition assigned", RUN_GUARD)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_loss_across_sigkill_and_rebalance() {
+    let started = Instant::now();
+    let seed = std::env::var("HERALD_IT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0xc4a05u64);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = procs::run_dir("chaos");
+    eprintln!(
+        "seed {seed} (HERALD_IT_SEED); run directory (config, child logs): {}",
+        dir.display()
+    );
+    let config = procs::write_config(&dir, &config_toml());
+    let broker = BrokerProc::start(&dir, &config);
+    let cfg = procs::load_config(&config, &broker.bootstrap, "chaos-ingest");
+    let ingest = TestNode::start_with(
+        cfg,
+        Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+
+    // The receiver: 2xx, except for outage endpoints until the outage ends.
+    let outage = Arc::new(AtomicBool::new(true));
+    let ledger = Ledger::new();
+    let policy = {
+        let outage = outage.clone();
+        ledger.policy(move |r, _| {
+            let i: usize = r.path.trim_start_matches("/c-").parse().unwrap_or(0);
+            if in_outage(i) && outage.load(Ordering::SeqCst) {
+                Reply::status(503)
+            } else {
+                Reply::status(200)
+            }
+        })
+    };
+    let receiver = TestReceiver::with_policy(policy).await.unwrap();
+    for i in 0..ENDPOINTS {
+        ingest
+            .endpoints
+            .clone()
+            .create_endpoint(pb::CreateEndpointRequest {
+                id: ep_id(i),
+                url: receiver.url_for(&ep_id(i)),
+                ordered: Some(!unordered(i)),
+                max_in_flight: if unordered(i) { 4 } else { 0 },
+                ..Default::default()
+            })
+            .await
+            .expect("create endpoint");
+    }
+    let dlq = DlqTail::start(&broker.bootstrap, "herald.dlq", PARTITIONS, ledger.clone());
+
+    // First dispatcher; the second joins under load (a rebalance between two
+    // live dispatchers).
+    let mut ds = Dispatchers {
+        dir: dir.clone(),
+        config: config.clone(),
+        brokers: broker.bootstrap.clone(),
+        procs: Vec::new(),
+    };
+    ds.procs.push(ds.spawn(0));
+    tokio::task::block_in_place(|| ds.wait_assigned(0));
+    eprintln!(
+        "[{:>5.1}s] {} assigned partitions",
+        started.elapsed().as_secs_f64(),
+        Dispatchers::name(0)
+    );
+
+    // Publish in the background: batches of (seq, endpoint), one after the
+    // other, so each endpoint's events are in order.
+    let items: Vec<(String, String)> = (0..PER_ENDPOINT)
+        .flat_map(|seq| {
+            (0..ENDPOINTS).map(move |i| (ep_id(i), format!(r#"{{"endpoint":{i},"seq":{seq}}}"#)))
+        })
+        .collect();
+    let total = items.len();
+    let publisher = {
+        let mut client = ingest.events.clone();
+        let items = items.clone();
+        tokio::spawn(async move {
+            let mut out = Vec::with_capacity(items.len());
+            for chunk in items.chunks(BATCH) {
+                out.extend(publish_in_order(&mut client, chunk, BATCH).await);
+            }
+            out
+        })
+    };
+    ds.procs.push(ds.spawn(1));
+    tokio::task::block_in_place(|| ds.wait_assigned(1));
+    eprintln!(
+        "[{:>5.1}s] {} joined; {} answers so far",
+        started.elapsed().as_secs_f64(),
+        Dispatchers::name(1),
+        ledger.len()
+    );
+
+    // Kills at seeded points of delivery progress; the outage ends after the
+    // second kill.
+    let mut thresholds: Vec<f64> = (0..KILLS)
+        .map(|k| (k as f64 + rng.random_range(0.3..0.9)) / (KILLS as f64 + 0.5))
+        .collect();
+    thresholds.sort_by(f64::total_cmp);
+    for (k, frac) in thresholds.iter().enumerate() {
+        let want = (frac * total as f64) as usize;
+        let (mut ok, mut seen) = (HashSet::new(), 0);
+        ledger
+            .wait_until(
+                |e| {
+                    ok.extend(e[seen..].iter().filter(|e| e.ok()).map(|e| e.id.clone()));
+                    seen = e.len();
+                    ok.len() >= want
+                },
+                RUN_GUARD,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "before kill {k}: {e}; {:#?}",
+                    ledger::summary(&ledger.entries())
+                )
+            });
+        let victim = rng.random_range(0..2);
+        let pid = ds.procs[victim].pid();
+        ds.procs[victim].kill9();
+        eprintln!(
+            "[{:>5.1}s] kill -9 {} (pid {pid}) at {} delivered of {total}",
+            started.elapsed().as_secs_f64(),
+            Dispatchers::name(victim),
+            ledger::delivered(&ledger.entries()).len(),
+        );
+        ds.procs[victim] = ds.spawn(victim);
+        if k == 1 {
+            outage.store(false, Ordering::SeqCst);
+            eprintln!("[{:>5.1}s] outage over", started.elapsed().as_secs_f64());
+        }
+        tokio::task::block_in_place(|| ds.wait_assigned(victim));
+        eprintln!(
+            "[{:>5.1}s] {} restarted and assigned partitions",
+            started.elapsed().as_secs_f64(),
+            Dispatchers::name(victim)
+        );
+    }
+    outage.store(false, Ordering::SeqCst);
+
+    let published = tokio::time::timeout(RUN_GUARD, publisher)
+        .await
+        .expect("publishing finishes")
+        .expect("publisher task");
+    assert_eq!(published.len(), total);
+    eprintln!(
+        "[{:>5.1}s] all {total} events acknowledged",
+        started.elapsed().as_secs_f64()
+    );
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((ep, _), r) in items.iter().zip(&published) {
+        order
+            .entry(ep.clone())
+            .or_default()
+            .push(r.event_id.clone());
+    }
+    let acked: HashSet<&str> = published.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(acked.len(), total, "distinct event ids");
+
+    // Wait until every acknowledged event was delivered or dead-lettered.
+    let mut missing: HashSet<String> = acked.iter().map(|s| s.to_string()).collect();
+    let mut seen = 0;
+    let mut dlq_seen = 0;
+    let waited = ledger
+        .wait_until(
+            |entries| {
+                for e in &entries[seen..] {
+                    if e.ok() {
+                        missing.remove(&e.id);
+                    }
+                }
+                seen = entries.len();
+                let letters = dlq.records();
+                for d in &letters[dlq_seen..] {
+                    missing.remove(&d.envelope.event_id);
+                }
+                dlq_seen = letters.len();
+                missing.is_empty()
+            },
+            RUN_GUARD,
+        )
+        .await;
+    let entries = ledger.entries();
+    let letters = dlq.records();
+    let dead: HashSet<String> = letters
+        .iter()
+        .map(|d| d.envelope.event_id.clone())
+        .collect();
+    let delivered = ledger::delivered(&entries);
+    let lost: Vec<&str> = acked
+        .iter()
+        .copied()
+        .filter(|id| !delivered.contains(id) && !dead.contains(*id))
+        .collect();
+    if let Err(e) = waited {
+        let mut per_ep: BTreeMap<&str, usize> = BTreeMap::new();
+        let ep_of: HashMap<&str, &str> = order
+            .iter()
+            .flat_map(|(ep, ids)| ids.iter().map(move |id| (id.as_str(), ep.as_str())))
+            .collect();
+        for id in &lost {
+            *per_ep.entry(ep_of[id]).or_default() += 1;
+        }
+        panic!(
+            "{e}: {} of {total} acknowledged events were neither delivered nor dead-lettered; per endpoint: {per_ep:?}; logs in {}",
+            lost.len(),
+            dir.display()
+        );
+    }
+    assert!(lost.is_empty());
+    eprintln!(
+        "[{:>5.1}s] every event delivered ({}) or dead-lettered ({})",
+        started.elapsed().as_secs_f64(),
+        delivered.len(),
+        dead.len()
+    );
+
+    // Order per ordered endpoint, excusing dead-lettered events only.
+    let mut violations = Vec::new();
+    for i in (0..ENDPOINTS).filter(|&i| !unordered(i)) {
+        let ep = ep_id(i);
+        violations.extend(ledger::order_violations(
+            &entries,
+            &format!("/{ep}"),
+            &order[&ep],
+            &dead,
+        ));
+    }
+    assert!(
+        violations.is_empty(),
+        "{} order violations (logs in {}), first ones: {:#?}",
+        violations.len(),
+        dir.display(),
+        &violations[..violations.len().min(10)]
+    );
+    assert!(
+        entries.iter().all(|e| acked.contains(e.id.as_str())),
+        "the receiver got an id nobody published"
+    );
+
+    let ok_answers = entries.iter().filter(|e| e.ok()).count();
+    let duplicates = ok_answers - delivered.len();
+    eprintln!(
+        "[{:>5.1}s] {total} events, {} requests, {} failed answers, {duplicates} duplicate deliveries (2xx beyond the first per webhook-id), {} dead letters, {KILLS} kills",
+        started.elapsed().as_secs_f64(),
+        entries.len(),
+        entries.len() - ok_answers,
+        dead.len()
+    );
+    drop(dlq);
+    drop(ds);
+    ingest.shutdown().await;
+    drop(broker);
+}
