@@ -36,7 +36,8 @@ use crate::attempt::AttemptContext;
 use crate::offsets::{CommitPoint, OffsetTracker, SkipSet};
 use crate::sink::Sink;
 use crate::worker::{
-    run_worker, Control, ControlMsg, Record, Start, Topic, Trackers, WorkerIo, WorkerSettings,
+    run_worker, CatchUp, Control, ControlMsg, Record, Start, Topic, Trackers, WorkerIo,
+    WorkerSettings,
 };
 
 /// Kafka's default `offset.metadata.max.bytes` is 4096; stay under it.
@@ -143,20 +144,28 @@ impl DispatchContext {
             p,
             Duration::from_secs(10),
         ) {
-            Ok((low, high)) if high > retry_start.unwrap_or(low).max(low) => Some(high),
-            Ok(_) => None,
+            Ok((low, high)) if high > retry_start.unwrap_or(low).max(low) => CatchUp::Until(high),
+            Ok(_) => CatchUp::None,
             Err(e) => {
-                tracing::error!(partition = p, error = %e, "cannot read the retry watermark; events are not held back behind the retry backlog");
-                None
+                tracing::warn!(partition = p, error = %e, "cannot read the retry watermark yet; events wait until the worker can");
+                CatchUp::Unknown
             }
         };
-        if retry_catch_up.is_some() {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&self.events_topic, p);
-            if let Err(e) = consumer.pause(&tpl) {
-                tracing::warn!(partition = p, error = %e, "cannot pause events while reading the retry backlog");
-            }
+        // librdkafka keeps an application pause across re-assignment, so set
+        // the state explicitly: paused while the retry backlog is read.
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.events_topic, p);
+        let r = if retry_catch_up == CatchUp::None {
+            consumer.resume(&tpl)
+        } else {
+            consumer.pause(&tpl)
+        };
+        if let Err(e) = r {
+            tracing::warn!(partition = p, error = %e, "cannot set the events partition's pause state");
         }
+        let mut retry_tpl = TopicPartitionList::new();
+        retry_tpl.add_partition(&self.retry_topic, p);
+        let _ = consumer.resume(&retry_tpl);
         let trackers = Arc::new(Mutex::new(Trackers {
             events: OffsetTracker::new(events_start),
             retry: OffsetTracker::new(retry_start),
@@ -319,6 +328,8 @@ pub async fn run_dispatcher(
             attempts,
             registry: registry.clone(),
             sink: Sink::new(&settings.kafka, &settings.node_id)?,
+            kafka: settings.kafka.clone(),
+            node_id: settings.node_id.clone(),
             policy: settings.retry.policy(),
             in_memory_max: settings.retry.in_memory_max,
             default_in_flight: d.default_max_in_flight,
@@ -492,12 +503,6 @@ fn apply_control(consumer: &DispatchConsumer, p: i32, generation: u64, c: Contro
             tpl.add_partition(&ctx.events_topic, p);
             consumer.resume(&tpl)
         }
-        Control::SeekRetry(offset) => consumer.seek(
-            &ctx.retry_topic,
-            p,
-            Offset::Offset(offset),
-            Duration::from_secs(5),
-        ),
     };
     if let Err(e) = r {
         tracing::warn!(partition = p, request = ?c, error = %e, "consumer control request failed");

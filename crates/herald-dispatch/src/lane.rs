@@ -6,24 +6,30 @@
 //! or an overflow): then new events of the endpoint are appended to the
 //! retry topic behind the backlog instead of being held, so order holds and
 //! memory stays bounded. A lane is *behind* when it had no room for some of
-//! its retry-topic records; it re-reads them (from `behind`) when it has.
+//! its retry-topic records: they stay in Kafka, and the lane scans them
+//! from `behind` when it has room again.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+
+use herald_proto::v1::EventEnvelope;
 
 use crate::attempt::Event;
 
 /// The state of one endpoint's lane.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lane {
     /// Events not started yet, in origin order.
     pub queue: VecDeque<Event>,
     /// Events started and not settled (attempting, waiting for a retry, or
     /// being written to the dead-letter topic).
     pub in_flight: usize,
-    /// Of `in_flight`, events sleeping before a retry (unordered lanes do
+    /// Of `in_flight`, attempts that began with a wait (unordered lanes do
     /// not count them against `max_in_flight`).
     pub waiting: usize,
-    /// Events being appended to the retry topic.
+    /// Of `in_flight`, attempts waiting longer than `retry.in_memory_max`:
+    /// while any, the lane takes only what it holds (window of one).
+    pub waiting_long: usize,
+    /// Events being written to the retry topic.
     pub appends: usize,
     /// The newest retry-topic offset this lane appended (acknowledged).
     pub last_append: Option<i64>,
@@ -31,30 +37,63 @@ pub struct Lane {
     pub durable: bool,
     /// First retry-topic offset of this lane's records not taken into memory.
     pub behind: Option<i64>,
-    /// The lane filled up during the current replay.
-    pub full_in_replay: bool,
-    /// Highest origin offset seen for this endpoint (moved or read back).
+    /// First live retry record of this lane ignored while a scan ran.
+    pub ignored_from: Option<i64>,
+    /// A scan for this lane is queued or running.
+    pub scanning: bool,
+    /// Highest origin offset seen for this endpoint.
     pub max_origin: i64,
     /// Ordered lanes after a dead letter: events with a lower origin follow
     /// their predecessor to the dead-letter topic.
     pub flush_below: Option<i64>,
-    /// An overflow happened while the head was in flight: move the lane to
-    /// the retry topic as soon as the head settles.
-    pub move_pending: bool,
+    /// The in-flight head of an ordered lane (origin and envelope as sent),
+    /// so a move can write a copy of it ahead of its followers.
+    pub head: Option<(i64, EventEnvelope)>,
+    /// Origins whose copy in the retry topic is already settled (the head
+    /// was copied while in flight and then finished): skip them when read.
+    pub settled_copies: HashSet<i64>,
+}
+
+impl Default for Lane {
+    fn default() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            in_flight: 0,
+            waiting: 0,
+            waiting_long: 0,
+            appends: 0,
+            last_append: None,
+            durable: false,
+            behind: None,
+            ignored_from: None,
+            scanning: false,
+            max_origin: -1,
+            flush_below: None,
+            head: None,
+            settled_copies: HashSet::new(),
+        }
+    }
 }
 
 impl Lane {
     /// A new, empty, live lane.
     pub fn new() -> Self {
-        Self {
-            max_origin: -1,
-            ..Default::default()
-        }
+        Self::default()
     }
 
     /// Events this lane holds in memory (queued, in flight, being appended).
     pub fn held(&self) -> usize {
         self.queue.len() + self.in_flight + self.appends
+    }
+
+    /// How many events this lane may hold: one while its head waits out a
+    /// long retry (the backlog stays in Kafka), else `max_lane`.
+    pub fn window(&self, max_lane: usize) -> usize {
+        if self.waiting_long > 0 {
+            1
+        } else {
+            max_lane
+        }
     }
 
     /// Whether another event may start, given the endpoint's limit.
@@ -64,24 +103,14 @@ impl Lane {
         } else {
             self.in_flight - self.waiting
         };
-        !self.move_pending && busy < limit && !self.queue.is_empty()
+        busy < limit && !self.queue.is_empty()
     }
 
     /// Nothing held and nothing left in the retry topic for this lane, as
     /// far as a reader at `retry_seen_until` can tell: the lane can go.
-    pub fn is_done(&self, retry_seen_until: Option<i64>) -> bool {
-        let read_back = match (self.last_append, retry_seen_until) {
-            (None, _) => true,
-            (Some(a), Some(seen)) => a < seen,
-            (Some(_), None) => false,
-        };
-        self.held() == 0 && self.behind.is_none() && read_back
-    }
-
-    /// Whether `origin` is a copy of an event this durable lane already has
-    /// in the retry topic.
-    pub fn is_duplicate(&self, origin: i64) -> bool {
-        self.durable && origin <= self.max_origin
+    pub fn is_done(&self, retry_seen_until: i64) -> bool {
+        let read_back = self.last_append.is_none_or(|a| a < retry_seen_until);
+        self.held() == 0 && self.behind.is_none() && !self.scanning && read_back
     }
 
     /// Records that an event with this origin was seen.
@@ -94,7 +123,6 @@ impl Lane {
 mod tests {
     use super::*;
     use crate::attempt::Source;
-    use herald_proto::v1::EventEnvelope;
 
     fn ev(o: i64) -> Event {
         Event {
@@ -122,29 +150,27 @@ mod tests {
             l.can_start(1, false),
             "an unordered lane does not count waiting retries"
         );
-        l.move_pending = true;
-        assert!(!l.can_start(5, false));
+    }
+
+    #[test]
+    fn window_shrinks_while_the_head_waits_long() {
+        let mut l = Lane::new();
+        assert_eq!(l.window(100), 100);
+        l.waiting_long = 1;
+        assert_eq!(l.window(100), 1);
     }
 
     #[test]
     fn done_only_when_read_back() {
         let mut l = Lane::new();
-        assert!(l.is_done(None));
+        assert!(l.is_done(0));
         l.last_append = Some(10);
-        assert!(!l.is_done(None));
-        assert!(!l.is_done(Some(10)));
-        assert!(l.is_done(Some(11)));
+        assert!(!l.is_done(10));
+        assert!(l.is_done(11));
         l.behind = Some(3);
-        assert!(!l.is_done(Some(11)));
-    }
-
-    #[test]
-    fn duplicates_only_in_durable_lanes() {
-        let mut l = Lane::new();
-        l.saw(5);
-        assert!(!l.is_duplicate(3));
-        l.durable = true;
-        assert!(l.is_duplicate(5));
-        assert!(!l.is_duplicate(6));
+        assert!(!l.is_done(11));
+        l.behind = None;
+        l.scanning = true;
+        assert!(!l.is_done(11));
     }
 }

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`offsets`]: per-partition offset tracker and commit metadata (pure).
 //! - [`lane`]: one endpoint's lane: order, in-flight count, where its backlog is (pure).
-//! - [`cursor`]: reading and re-reading the retry partition (pure).
+//! - [`scanner`]: re-reading one endpoint's records from a retry partition.
 //! - [`endpoint`]: an endpoint prepared for delivery (parsed URL, signer, headers, policy).
 //! - [`attempt`]: one delivery attempt and its classification.
 //! - [`sink`]: writes to the retry and dead-letter topics.
@@ -14,10 +14,10 @@
 
 pub mod attempt;
 pub mod consumer;
-pub mod cursor;
 pub mod endpoint;
 pub mod lane;
 pub mod offsets;
+pub mod scanner;
 pub mod sink;
 pub mod worker;
 

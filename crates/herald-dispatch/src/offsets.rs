@@ -310,7 +310,7 @@ mod tests {
                 if finish_mask[i] { t.finished(off); } else { unfinished.insert(off); }
             }
             let cp = t.commit_point(max_bytes).unwrap();
-            prop_assert!(cp.metadata.len() <= max_bytes.max(0));
+            prop_assert!(cp.metadata.len() <= max_bytes);
             if let Some(&lowest) = unfinished.first() {
                 prop_assert_eq!(cp.offset, lowest);
             } else {

@@ -2,12 +2,12 @@
 //! overflow) and to the dead-letter topic, always to the same partition
 //! number the event came from, and keyed by endpoint id.
 //!
-//! Writes use one idempotent producer per node (`acks=all`), so two writes
-//! to one partition land in the order they were made. A failed write is
-//! retried until it lands or the partition is revoked: the event's source
-//! offset is finished only after the write is acknowledged.
-
-use std::time::Duration;
+//! Writes use one idempotent producer per node (`acks=all`) that never gives
+//! up on a message, and each worker enqueues its writes in order, so writes
+//! to one partition land in the order they were made. The event's source
+//! offset is finished only after the write is acknowledged. Writes already
+//! handed to the producer when a partition is revoked still land: the next
+//! owner may then see a copy it also re-sends (a duplicate, never a loss).
 
 use herald_core::config::KafkaConfig;
 use herald_core::schedule::Exhaustion;
@@ -17,6 +17,7 @@ use prost::Message as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 
 /// Header names on retry and dead-letter records.
 pub use herald_kafka::headers as header;
@@ -41,7 +42,22 @@ impl DeadReason {
     }
 }
 
+/// Where a write goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The retry topic.
+    Retry,
+    /// The dead-letter topic, with the reason.
+    DeadLetter(DeadReason),
+}
+
 /// The retry and dead-letter writer of one node.
+///
+/// Writes are handed to librdkafka synchronously and in order
+/// ([`Sink::enqueue`]); the producer never gives up on a message
+/// (`message.timeout.ms=0`) and is idempotent, so writes to one partition
+/// land in the order they were enqueued. Callers keep their own FIFO and
+/// retry the head when the local queue is full.
 #[derive(Clone)]
 pub struct Sink {
     producer: FutureProducer,
@@ -50,12 +66,18 @@ pub struct Sink {
     dlq_topic: String,
 }
 
+/// The producer's local queue is full; try the same write again shortly.
+#[derive(Debug)]
+pub struct QueueFull;
+
 impl Sink {
     /// A writer for the topics named in `cfg`.
     pub fn new(cfg: &KafkaConfig, node_id: &str) -> Result<Self, KafkaError> {
-        let producer =
-            herald_kafka::producer_config(cfg, &format!("herald-dispatch-sink-{node_id}"))
-                .create()?;
+        let mut config =
+            herald_kafka::producer_config(cfg, &format!("herald-dispatch-sink-{node_id}"));
+        // Never drop a write: librdkafka retries until the broker has it.
+        config.set("message.timeout.ms", "0");
+        let producer = config.create()?;
         Ok(Self {
             producer,
             events_topic: cfg.events_topic.clone(),
@@ -64,108 +86,80 @@ impl Sink {
         })
     }
 
-    /// The events topic's name.
-    pub fn events_topic(&self) -> &str {
-        &self.events_topic
-    }
-
-    /// Appends `envelope` to partition `partition` of the retry topic;
-    /// returns the offset it landed at. Retries until it lands.
-    pub async fn to_retry(&self, partition: i32, envelope: &EventEnvelope) -> i64 {
-        let value = envelope.encode_to_vec();
-        let attempt = envelope.attempt.clone().unwrap_or_default();
-        let attempts = attempt.attempts.to_string();
-        let next = attempt.next_attempt_ms.to_string();
-        let origin_p = envelope.origin_partition.to_string();
-        let origin_o = envelope.origin_offset.to_string();
-        let headers = [
-            (header::EVENT_ID, envelope.event_id.as_str()),
-            (header::ATTEMPTS, attempts.as_str()),
-            (header::NEXT_ATTEMPT_MS, next.as_str()),
-            (header::ORIGIN_PARTITION, origin_p.as_str()),
-            (header::ORIGIN_OFFSET, origin_o.as_str()),
-        ];
-        self.write(
-            &self.retry_topic,
-            partition,
-            &envelope.endpoint_id,
-            &value,
-            &headers,
-        )
-        .await
-    }
-
-    /// Appends `envelope` to the dead-letter topic with headers saying why.
-    pub async fn to_dlq(
+    /// Hands one write to the producer, in call order. The future resolves
+    /// to the offset the record landed at.
+    pub fn enqueue(
         &self,
+        target: Target,
         partition: i32,
         envelope: &EventEnvelope,
-        reason: DeadReason,
-    ) -> i64 {
+    ) -> Result<
+        impl std::future::Future<Output = Result<i64, KafkaError>> + Send + 'static,
+        QueueFull,
+    > {
         let value = envelope.encode_to_vec();
         let a = envelope.attempt.clone().unwrap_or_default();
         let attempts = a.attempts.to_string();
+        let next = a.next_attempt_ms.to_string();
         let status = a.last_status.to_string();
         let first = a.first_attempt_ms.to_string();
         let last = a.last_attempt_ms.to_string();
         let origin_p = envelope.origin_partition.to_string();
         let origin_o = envelope.origin_offset.to_string();
         let now = now_ms().to_string();
-        let mut headers = vec![
+        let mut headers: Vec<(&str, &str)> = vec![
             (header::EVENT_ID, envelope.event_id.as_str()),
             (header::ENDPOINT_ID, envelope.endpoint_id.as_str()),
-            (header::REASON, reason.as_str()),
             (header::ATTEMPTS, attempts.as_str()),
-            (header::LAST_ERROR, a.last_error.as_str()),
-            (header::FIRST_ATTEMPT_MS, first.as_str()),
-            (header::LAST_ATTEMPT_MS, last.as_str()),
             (header::ORIGIN_TOPIC, self.events_topic.as_str()),
             (header::ORIGIN_PARTITION, origin_p.as_str()),
             (header::ORIGIN_OFFSET, origin_o.as_str()),
-            (header::DEAD_LETTERED_MS, now.as_str()),
         ];
-        if a.last_status > 0 {
-            headers.push((header::LAST_STATUS, status.as_str()));
-        }
-        self.write(
-            &self.dlq_topic,
-            partition,
-            &envelope.endpoint_id,
-            &value,
-            &headers,
-        )
-        .await
-    }
-
-    async fn write(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &str,
-        value: &[u8],
-        headers: &[(&str, &str)],
-    ) -> i64 {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let mut h = OwnedHeaders::new_with_capacity(headers.len());
-            for (k, v) in headers {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
+        let topic = match target {
+            Target::Retry => {
+                headers.push((header::NEXT_ATTEMPT_MS, next.as_str()));
+                &self.retry_topic
             }
-            let record = FutureRecord::to(topic)
-                .partition(partition)
-                .key(key)
-                .payload(value)
-                .headers(h);
-            match self.producer.send(record, Duration::from_secs(30)).await {
-                Ok(d) => return d.offset,
-                Err((e, _)) => {
-                    tracing::warn!(topic, partition, error = %e, "write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+            Target::DeadLetter(reason) => {
+                headers.extend([
+                    (header::REASON, reason.as_str()),
+                    (header::LAST_ERROR, a.last_error.as_str()),
+                    (header::FIRST_ATTEMPT_MS, first.as_str()),
+                    (header::LAST_ATTEMPT_MS, last.as_str()),
+                    (header::DEAD_LETTERED_MS, now.as_str()),
+                ]);
+                if a.last_status > 0 {
+                    headers.push((header::LAST_STATUS, status.as_str()));
                 }
+                &self.dlq_topic
+            }
+        };
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in &headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .partition(partition)
+            .key(envelope.endpoint_id.as_str())
+            .payload(&value)
+            .headers(h);
+        match self.producer.send_result(record) {
+            Ok(delivery) => Ok(async move {
+                match delivery.await {
+                    Ok(Ok(d)) => Ok(d.offset),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => Err(KafkaError::Canceled),
+                }
+            }),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(QueueFull),
+            Err((e, _)) => {
+                // Anything but a full queue is a bug or a fatal producer
+                // state; the caller retries like a full queue.
+                tracing::error!(error = %e, "cannot enqueue a retry/dead-letter write");
+                Err(QueueFull)
             }
         }
     }

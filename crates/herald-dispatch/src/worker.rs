@@ -5,10 +5,13 @@
 //! It puts each event in its endpoint's [`Lane`], starts deliveries as the
 //! lanes allow, keeps short retries in memory, moves an ordered endpoint's
 //! backlog to the retry topic when a retry would wait longer than
-//! `retry.in_memory_max` (or the lane overflows), reads it back in order,
-//! dead-letters exhausted events, and marks offsets finished in both
+//! `retry.in_memory_max` (or the lane overflows), reads it back in order
+//! (live, or with a [`Scanner`] for records a full lane had to leave in
+//! Kafka), dead-letters exhausted events, and marks offsets finished in both
 //! topics' [`OffsetTracker`]s. Deliveries and writes run as futures inside
 //! this task: no per-event spawn and no locks shared with other partitions.
+//! Writes to the retry and dead-letter topics go through one FIFO per
+//! worker, so they land in the order they were decided.
 //!
 //! Stops when *cancelled* (partition revoked: everything is dropped and the
 //! next owner re-sends what was unfinished) or *drained* (record channel
@@ -32,11 +35,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::{AttemptContext, Event, Outcome, Source};
-use crate::cursor::{Read, RetryCursor};
 use crate::endpoint::Prepared;
 use crate::lane::Lane;
 use crate::offsets::{OffsetTracker, SkipSet};
-use crate::sink::{DeadReason, Sink};
+use crate::scanner::{ScanRequest, ScanResult, Scanner};
+use crate::sink::{DeadReason, Sink, Target};
 
 /// Which topic a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +70,6 @@ pub enum Control {
     PauseEvents,
     /// Fetch the events partition again.
     ResumeEvents,
-    /// Re-read the retry partition from this offset.
-    SeekRetry(i64),
 }
 
 /// A control request tagged with the partition and the worker generation.
@@ -83,6 +84,19 @@ pub struct Trackers {
     pub retry: OffsetTracker,
 }
 
+/// How much of the retry partition a new worker reads before events flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Nothing: the retry partition has no records past the committed offset.
+    #[default]
+    None,
+    /// Up to (not including) this offset.
+    Until(i64),
+    /// Not known yet (the watermark query failed): the worker asks again,
+    /// and events wait.
+    Unknown,
+}
+
 /// Where a newly assigned partition starts.
 #[derive(Debug, Clone, Default)]
 pub struct Start {
@@ -90,9 +104,9 @@ pub struct Start {
     pub events_skip: SkipSet,
     /// Committed-metadata skip set of the retry partition.
     pub retry_skip: SkipSet,
-    /// Retry-topic high watermark at assignment: the backlog to read before
-    /// any event (so a durable endpoint's new events queue behind it).
-    pub retry_catch_up: Option<i64>,
+    /// The retry backlog to read before any event (so a durable endpoint's
+    /// new events queue behind it).
+    pub retry_catch_up: CatchUp,
 }
 
 /// Settings of a partition worker.
@@ -114,6 +128,10 @@ pub struct WorkerSettings {
     pub max_buffered: usize,
     /// Events held per lane before the lane moves to the retry topic.
     pub max_lane: usize,
+    /// Kafka settings (for the retry-partition scanner).
+    pub kafka: herald_core::config::KafkaConfig,
+    /// This node's name (client ids).
+    pub node_id: String,
 }
 
 /// Identity and plumbing of one worker.
@@ -134,14 +152,38 @@ pub struct WorkerIo {
 
 type Job = Pin<Box<dyn Future<Output = Done> + Send>>;
 
+/// How an attempt began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// At once.
+    None,
+    /// After a wait within `retry.in_memory_max`.
+    Short,
+    /// After a longer wait (a durable lane's head).
+    Long,
+}
+
+/// One write to the retry or dead-letter topic, in the worker's FIFO.
+struct Write {
+    endpoint: Arc<str>,
+    event: Event,
+    target: Target,
+    /// A copy of an in-flight head: the original still owns its offset.
+    copy: bool,
+}
+
 /// A finished job of the worker.
 enum Done {
-    /// An attempt ended; `true` when it had waited out a delay first.
-    Attempt(Arc<str>, Event, Outcome, bool),
-    /// An event was appended to the retry topic at this offset.
-    Retried(Arc<str>, Source, i64),
-    /// An event was written to the dead-letter topic.
-    DeadLettered(Arc<str>, Source, DeadReason),
+    /// An attempt ended.
+    Attempt(Arc<str>, Event, Outcome, Wait),
+    /// A write landed (offset) or failed for good.
+    Written(Write, Result<i64, rdkafka::error::KafkaError>),
+    /// The producer queue had room again: retry the FIFO's head.
+    WriteRetry,
+    /// A scan of the retry partition for this lane ended.
+    Scanned(Arc<str>, Result<ScanResult, String>),
+    /// The retry partition's end, for the catch-up.
+    CatchUpTarget(i64),
 }
 
 /// Runs the worker until cancelled or drained.
@@ -170,15 +212,25 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
         prepared_version: u64::MAX,
         parked: HashSet::new(),
         behind: HashSet::new(),
-        cursor: RetryCursor::new(),
-        replay_from: None,
+        scanner: None,
+        scan_queue: std::collections::VecDeque::new(),
+        scan_running: false,
+        writes: std::collections::VecDeque::new(),
+        write_blocked: false,
+        retry_seen_until: 0,
         events_seen_until: 0,
-        held: 0,
+        held_events: 0,
+        held_all: 0,
         paused: false,
         jobs: FuturesUnordered::new(),
     };
-    if w.catch_up.is_some() {
-        w.set_paused(true);
+    match w.catch_up {
+        CatchUp::None => {}
+        CatchUp::Until(_) => w.paused = true,
+        CatchUp::Unknown => {
+            w.paused = true;
+            w.fetch_catch_up_target();
+        }
     }
     let mut registry_changes = w.settings.registry.progress();
     let mut draining = false;
@@ -197,16 +249,21 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
             Ok(()) = registry_changes.changed(), if !w.parked.is_empty() => w.unpark(),
         }
         if draining {
-            if w.jobs.is_empty() {
+            // Writes still queued must land before the worker may stop.
+            if w.jobs.is_empty() && w.writes.is_empty() {
                 break;
+            }
+            if w.jobs.is_empty() {
+                w.write_blocked = false;
+                w.flush_writes();
             }
         } else {
             w.maintain();
         }
     }
-    metrics::gauge!(names::LANE_EVENTS).decrement(w.held as f64);
+    metrics::gauge!(names::LANE_EVENTS).decrement(w.held_all as f64);
     metrics::gauge!(names::LANES_OPEN).decrement(w.lanes.len() as f64);
-    tracing::debug!(partition, held = w.held, "partition worker stopped");
+    tracing::debug!(partition, held = w.held_all, "partition worker stopped");
 }
 
 struct Worker {
@@ -214,13 +271,13 @@ struct Worker {
     generation: u64,
     control: mpsc::UnboundedSender<ControlMsg>,
     settings: WorkerSettings,
-    /// Fired when draining: aborts attempts still waiting out a backoff.
+    /// Fired when draining: aborts attempts still waiting out a delay.
     drain: CancellationToken,
     trackers: Arc<Mutex<Trackers>>,
     events_skip: SkipSet,
     retry_skip: SkipSet,
-    /// Until the retry partition is read up to here, events wait (paused).
-    catch_up: Option<i64>,
+    /// Until the retry partition is read this far, events wait (paused).
+    catch_up: CatchUp,
     /// Events records that arrived while catching up, in order.
     stash: Vec<Record>,
     lanes: HashMap<Arc<str>, Lane>,
@@ -229,24 +286,39 @@ struct Worker {
     prepared_version: u64,
     /// Lanes waiting because their endpoint is disabled.
     parked: HashSet<Arc<str>>,
-    /// Lanes with retry records not in memory.
+    /// Lanes with retry records left in Kafka.
     behind: HashSet<Arc<str>>,
-    cursor: RetryCursor,
-    /// Lowest offset the current replay started from.
-    replay_from: Option<i64>,
+    /// Reader for records lanes left behind (created on first use).
+    scanner: Option<Scanner>,
+    /// Lanes waiting for a scan, in order.
+    scan_queue: std::collections::VecDeque<Arc<str>>,
+    scan_running: bool,
+    /// Writes to the retry and dead-letter topics not yet handed to the
+    /// producer, in decision order.
+    writes: std::collections::VecDeque<Write>,
+    /// The producer queue was full: wait for `Done::WriteRetry`.
+    write_blocked: bool,
+    /// One past the highest retry offset read live.
+    retry_seen_until: i64,
     /// One past the highest events offset read.
     events_seen_until: i64,
-    /// Events held in memory by all lanes.
-    held: usize,
-    /// Whether the events partition is paused for memory.
+    /// Events from the events topic held in memory (the pause cap counts these).
+    held_events: usize,
+    /// All events held in memory (the gauge).
+    held_all: usize,
+    /// Whether the events partition is paused.
     paused: bool,
     jobs: FuturesUnordered<Job>,
 }
 
 fn decode(r: &Record) -> Result<EventEnvelope, String> {
     let payload = r.payload.as_ref().ok_or("record has no value")?;
+    decode_payload(r.key.as_deref(), payload)
+}
+
+fn decode_payload(key: Option<&[u8]>, payload: &Bytes) -> Result<EventEnvelope, String> {
     let env = EventEnvelope::decode(payload.clone()).map_err(|e| e.to_string())?;
-    if env.endpoint_id.is_empty() || r.key.as_deref() != Some(env.endpoint_id.as_bytes()) {
+    if env.endpoint_id.is_empty() || key.is_some_and(|k| k != env.endpoint_id.as_bytes()) {
         return Err("record key does not match the envelope's endpoint id".into());
     }
     Ok(env)
@@ -272,24 +344,32 @@ impl Worker {
         }
     }
 
-    fn hold(&mut self, n: isize) {
-        self.held = (self.held as isize + n).max(0) as usize;
-        metrics::gauge!(names::LANE_EVENTS).increment(n as f64);
+    /// An event entered (`+1`) or left (`-1`) the worker's custody.
+    fn custody(&mut self, source: Source, delta: isize) {
+        if matches!(source, Source::Events(_)) {
+            self.held_events = (self.held_events as isize + delta).max(0) as usize;
+        }
+        self.held_all = (self.held_all as isize + delta).max(0) as usize;
+        metrics::gauge!(names::LANE_EVENTS).increment(delta as f64);
     }
 
+    /// The event's offset is done with: count it out of custody too.
     fn finish(&mut self, source: Source) {
-        let mut t = self.trackers();
-        match source {
-            Source::Events(o) => t.events.finished(o),
-            Source::Retry(o) => t.retry.finished(o),
+        {
+            let mut t = self.trackers();
+            match source {
+                Source::Events(o) => t.events.finished(o),
+                Source::Retry(o) => t.retry.finished(o),
+            }
         }
+        self.custody(source, -1);
     }
 
     fn lane(&mut self, endpoint: &Arc<str>) -> &mut Lane {
         if !self.lanes.contains_key(endpoint) {
             metrics::gauge!(names::LANES_OPEN).increment(1.0);
         }
-        self.lanes.entry(endpoint.clone()).or_insert_with(Lane::new)
+        self.lanes.entry(endpoint.clone()).or_default()
     }
 
     /// The endpoint prepared for delivery; `None` when it was deleted.
@@ -320,9 +400,12 @@ impl Worker {
 
     fn on_record(&mut self, r: Record) {
         match r.topic {
-            Topic::Events if self.catch_up.is_some() => self.stash.push(r),
+            Topic::Events if self.catch_up != CatchUp::None => self.stash.push(r),
             Topic::Events => self.on_event_record(r),
-            Topic::Retry => self.on_retry_record(r),
+            Topic::Retry => {
+                self.on_retry_record(r);
+                self.check_catch_up();
+            }
         }
     }
 
@@ -341,31 +424,25 @@ impl Worker {
         envelope.origin_partition = self.partition;
         envelope.origin_offset = offset;
         let endpoint: Arc<str> = envelope.endpoint_id.as_str().into();
+        let source = Source::Events(offset);
+        self.custody(source, 1);
         let event = Event {
-            source: Source::Events(offset),
+            source,
             origin: offset,
             envelope,
         };
-        self.hold(1);
         let lane = self.lane(&endpoint);
-        if lane.is_duplicate(offset) {
-            // A copy of this event already waits in the retry topic.
-            drop(event);
-            self.hold(-1);
-            self.finish(Source::Events(offset));
-            return;
-        }
         lane.saw(offset);
         if lane.durable {
-            self.append(&endpoint, event);
-            return;
+            return self.write(endpoint, event, Target::Retry, false);
         }
         lane.queue.push_back(event);
         self.pump(&endpoint);
+        let max_lane = self.settings.max_lane;
         if self
             .lanes
             .get(&endpoint)
-            .is_some_and(|l| l.held() > self.settings.max_lane)
+            .is_some_and(|l| l.held() > l.window(max_lane))
         {
             self.overflow(&endpoint);
         }
@@ -373,108 +450,102 @@ impl Worker {
 
     fn on_retry_record(&mut self, r: Record) {
         let offset = r.offset;
-        let read = self.cursor.read(offset);
-        if read == Read::Live {
-            if self.retry_skip.should_skip(offset) {
-                self.trackers().retry.received_finished(offset);
-                return self.after_retry_read(read);
-            }
-        } else if !self.trackers().retry.is_unfinished(offset) {
-            return self.after_retry_read(read);
+        self.retry_seen_until = self.retry_seen_until.max(offset + 1);
+        if self.retry_skip.should_skip(offset) {
+            self.trackers().retry.received_finished(offset);
+            return;
         }
         let envelope = match decode(&r) {
             Ok(e) => e,
-            Err(why) => {
-                if read == Read::Live {
-                    self.undecodable(Topic::Retry, offset, &why);
-                }
-                return self.after_retry_read(read);
-            }
+            Err(why) => return self.undecodable(Topic::Retry, offset, &why),
         };
-        if read == Read::Live {
-            self.trackers().retry.received(offset);
-        }
+        self.trackers().retry.received(offset);
         let endpoint: Arc<str> = envelope.endpoint_id.as_str().into();
         let origin = envelope.origin_offset;
-        if read != Read::Live && !self.lanes.contains_key(&endpoint) {
-            // Only lanes that are behind take replayed records.
-            return self.after_retry_read(read);
-        }
         let ordered = self.ordered(&endpoint);
         let max_lane = self.settings.max_lane;
         let lane = self.lane(&endpoint);
-        if read == Read::Live {
-            lane.saw(origin);
-            // An ordered endpoint with a backlog here queues new events behind it.
-            lane.durable |= ordered;
+        lane.saw(origin);
+        // An ordered endpoint with a backlog here queues new events behind it.
+        lane.durable |= ordered;
+        if lane.settled_copies.remove(&origin) {
+            // A copy of a head that was settled while the copy was in flight.
+            let source = Source::Retry(offset);
+            self.custody(source, 1);
+            self.finish(source);
+            return self.after_settle(&endpoint);
         }
-        let wanted = match read {
-            Read::Live => lane.behind.is_none(),
-            Read::Replay { .. } => lane.behind.is_some_and(|b| b <= offset),
+        if lane.behind.is_some() {
+            // Left in Kafka: a scan from `behind` will read it. A scan that
+            // already runs stops before this offset, so remember it.
+            if lane.scanning {
+                lane.ignored_from.get_or_insert(offset);
+            }
+            return;
+        }
+        if lane.held() >= lane.window(max_lane) {
+            lane.behind = Some(offset);
+            self.behind.insert(endpoint);
+            return;
+        }
+        let source = Source::Retry(offset);
+        lane.queue.push_back(Event {
+            source,
+            origin,
+            envelope,
+        });
+        self.custody(source, 1);
+        self.pump(&endpoint);
+    }
+
+    fn check_catch_up(&mut self) {
+        if let CatchUp::Until(target) = self.catch_up {
+            if self.retry_seen_until >= target {
+                self.catch_up = CatchUp::None;
+                tracing::debug!(
+                    partition = self.partition,
+                    "retry backlog read; events resume"
+                );
+                self.paused = true;
+                self.set_paused(false);
+                for r in std::mem::take(&mut self.stash) {
+                    self.on_event_record(r);
+                }
+            }
+        }
+    }
+
+    fn scanner(&mut self) -> Option<Scanner> {
+        if self.scanner.is_none() {
+            match Scanner::new(&self.settings.kafka, &self.settings.node_id, self.partition) {
+                Ok(s) => self.scanner = Some(s),
+                Err(e) => {
+                    tracing::error!(partition = self.partition, error = %e, "cannot create the retry scanner")
+                }
+            }
+        }
+        self.scanner.clone()
+    }
+
+    fn fetch_catch_up_target(&mut self) {
+        let Some(scanner) = self.scanner() else {
+            return;
         };
-        if wanted {
-            if lane.held() >= max_lane {
-                lane.behind = Some(lane.behind.map_or(offset, |b| b.min(offset)));
-                if read != Read::Live {
-                    lane.full_in_replay = true;
+        self.jobs.push(Box::pin(async move {
+            loop {
+                let s = scanner.clone();
+                match tokio::task::spawn_blocking(move || s.high_watermark()).await {
+                    Ok(Ok(high)) => return Done::CatchUpTarget(high),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "retry watermark unavailable; asking again")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retry watermark query failed; asking again")
+                    }
                 }
-                self.behind.insert(endpoint.clone());
-            } else {
-                if read != Read::Live {
-                    lane.behind = Some(offset + 1);
-                }
-                lane.queue.push_back(Event {
-                    source: Source::Retry(offset),
-                    origin,
-                    envelope,
-                });
-                self.hold(1);
-                self.pump(&endpoint);
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        }
-        self.after_retry_read(read);
-    }
-
-    fn after_retry_read(&mut self, read: Read) {
-        if let Read::Replay { last: true } = read {
-            self.replay_done();
-        }
-        if let (Some(target), Some(seen)) = (self.catch_up, self.cursor.seen_until()) {
-            if seen >= target {
-                self.catch_up_done();
-            }
-        }
-    }
-
-    fn catch_up_done(&mut self) {
-        self.catch_up = None;
-        tracing::debug!(
-            partition = self.partition,
-            "retry backlog read; events resume"
-        );
-        self.send(Control::ResumeEvents);
-        self.paused = false;
-        for r in std::mem::take(&mut self.stash) {
-            self.on_event_record(r);
-        }
-    }
-
-    /// Lanes that re-read their records up to the live position are caught up.
-    fn replay_done(&mut self) {
-        let from = self.replay_from.take().unwrap_or(i64::MAX);
-        let behind: Vec<Arc<str>> = self.behind.iter().cloned().collect();
-        for ep in behind {
-            let Some(lane) = self.lanes.get_mut(&ep) else {
-                self.behind.remove(&ep);
-                continue;
-            };
-            let covered = lane.behind.is_some_and(|b| b >= from);
-            if covered && !lane.full_in_replay {
-                lane.behind = None;
-                self.behind.remove(&ep);
-            }
-            lane.full_in_replay = false;
-        }
+        }));
     }
 
     fn undecodable(&mut self, topic: Topic, offset: i64, why: &str) {
@@ -505,6 +576,7 @@ impl Worker {
             .effective_in_flight(self.settings.default_in_flight);
         let now = now_ms();
         loop {
+            let events_seen_until = self.events_seen_until;
             let Some(lane) = self.lanes.get_mut(endpoint) else {
                 return;
             };
@@ -524,10 +596,16 @@ impl Worker {
                 }
             }
             if prepared.policy.expired(event.envelope.created_at_ms, now) {
+                if ordered {
+                    lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
+                }
                 self.dead_letter(endpoint, event, DeadReason::Exhausted(Exhaustion::Age));
                 continue;
             }
             let delay = Duration::from_millis((event.due_ms() - now).max(0) as u64);
+            if ordered {
+                lane.head = Some((event.origin, event.envelope.clone()));
+            }
             self.launch(endpoint.clone(), prepared.clone(), event, delay);
         }
     }
@@ -539,44 +617,76 @@ impl Worker {
         event: Event,
         delay: Duration,
     ) {
-        if !delay.is_zero() {
-            if let Some(l) = self.lanes.get_mut(&endpoint) {
-                l.waiting += 1;
+        let wait = if delay.is_zero() {
+            Wait::None
+        } else if delay > self.settings.in_memory_max {
+            Wait::Long
+        } else {
+            Wait::Short
+        };
+        if let Some(l) = self.lanes.get_mut(&endpoint) {
+            match wait {
+                Wait::None => {}
+                Wait::Short => l.waiting += 1,
+                Wait::Long => {
+                    l.waiting += 1;
+                    l.waiting_long += 1;
+                }
             }
         }
         let ctx = self.settings.attempts.clone();
         let drain = self.drain.clone();
-        let waited = !delay.is_zero();
         self.jobs.push(Box::pin(async move {
             let (event, outcome) = ctx.run(prepared, event, delay, drain).await;
-            Done::Attempt(endpoint, event, outcome, waited)
+            Done::Attempt(endpoint, event, outcome, wait)
         }));
     }
 
-    /// Appends `event` to the retry topic (it stays held until acknowledged).
-    fn append(&mut self, endpoint: &Arc<str>, event: Event) {
-        self.lane(endpoint).appends += 1;
-        let sink = self.settings.sink.clone();
-        let partition = self.partition;
-        let ep = endpoint.clone();
-        self.jobs.push(Box::pin(async move {
-            let offset = sink.to_retry(partition, &event.envelope).await;
-            Done::Retried(ep, event.source, offset)
-        }));
+    /// Queues a write to the retry or dead-letter topic (in decision order).
+    fn write(&mut self, endpoint: Arc<str>, mut event: Event, target: Target, copy: bool) {
+        if target == Target::Retry {
+            self.lane(&endpoint).appends += 1;
+        }
+        event.envelope.origin_partition = self.partition;
+        self.writes.push_back(Write {
+            endpoint,
+            event,
+            target,
+            copy,
+        });
+        self.flush_writes();
+    }
+
+    /// Hands queued writes to the producer, in order, until its queue is full.
+    fn flush_writes(&mut self) {
+        while !self.write_blocked {
+            let Some(w) = self.writes.front() else { return };
+            match self
+                .settings
+                .sink
+                .enqueue(w.target, self.partition, &w.event.envelope)
+            {
+                Ok(landed) => {
+                    let w = self.writes.pop_front().expect("front exists");
+                    self.jobs
+                        .push(Box::pin(async move { Done::Written(w, landed.await) }));
+                }
+                Err(_full) => {
+                    self.write_blocked = true;
+                    self.jobs.push(Box::pin(async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Done::WriteRetry
+                    }));
+                }
+            }
+        }
     }
 
     /// Writes `event` (counted in flight) to the dead-letter topic.
-    fn dead_letter(&mut self, endpoint: &Arc<str>, mut event: Event, reason: DeadReason) {
+    fn dead_letter(&mut self, endpoint: &Arc<str>, event: Event, reason: DeadReason) {
         tracing::warn!(event_id = %event.envelope.event_id, endpoint_id = %endpoint, reason = reason.as_str(),
             attempts = event.attempts(), "dead-lettering event");
-        event.envelope.origin_partition = self.partition;
-        let sink = self.settings.sink.clone();
-        let partition = self.partition;
-        let ep = endpoint.clone();
-        self.jobs.push(Box::pin(async move {
-            sink.to_dlq(partition, &event.envelope, reason).await;
-            Done::DeadLettered(ep, event.source, reason)
-        }));
+        self.write(endpoint.clone(), event, Target::DeadLetter(reason), false);
     }
 
     /// Moves the lane's backlog (with `head` first, when given) to the retry
@@ -584,25 +694,36 @@ impl Worker {
     fn move_to_retry(&mut self, endpoint: &Arc<str>, head: Option<Event>) {
         let lane = self.lane(endpoint);
         lane.durable = true;
-        lane.move_pending = false;
         let queued: Vec<Event> = lane.queue.drain(..).collect();
         tracing::info!(endpoint_id = %endpoint, partition = self.partition, events = queued.len() + usize::from(head.is_some()),
             "moving endpoint backlog to the retry topic");
         for e in head.into_iter().chain(queued) {
-            self.append(endpoint, e);
+            self.write(endpoint.clone(), e, Target::Retry, false);
         }
     }
 
-    /// The lane holds more than `max_lane` events.
+    /// The lane holds more than it may: its backlog moves to the retry topic.
+    /// An ordered lane's in-flight head goes first, as a copy, so it is never
+    /// split from its followers; the original keeps running.
     fn overflow(&mut self, endpoint: &Arc<str>) {
         let ordered = self.ordered(endpoint);
         let lane = self.lane(endpoint);
         if ordered && lane.in_flight > 0 {
-            // Never split the head from its followers: move once it settles.
-            lane.move_pending = true;
-        } else {
-            self.move_to_retry(endpoint, None);
+            if let Some((origin, envelope)) = lane.head.clone() {
+                let source = Source::Events(origin);
+                self.write(
+                    endpoint.clone(),
+                    Event {
+                        source,
+                        origin,
+                        envelope,
+                    },
+                    Target::Retry,
+                    true,
+                );
+            }
         }
+        self.move_to_retry(endpoint, None);
     }
 
     fn drop_deleted(&mut self, endpoint: &Arc<str>) {
@@ -614,43 +735,71 @@ impl Worker {
             tracing::warn!(event_id = %e.envelope.event_id, endpoint_id = %endpoint, "endpoint was deleted; event dropped");
             metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted").increment(1);
             self.finish(e.source);
-            self.hold(-1);
         }
-        self.after_settle(endpoint);
     }
 
     // ----- completions -----------------------------------------------------
 
     fn on_done(&mut self, done: Done, draining: bool) {
         match done {
-            Done::Attempt(ep, event, outcome, waited) => {
-                if waited {
-                    if let Some(l) = self.lanes.get_mut(&ep) {
+            Done::Attempt(ep, event, outcome, wait) => {
+                if let Some(l) = self.lanes.get_mut(&ep) {
+                    if wait != Wait::None {
                         l.waiting = l.waiting.saturating_sub(1);
+                    }
+                    if wait == Wait::Long {
+                        l.waiting_long = l.waiting_long.saturating_sub(1);
                     }
                 }
                 self.on_attempt(ep, event, outcome, draining)
             }
-            Done::Retried(ep, source, offset) => {
+            Done::Written(w, Ok(offset)) => self.on_written(w, offset),
+            Done::Written(w, Err(e)) => {
+                tracing::error!(partition = self.partition, error = %e, "a retry/dead-letter write failed; writing it again");
+                self.writes.push_front(w);
+                self.flush_writes();
+            }
+            Done::WriteRetry => {
+                self.write_blocked = false;
+                self.flush_writes();
+            }
+            Done::Scanned(ep, r) => self.on_scanned(ep, r),
+            Done::CatchUpTarget(high) => {
+                if self.catch_up == CatchUp::Unknown {
+                    self.catch_up = CatchUp::Until(high);
+                    self.check_catch_up();
+                }
+            }
+        }
+    }
+
+    fn on_written(&mut self, w: Write, offset: i64) {
+        let Write {
+            endpoint,
+            event,
+            target,
+            copy,
+        } = w;
+        match target {
+            Target::Retry => {
                 metrics::counter!(names::RETRY_WRITES).increment(1);
-                self.finish(source);
-                self.hold(-1);
-                if let Some(lane) = self.lanes.get_mut(&ep) {
+                if let Some(lane) = self.lanes.get_mut(&endpoint) {
                     lane.appends -= 1;
                     lane.last_append = Some(lane.last_append.map_or(offset, |a| a.max(offset)));
                 }
-                self.after_settle(&ep);
+                if !copy {
+                    self.finish(event.source);
+                }
             }
-            Done::DeadLettered(ep, source, reason) => {
+            Target::DeadLetter(reason) => {
                 metrics::counter!(names::DEAD_LETTERS, "reason" => reason.as_str()).increment(1);
-                self.finish(source);
-                self.hold(-1);
-                if let Some(lane) = self.lanes.get_mut(&ep) {
+                if let Some(lane) = self.lanes.get_mut(&endpoint) {
                     lane.in_flight -= 1;
                 }
-                self.after_settle(&ep);
+                self.finish(event.source);
             }
         }
+        self.after_settle(&endpoint);
     }
 
     fn on_attempt(
@@ -660,15 +809,32 @@ impl Worker {
         outcome: Outcome,
         draining: bool,
     ) {
+        if outcome == Outcome::Aborted || (draining && outcome != Outcome::Delivered) {
+            return;
+        }
+        // Whether this is an ordered head whose copy already waits in the
+        // retry topic (the lane overflowed while it was in flight).
+        let copied = self.lanes.get(&endpoint).is_some_and(|l| {
+            l.durable
+                && l.head.as_ref().is_some_and(|(o, _)| *o == event.origin)
+                && matches!(event.source, Source::Events(_))
+        });
+        if let Some(l) = self.lanes.get_mut(&endpoint) {
+            if l.head.as_ref().is_some_and(|(o, _)| *o == event.origin) {
+                l.head = None;
+            }
+        }
         match outcome {
             Outcome::Aborted => {}
             Outcome::Delivered => {
                 self.finish(event.source);
-                self.hold(-1);
-                self.lane(&endpoint).in_flight -= 1;
+                let lane = self.lane(&endpoint);
+                lane.in_flight -= 1;
+                if copied {
+                    lane.settled_copies.insert(event.origin);
+                }
                 self.after_settle(&endpoint);
             }
-            Outcome::Failed { .. } if draining => {}
             Outcome::Failed {
                 verdict,
                 retry_after,
@@ -677,7 +843,6 @@ impl Worker {
                     metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted")
                         .increment(1);
                     self.finish(event.source);
-                    self.hold(-1);
                     self.lane(&endpoint).in_flight -= 1;
                     return self.after_settle(&endpoint);
                 };
@@ -692,12 +857,22 @@ impl Worker {
                 let ordered = prepared.endpoint.ordered;
                 match prepared.policy.after_failure(failure, rand::random()) {
                     Step::GiveUp(why) => {
+                        let bound = self.events_seen_until;
+                        let lane = self.lane(&endpoint);
                         if ordered {
                             // Everything of this endpoint read so far follows it.
-                            let bound = self.events_seen_until;
-                            self.lane(&endpoint).flush_below = Some(bound);
+                            lane.flush_below = Some(bound.max(lane.max_origin + 1));
+                        }
+                        if copied {
+                            lane.settled_copies.insert(event.origin);
                         }
                         self.dead_letter(&endpoint, event, DeadReason::Exhausted(why));
+                    }
+                    Step::RetryIn(_) if copied => {
+                        // The copy in the retry topic carries the retries.
+                        self.finish(event.source);
+                        self.lane(&endpoint).in_flight -= 1;
+                        self.after_settle(&endpoint);
                     }
                     Step::RetryIn(delay) => {
                         if let Some(a) = event.envelope.attempt.as_mut() {
@@ -705,13 +880,16 @@ impl Worker {
                         }
                         let long = delay > self.settings.in_memory_max;
                         let lane = self.lane(&endpoint);
-                        if ordered && (lane.move_pending || (long && !lane.durable)) {
+                        if ordered && long && !lane.durable {
                             lane.in_flight -= 1;
                             self.move_to_retry(&endpoint, Some(event));
                         } else if !ordered && long {
                             lane.in_flight -= 1;
-                            self.append(&endpoint, event);
+                            self.write(endpoint.clone(), event, Target::Retry, false);
                         } else {
+                            if ordered {
+                                lane.head = Some((event.origin, event.envelope.clone()));
+                            }
                             self.launch(endpoint.clone(), prepared, event, delay);
                         }
                     }
@@ -720,17 +898,12 @@ impl Worker {
         }
     }
 
-    /// After an event of `endpoint` settled: start more, or retire the lane.
+    /// After an event of `endpoint` settled: start more, read more, or
+    /// retire the lane.
     fn after_settle(&mut self, endpoint: &Arc<str>) {
-        let pending_move = self
-            .lanes
-            .get(endpoint)
-            .is_some_and(|l| l.move_pending && l.in_flight == 0);
-        if pending_move {
-            self.move_to_retry(endpoint, None);
-        }
         self.pump(endpoint);
-        let seen = self.cursor.seen_until();
+        self.maybe_scan(endpoint);
+        let seen = self.retry_seen_until;
         if self.lanes.get(endpoint).is_some_and(|l| l.is_done(seen)) {
             self.lanes.remove(endpoint);
             self.behind.remove(endpoint);
@@ -739,48 +912,151 @@ impl Worker {
         }
     }
 
+    // ----- reading back what lanes left in Kafka ----------------------------
+
+    /// Queues a scan for `endpoint` if it left records behind and has room.
+    fn maybe_scan(&mut self, endpoint: &Arc<str>) {
+        let max_lane = self.settings.max_lane;
+        let Some(lane) = self.lanes.get_mut(endpoint) else {
+            return;
+        };
+        let Some(_) = lane.behind else { return };
+        let window = lane.window(max_lane);
+        let room_enough = lane.held() < window && (window == 1 || lane.held() <= window / 2);
+        if lane.scanning || !room_enough {
+            return;
+        }
+        lane.scanning = true;
+        lane.ignored_from = None;
+        self.scan_queue.push_back(endpoint.clone());
+        self.start_scan();
+    }
+
+    fn start_scan(&mut self) {
+        if self.scan_running {
+            return;
+        }
+        let max_lane = self.settings.max_lane;
+        while let Some(endpoint) = self.scan_queue.pop_front() {
+            let Some(lane) = self.lanes.get(&endpoint) else {
+                continue;
+            };
+            let Some(from) = lane.behind else {
+                if let Some(l) = self.lanes.get_mut(&endpoint) {
+                    l.scanning = false;
+                }
+                continue;
+            };
+            let room = lane.window(max_lane).saturating_sub(lane.held()).max(1);
+            let Some(scanner) = self.scanner() else {
+                if let Some(l) = self.lanes.get_mut(&endpoint) {
+                    l.scanning = false;
+                }
+                return;
+            };
+            let req = ScanRequest {
+                endpoint: endpoint.clone(),
+                from,
+                until: self.retry_seen_until,
+                room,
+            };
+            self.scan_running = true;
+            self.jobs.push(Box::pin(async move {
+                let result = tokio::task::spawn_blocking(move || scanner.scan(req))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                Done::Scanned(endpoint, result)
+            }));
+            return;
+        }
+    }
+
+    fn on_scanned(&mut self, endpoint: Arc<str>, result: Result<ScanResult, String>) {
+        self.scan_running = false;
+        let Some(lane) = self.lanes.get_mut(&endpoint) else {
+            return self.start_scan();
+        };
+        lane.scanning = false;
+        let res = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // The lane stays behind (live records it ignored meanwhile
+                // are at or after `behind`); `maintain` asks again.
+                lane.ignored_from = None;
+                tracing::warn!(partition = self.partition, endpoint_id = %endpoint, error = %e, "retry scan failed; will scan again");
+                return self.start_scan();
+            }
+        };
+        lane.behind = match res.stopped_at {
+            Some(at) => Some(at),
+            None => lane.ignored_from.take(),
+        };
+        for (offset, payload) in res.records {
+            if !self.trackers().retry.is_unfinished(offset) {
+                continue;
+            }
+            let envelope = match decode_payload(Some(endpoint.as_bytes()), &payload) {
+                Ok(e) => e,
+                Err(_) => continue,
+            };
+            let origin = envelope.origin_offset;
+            let source = Source::Retry(offset);
+            self.custody(source, 1);
+            let lane = self.lane(&endpoint);
+            if lane.settled_copies.remove(&origin) {
+                self.finish(source);
+                continue;
+            }
+            lane.queue.push_back(Event {
+                source,
+                origin,
+                envelope,
+            });
+        }
+        if self
+            .lanes
+            .get(&endpoint)
+            .is_some_and(|l| l.behind.is_none())
+        {
+            self.behind.remove(&endpoint);
+        }
+        self.after_settle(&endpoint);
+        self.start_scan();
+    }
+
     /// Re-checks lanes parked on a disabled endpoint after a registry change.
     fn unpark(&mut self) {
         let parked: Vec<Arc<str>> = self.parked.iter().cloned().collect();
         for ep in parked {
             self.pump(&ep);
+            self.after_settle(&ep);
         }
     }
 
-    /// Memory cap (pause/resume the events partition) and re-reads for
-    /// lanes that have room again.
+    /// Memory cap (pause/resume the events partition) and scans for lanes
+    /// that have room again.
     fn maintain(&mut self) {
-        if self.catch_up.is_none() {
+        if self.catch_up == CatchUp::None {
             let cap = self.settings.max_buffered;
-            if self.held >= cap {
+            if self.held_events >= cap {
                 if !self.paused {
                     metrics::counter!(names::PARTITION_PAUSES).increment(1);
                     tracing::warn!(
                         partition = self.partition,
-                        held = self.held,
+                        held = self.held_events,
                         "lanes are full; pausing the events partition"
                     );
                 }
                 self.set_paused(true);
-            } else if self.held <= cap / 2 {
+            } else if self.held_events <= cap / 2 {
                 self.set_paused(false);
             }
         }
-        if self.behind.is_empty() {
-            return;
-        }
-        let half = self.settings.max_lane / 2;
-        let from = self
-            .behind
-            .iter()
-            .filter_map(|ep| self.lanes.get(ep))
-            .filter(|l| l.held() <= half)
-            .filter_map(|l| l.behind)
-            .min();
-        if let Some(from) = from {
-            if let Some(seek) = self.cursor.rewind(from) {
-                self.replay_from = Some(self.replay_from.map_or(seek, |r| r.min(seek)));
-                self.send(Control::SeekRetry(seek));
+        if !self.behind.is_empty() && !self.scan_running {
+            let behind: Vec<Arc<str>> = self.behind.iter().cloned().collect();
+            for ep in behind {
+                self.maybe_scan(&ep);
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Endpoints that misbehave below the level of an HTTP status, for isolation
 //! tests: a [`DeadEndpoint`] (every connection is refused) and a
 //! [`StallingReceiver`] that reads each request and then answers only after
-//! a delay (a *slow* endpoint) or never (a *hanging* one).
+//! a delay (a *slow* endpoint), never (a *hanging* one), or when the test
+//! releases it (a *gated* one, to hold deliveries in flight exactly as long
+//! as a test needs).
 //!
 //! [`crate::TestReceiver`] covers endpoints that answer at once with a chosen
 //! status; this module does not replace it. The delay here is the receiver's
@@ -20,7 +22,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::WaitTimeout;
@@ -74,6 +76,9 @@ pub enum Stall {
     Forever,
     /// `200 OK` after this long.
     For(Duration),
+    /// `200 OK` once the test lets it through: each request waits for one
+    /// permit of [`StallingReceiver::release`], in arrival order.
+    Gated,
 }
 
 /// One request a [`StallingReceiver`] got.
@@ -91,6 +96,8 @@ struct Shared {
     stall: Stall,
     requests: Mutex<Vec<StalledRequest>>,
     answered: AtomicUsize,
+    /// Permits for [`Stall::Gated`].
+    gate: Semaphore,
     /// Holds the number of recorded requests; bumped after each one.
     changed: watch::Sender<usize>,
 }
@@ -122,6 +129,7 @@ impl StallingReceiver {
             stall,
             requests: Mutex::new(Vec::new()),
             answered: AtomicUsize::new(0),
+            gate: Semaphore::new(0),
             changed: watch::channel(0).0,
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
@@ -158,6 +166,11 @@ impl StallingReceiver {
                 recorded: self.requests().len(),
             }),
         }
+    }
+
+    /// Lets `n` more requests of a [`Stall::Gated`] receiver be answered.
+    pub fn release(&self, n: usize) {
+        self.shared.gate.add_permits(n);
     }
 
     /// Requests answered so far (always 0 for [`Stall::Forever`]).
@@ -215,6 +228,11 @@ async fn handle(
     match shared.stall {
         Stall::Forever => std::future::pending::<()>().await,
         Stall::For(d) => tokio::time::sleep(d).await,
+        Stall::Gated => {
+            if let Ok(permit) = shared.gate.acquire().await {
+                permit.forget();
+            }
+        }
     }
     shared.answered.fetch_add(1, Ordering::SeqCst);
     Ok(Response::new(Full::new(Bytes::new())))
@@ -248,6 +266,20 @@ mod tests {
         assert_eq!(rx.answered(), 0);
         assert!(!post.is_finished());
         post.abort();
+    }
+
+    #[tokio::test]
+    async fn gated_receiver_answers_when_released() {
+        let rx = Arc::new(StallingReceiver::start(Stall::Gated).await.unwrap());
+        let url = rx.url_for("g");
+        let post = tokio::spawn(async move { http::post(&url, &[], "{}").await });
+        rx.wait_for_requests(1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(rx.answered(), 0);
+        rx.release(1);
+        assert_eq!(post.await.unwrap().unwrap().status, 200);
+        assert_eq!(rx.answered(), 1);
     }
 
     #[tokio::test]
