@@ -12,6 +12,7 @@ use herald_telemetry::names;
 use tokio_util::sync::CancellationToken;
 
 use crate::endpoint::Prepared;
+use crate::rate::Pacer;
 
 /// Where an event held by a worker came from: finishing it finishes this
 /// offset in that topic's tracker.
@@ -79,6 +80,7 @@ impl AttemptContext {
     pub async fn run(
         self: Arc<Self>,
         prepared: Arc<Prepared>,
+        pacer: Arc<Pacer>,
         mut event: Event,
         delay: Duration,
         drain: CancellationToken,
@@ -88,6 +90,11 @@ impl AttemptContext {
                 _ = drain.cancelled() => return (event, Outcome::Aborted),
                 _ = tokio::time::sleep(delay) => {}
             }
+        }
+        // The endpoint's rate limit and Retry-After: waiting is not an attempt.
+        tokio::select! {
+            _ = drain.cancelled() => return (event, Outcome::Aborted),
+            _ = pacer.acquire() => {}
         }
         if drain.is_cancelled() {
             return (event, Outcome::Aborted);
@@ -103,6 +110,16 @@ impl AttemptContext {
         };
         let result = self.deliverer.deliver(&req).await;
         let outcome = self.classify(&result);
+        match result.status {
+            Some(429) | Some(503) => pacer.throttled(
+                result
+                    .retry_after
+                    .as_ref()
+                    .map(|ra| ra.delay(SystemTime::now())),
+            ),
+            Some(200..=299) => pacer.succeeded(),
+            _ => {}
+        }
         let state = event.envelope.attempt.get_or_insert_with(Default::default);
         state.attempts += 1;
         if state.first_attempt_ms == 0 {

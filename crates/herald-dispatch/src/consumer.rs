@@ -18,10 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_core::config::{DispatchConfig, KafkaConfig, RetryConfig};
+use herald_core::breaker::BreakerConfig;
+use herald_core::config::{DispatchConfig, EndpointHealthConfig, KafkaConfig, RetryConfig};
+use herald_core::endpoint::RateLimit;
 use herald_core::retry::RetryRules;
 use herald_delivery::Deliverer;
 use herald_registry::Registry;
+use herald_registry::RegistryWriter;
 use herald_telemetry::{names, Health};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -54,6 +57,8 @@ pub struct DispatchSettings {
     pub dispatch: DispatchConfig,
     /// Retry schedule and dead-lettering.
     pub retry: RetryConfig,
+    /// Circuit breaker, automatic disabling, operational events.
+    pub endpoint_health: EndpointHealthConfig,
     /// HTTP client settings.
     pub delivery: herald_delivery::DeliveryConfig,
     /// This node's name (client ids, logs).
@@ -320,6 +325,24 @@ pub async fn run_dispatcher(
         },
     });
     let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let sink = Sink::new(&settings.kafka, &settings.node_id)?;
+    let health_cfg = &settings.endpoint_health;
+    let ops = crate::ops::Ops::new(
+        sink.producer(),
+        &settings.kafka.ops_topic,
+        &settings.kafka.events_topic,
+        &health_cfg.operator_endpoint,
+        registry.clone(),
+        &settings.node_id,
+    );
+    let default_rate = (d.default_rate_limit_per_second > 0).then(|| RateLimit {
+        per_second: d.default_rate_limit_per_second,
+        burst: if d.default_rate_limit_burst == 0 {
+            d.default_rate_limit_per_second
+        } else {
+            d.default_rate_limit_burst
+        },
+    });
     let context = DispatchContext {
         events_topic: settings.kafka.events_topic.clone(),
         retry_topic: settings.kafka.retry_topic.clone(),
@@ -327,7 +350,19 @@ pub async fn run_dispatcher(
         settings: WorkerSettings {
             attempts,
             registry: registry.clone(),
-            sink: Sink::new(&settings.kafka, &settings.node_id)?,
+            sink,
+            default_rate,
+            breaker: BreakerConfig {
+                failures_to_open: health_cfg.failures_to_open,
+                cool_down_ms: health_cfg.cool_down.as_millis() as i64,
+            },
+            disable_after: health_cfg.disable_after,
+            writer: Some(RegistryWriter::new(
+                &settings.kafka,
+                &settings.node_id,
+                registry.clone(),
+            )?),
+            ops,
             kafka: settings.kafka.clone(),
             node_id: settings.node_id.clone(),
             policy: settings.retry.policy(),

@@ -86,6 +86,11 @@ impl Sink {
         })
     }
 
+    /// The producer (for operational events).
+    pub fn producer(&self) -> FutureProducer {
+        self.producer.clone()
+    }
+
     /// Hands one write to the producer, in call order. The future resolves
     /// to the offset the record landed at.
     pub fn enqueue(

@@ -34,10 +34,16 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use herald_core::breaker::{Breaker, BreakerConfig, Permit, Transition};
+use herald_core::endpoint::RateLimit;
+use herald_registry::RegistryWriter;
+
 use crate::attempt::{AttemptContext, Event, Outcome, Source};
 use crate::endpoint::Prepared;
 use crate::lane::Lane;
 use crate::offsets::{OffsetTracker, SkipSet};
+use crate::ops::{kind, Ops};
+use crate::rate::Pacer;
 use crate::scanner::{ScanRequest, ScanResult, Scanner};
 use crate::sink::{DeadReason, Sink, Target};
 
@@ -128,6 +134,16 @@ pub struct WorkerSettings {
     pub max_buffered: usize,
     /// Events held per lane before the lane moves to the retry topic.
     pub max_lane: usize,
+    /// Rate limit of endpoints without their own (None = unlimited).
+    pub default_rate: Option<RateLimit>,
+    /// Circuit-breaker settings.
+    pub breaker: BreakerConfig,
+    /// Disable an endpoint failing continuously this long (zero = never).
+    pub disable_after: Duration,
+    /// Registry writes (disabling endpoints); None in tools without ingest rights.
+    pub writer: Option<RegistryWriter>,
+    /// Operational events.
+    pub ops: Ops,
     /// Kafka settings (for the retry-partition scanner).
     pub kafka: herald_core::config::KafkaConfig,
     /// This node's name (client ids).
@@ -184,6 +200,8 @@ enum Done {
     Scanned(Arc<str>, Result<ScanResult, String>),
     /// The retry partition's end, for the catch-up.
     CatchUpTarget(i64),
+    /// An endpoint's circuit cool-down ended: try its lane again.
+    Wake(Arc<str>),
 }
 
 /// Runs the worker until cancelled or drained.
@@ -222,6 +240,10 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
         held_events: 0,
         held_all: 0,
         paused: false,
+        pacers: HashMap::new(),
+        breakers: HashMap::new(),
+        wakes: HashSet::new(),
+        disabling: HashSet::new(),
         jobs: FuturesUnordered::new(),
     };
     match w.catch_up {
@@ -308,6 +330,14 @@ struct Worker {
     held_all: usize,
     /// Whether the events partition is paused.
     paused: bool,
+    /// Pacing per endpoint (kept across lane lifetimes).
+    pacers: HashMap<Arc<str>, Arc<Pacer>>,
+    /// Circuit breakers per endpoint (kept across lane lifetimes).
+    breakers: HashMap<Arc<str>, Breaker>,
+    /// Endpoints with a wake-up scheduled (open circuit).
+    wakes: HashSet<Arc<str>>,
+    /// Endpoints being disabled (registry write in flight).
+    disabling: HashSet<Arc<str>>,
     jobs: FuturesUnordered<Job>,
 }
 
@@ -565,12 +595,8 @@ impl Worker {
         let Some(prepared) = self.prepared(endpoint) else {
             return self.drop_deleted(endpoint);
         };
-        if !prepared.endpoint.enabled {
-            self.parked.insert(endpoint.clone());
-            return;
-        }
-        self.parked.remove(endpoint);
         let ordered = prepared.endpoint.ordered;
+        let enabled = prepared.endpoint.enabled;
         let limit = prepared
             .endpoint
             .effective_in_flight(self.settings.default_in_flight);
@@ -580,34 +606,159 @@ impl Worker {
             let Some(lane) = self.lanes.get_mut(endpoint) else {
                 return;
             };
+            let Some(front) = lane.queue.front() else {
+                return;
+            };
+            // Events behind a dead-lettered one follow it, in order (the
+            // write FIFO keeps the order), even when the endpoint is disabled.
+            match lane.flush_below {
+                Some(f) if ordered && front.origin < f => {
+                    let event = lane.queue.pop_front().expect("front exists");
+                    lane.in_flight += 1;
+                    self.dead_letter(endpoint, event, DeadReason::Predecessor);
+                    continue;
+                }
+                Some(_) if lane.in_flight == 0 => lane.flush_below = None,
+                _ => {}
+            }
+            if !enabled {
+                self.parked.insert(endpoint.clone());
+                return;
+            }
+            self.parked.remove(endpoint);
             if !lane.can_start(limit, ordered) {
                 return;
             }
-            let event = lane.queue.pop_front().expect("can_start checked the queue");
-            lane.in_flight += 1;
-            if ordered {
-                match lane.flush_below {
-                    Some(f) if event.origin < f => {
-                        self.dead_letter(endpoint, event, DeadReason::Predecessor);
-                        continue;
-                    }
-                    Some(_) => lane.flush_below = None,
-                    None => {}
-                }
-            }
-            if prepared.policy.expired(event.envelope.created_at_ms, now) {
+            if prepared.policy.expired(front.envelope.created_at_ms, now) {
+                let event = lane.queue.pop_front().expect("front exists");
+                lane.in_flight += 1;
                 if ordered {
                     lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
                 }
                 self.dead_letter(endpoint, event, DeadReason::Exhausted(Exhaustion::Age));
                 continue;
             }
+            let breaker = self
+                .breakers
+                .entry(endpoint.clone())
+                .or_insert_with(|| Breaker::new(self.settings.breaker));
+            match breaker.permit(now) {
+                Permit::Go => {}
+                Permit::WaitUntil(t) => return self.wake_at(endpoint, t),
+                Permit::WaitForProbe => return,
+            }
+            let Some(lane) = self.lanes.get_mut(endpoint) else {
+                return;
+            };
+            let event = lane.queue.pop_front().expect("front exists");
+            lane.in_flight += 1;
             let delay = Duration::from_millis((event.due_ms() - now).max(0) as u64);
             if ordered {
                 lane.head = Some((event.origin, event.envelope.clone()));
             }
             self.launch(endpoint.clone(), prepared.clone(), event, delay);
         }
+    }
+
+    /// Pumps `endpoint` again at `at_ms` (once, however often asked).
+    fn wake_at(&mut self, endpoint: &Arc<str>, at_ms: i64) {
+        if !self.wakes.insert(endpoint.clone()) {
+            return;
+        }
+        let ep = endpoint.clone();
+        let wait = Duration::from_millis((at_ms - now_ms()).max(0) as u64);
+        self.jobs.push(Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            Done::Wake(ep)
+        }));
+    }
+
+    /// The pacer of `endpoint`, rebuilt when its rate limit changed.
+    fn pacer(&mut self, prepared: &Prepared) -> Arc<Pacer> {
+        let limit = prepared.endpoint.rate_limit.or(self.settings.default_rate);
+        let key: Arc<str> = prepared.endpoint.id.as_str().into();
+        match self.pacers.get(&key) {
+            Some(p) if p.base() == limit => p.clone(),
+            _ => {
+                if self.pacers.len() > 10_000 {
+                    // Endpoints without a lane have no pending work: forget them.
+                    let lanes = &self.lanes;
+                    self.pacers.retain(|k, _| lanes.contains_key(k));
+                    self.breakers
+                        .retain(|k, b| lanes.contains_key(k) || b.is_open());
+                }
+                let p = Arc::new(Pacer::new(limit));
+                self.pacers.insert(key, p.clone());
+                p
+            }
+        }
+    }
+
+    /// Records an attempt's result in the endpoint's breaker; tells operators
+    /// about transitions.
+    fn breaker_record(&mut self, endpoint: &Arc<str>, success: bool) {
+        let now = now_ms();
+        let config = self.settings.breaker;
+        let breaker = self
+            .breakers
+            .entry(endpoint.clone())
+            .or_insert_with(|| Breaker::new(config));
+        match breaker.record(success, now) {
+            Some(Transition::Opened) => {
+                metrics::counter!(names::CIRCUIT_TRANSITIONS, "state" => "open").increment(1);
+                tracing::warn!(endpoint_id = %endpoint, "circuit opened: no requests until the cool-down ends");
+                self.settings.ops.emit(
+                    kind::CIRCUIT_OPENED,
+                    endpoint,
+                    serde_json::json!({"cool_down_ms": config.cool_down_ms}),
+                );
+            }
+            Some(Transition::Closed) => {
+                metrics::counter!(names::CIRCUIT_TRANSITIONS, "state" => "closed").increment(1);
+                tracing::info!(endpoint_id = %endpoint, "circuit closed");
+                self.settings
+                    .ops
+                    .emit(kind::CIRCUIT_CLOSED, endpoint, serde_json::json!({}));
+            }
+            None => {}
+        }
+    }
+
+    /// Disables `endpoint` in the registry (once), telling operators why.
+    fn disable(&mut self, endpoint: &Arc<str>, reason: &'static str, detail: String) {
+        let Some(writer) = self.settings.writer.clone() else {
+            return;
+        };
+        if !self.disabling.insert(endpoint.clone()) {
+            return;
+        }
+        let registry = self.settings.registry.clone();
+        let ops = self.settings.ops.clone();
+        let ep = endpoint.clone();
+        tokio::spawn(async move {
+            let Some(current) = registry.get(&ep) else {
+                return;
+            };
+            if !current.enabled {
+                return;
+            }
+            let mut updated = (*current).clone();
+            updated.enabled = false;
+            updated.updated_at_ms = now_ms();
+            match writer.put(&updated).await {
+                Ok(()) => {
+                    metrics::counter!(names::ENDPOINTS_AUTO_DISABLED, "reason" => reason)
+                        .increment(1);
+                    tracing::warn!(endpoint_id = %ep, reason, %detail, "endpoint disabled");
+                    ops.emit(
+                        kind::ENDPOINT_DISABLED,
+                        &ep,
+                        serde_json::json!({"reason": reason, "detail": detail}),
+                    );
+                }
+                Err(e) => tracing::error!(endpoint_id = %ep, error = %e, "cannot disable endpoint"),
+            }
+        });
     }
 
     fn launch(
@@ -636,8 +787,9 @@ impl Worker {
         }
         let ctx = self.settings.attempts.clone();
         let drain = self.drain.clone();
+        let pacer = self.pacer(&prepared);
         self.jobs.push(Box::pin(async move {
-            let (event, outcome) = ctx.run(prepared, event, delay, drain).await;
+            let (event, outcome) = ctx.run(prepared, pacer, event, delay, drain).await;
             Done::Attempt(endpoint, event, outcome, wait)
         }));
     }
@@ -764,6 +916,10 @@ impl Worker {
                 self.flush_writes();
             }
             Done::Scanned(ep, r) => self.on_scanned(ep, r),
+            Done::Wake(ep) => {
+                self.wakes.remove(&ep);
+                self.after_settle(&ep);
+            }
             Done::CatchUpTarget(high) => {
                 if self.catch_up == CatchUp::Unknown {
                     self.catch_up = CatchUp::Until(high);
@@ -793,6 +949,13 @@ impl Worker {
             }
             Target::DeadLetter(reason) => {
                 metrics::counter!(names::DEAD_LETTERS, "reason" => reason.as_str()).increment(1);
+                if reason != DeadReason::Predecessor {
+                    self.settings.ops.emit(
+                        kind::EVENT_EXHAUSTED,
+                        &endpoint,
+                        serde_json::json!({"event_id": event.envelope.event_id, "reason": reason.as_str()}),
+                    );
+                }
                 if let Some(lane) = self.lanes.get_mut(&endpoint) {
                     lane.in_flight -= 1;
                 }
@@ -822,6 +985,18 @@ impl Worker {
         if let Some(l) = self.lanes.get_mut(&endpoint) {
             if l.head.as_ref().is_some_and(|(o, _)| *o == event.origin) {
                 l.head = None;
+            }
+        }
+        self.breaker_record(&endpoint, outcome == Outcome::Delivered);
+        if let Outcome::Failed { .. } = outcome {
+            let a = event.envelope.attempt.clone().unwrap_or_default();
+            let now = now_ms();
+            let period = self.settings.disable_after.as_millis() as i64;
+            if a.last_status == 410 {
+                self.disable(&endpoint, "gone", "the endpoint answered 410 Gone".into());
+            } else if period > 0 && a.first_attempt_ms > 0 && now - a.first_attempt_ms > period {
+                let detail = format!("failing since {} ms ago", now - a.first_attempt_ms);
+                self.disable(&endpoint, "failing", detail);
             }
         }
         match outcome {

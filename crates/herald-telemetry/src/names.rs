@@ -33,6 +33,13 @@ pub const DEAD_LETTERS_REPLAYED: &str = "herald_dead_letters_replayed_total";
 /// `dispatch.max_buffered_per_partition` events.
 pub const PARTITION_PAUSES: &str = "herald_partition_pauses_total";
 
+/// Counter: requests that waited for an endpoint's rate limit or `Retry-After`.
+pub const RATE_LIMITED_WAITS: &str = "herald_rate_limited_waits_total";
+/// Counter, label `state` (`open` | `closed`): circuit-breaker transitions.
+pub const CIRCUIT_TRANSITIONS: &str = "herald_circuit_transitions_total";
+/// Counter, label `reason` (`gone` | `failing`): endpoints disabled by the dispatcher.
+pub const ENDPOINTS_AUTO_DISABLED: &str = "herald_endpoints_auto_disabled_total";
+
 /// Gauge: events held in dispatcher lanes (this node).
 pub const LANE_EVENTS: &str = "herald_lane_events";
 /// Gauge: open lanes (endpoints with pending events) on this node.
@@ -61,6 +68,9 @@ pub const ALL: &[&str] = &[
     DEAD_LETTERS,
     DEAD_LETTERS_REPLAYED,
     PARTITION_PAUSES,
+    RATE_LIMITED_WAITS,
+    CIRCUIT_TRANSITIONS,
+    ENDPOINTS_AUTO_DISABLED,
     LANE_EVENTS,
     LANES_OPEN,
     PARTITIONS_ASSIGNED,

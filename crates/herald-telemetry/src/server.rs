@@ -72,6 +72,18 @@ fn describe() {
         "Dead letters re-published by a replay"
     );
     metrics::describe_counter!(PARTITION_PAUSES, "Events partitions paused for memory");
+    metrics::describe_counter!(
+        RATE_LIMITED_WAITS,
+        "Requests that waited for a rate limit or Retry-After"
+    );
+    metrics::describe_counter!(
+        CIRCUIT_TRANSITIONS,
+        "Circuit-breaker transitions by new state"
+    );
+    metrics::describe_counter!(
+        ENDPOINTS_AUTO_DISABLED,
+        "Endpoints disabled by the dispatcher, by reason"
+    );
     metrics::describe_gauge!(LANE_EVENTS, "Events held in dispatcher lanes");
     metrics::describe_gauge!(LANES_OPEN, "Lanes with pending events");
     metrics::describe_gauge!(

@@ -32,6 +32,8 @@ pub fn test_config() -> Config {
         .map(std::time::Duration::from_millis)
         .collect();
     cfg.retry.in_memory_max = std::time::Duration::from_secs(1);
+    // A circuit that opens in a test closes again quickly.
+    cfg.endpoint_health.cool_down = std::time::Duration::from_millis(200);
     cfg
 }
 

@@ -164,6 +164,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             kafka: cfg.kafka.clone(),
             dispatch: cfg.dispatch.clone(),
             retry: cfg.retry.clone(),
+            endpoint_health: cfg.endpoint_health.clone(),
             delivery: delivery_config(&cfg),
             node_id: cfg.node.id.clone(),
         };

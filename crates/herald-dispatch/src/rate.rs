@@ -1,0 +1,187 @@
+//! Per-endpoint request pacing: the endpoint's rate limit (GCRA, governor),
+//! slowed down adaptively when the endpoint answers 429/503, and a
+//! `not_before` time from its `Retry-After`.
+//!
+//! One endpoint is owned by one dispatcher at a time (keyed partitions), so
+//! a limiter here holds for the whole cluster. A new owner starts with an
+//! empty bucket (no burst), so a rebalance never lets a double burst through.
+//! Waiting here is not an attempt and only delays this endpoint.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use herald_core::endpoint::RateLimit;
+use herald_core::time::now_ms;
+use herald_telemetry::names;
+
+/// How many halvings a throttled endpoint's rate can take (1/64 of it).
+const MAX_LEVEL: u32 = 6;
+
+/// The pacing of one endpoint. Shared by its lane and its attempts.
+pub struct Pacer {
+    /// The configured limit, if any.
+    base: Option<RateLimit>,
+    /// Current slow-down: the rate is `base / 2^level`.
+    level: AtomicU32,
+    /// Successes since the last level change.
+    successes: AtomicU32,
+    /// No request before this time (unix ms), from `Retry-After`.
+    not_before_ms: AtomicI64,
+    limiter: Mutex<Option<DefaultDirectRateLimiter>>,
+}
+
+fn quota(base: RateLimit, level: u32) -> Quota {
+    let per_second = f64::from(base.per_second.max(1)) / f64::from(1u32 << level);
+    let burst = NonZeroU32::new((base.burst >> level).max(1)).expect("at least one");
+    let period = Duration::from_secs_f64(1.0 / per_second);
+    Quota::with_period(period)
+        .expect("a positive period")
+        .allow_burst(burst)
+}
+
+impl Pacer {
+    /// A pacer for `base` (None = unlimited) that starts with no burst.
+    pub fn new(base: Option<RateLimit>) -> Self {
+        let limiter = base.map(|b| {
+            let l = RateLimiter::direct(quota(b, 0));
+            // Start conservatively: the bucket is empty, not full.
+            if let Some(n) = NonZeroU32::new(b.burst.max(1)) {
+                let _ = l.check_n(n);
+            }
+            l
+        });
+        Self {
+            base,
+            level: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+            not_before_ms: AtomicI64::new(0),
+            limiter: Mutex::new(limiter),
+        }
+    }
+
+    /// The limit this pacer was built for.
+    pub fn base(&self) -> Option<RateLimit> {
+        self.base
+    }
+
+    /// Waits until a request may be sent.
+    pub async fn acquire(&self) {
+        let mut waited = false;
+        loop {
+            let now = now_ms();
+            let nb = self.not_before_ms.load(Ordering::Acquire);
+            let wait = if nb > now {
+                Some(Duration::from_millis((nb - now) as u64))
+            } else {
+                let guard = self.limiter.lock().expect("pacer lock");
+                match guard.as_ref().map(|l| l.check()) {
+                    None | Some(Ok(())) => None,
+                    Some(Err(not_until)) => {
+                        Some(not_until.wait_time_from(DefaultClock::default().now()))
+                    }
+                }
+            };
+            match wait {
+                None => return,
+                Some(d) => {
+                    if !waited {
+                        metrics::counter!(names::RATE_LIMITED_WAITS).increment(1);
+                        waited = true;
+                    }
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+
+    /// The endpoint said 429/503: hold off until `retry_after` and halve the rate.
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        if let Some(ra) = retry_after {
+            let until = now_ms() + ra.as_millis() as i64;
+            self.not_before_ms.fetch_max(until, Ordering::AcqRel);
+        }
+        let Some(base) = self.base else { return };
+        let level = self.level.load(Ordering::Acquire);
+        if level < MAX_LEVEL {
+            self.set_level(base, level + 1);
+        }
+    }
+
+    /// A request succeeded: after about a second's worth of successes at the
+    /// current rate, double the rate again (up to the configured one).
+    pub fn succeeded(&self) {
+        let Some(base) = self.base else { return };
+        let level = self.level.load(Ordering::Acquire);
+        if level == 0 {
+            return;
+        }
+        let needed = (base.per_second >> level).max(1);
+        if self.successes.fetch_add(1, Ordering::AcqRel) + 1 >= needed {
+            self.set_level(base, level - 1);
+        }
+    }
+
+    fn set_level(&self, base: RateLimit, level: u32) {
+        self.level.store(level, Ordering::Release);
+        self.successes.store(0, Ordering::Release);
+        let l = RateLimiter::direct(quota(base, level));
+        // A changed rate must not hand out a fresh burst.
+        let _ = l.check_n(NonZeroU32::new((base.burst >> level).max(1)).expect("at least one"));
+        *self.limiter.lock().expect("pacer lock") = Some(l);
+    }
+
+    /// The current slow-down level (0 = configured rate).
+    pub fn level(&self) -> u32 {
+        self.level.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rl(per_second: u32, burst: u32) -> Option<RateLimit> {
+        Some(RateLimit { per_second, burst })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_never_waits() {
+        let p = Pacer::new(None);
+        for _ in 0..1000 {
+            p.acquire().await;
+        }
+    }
+
+    #[test]
+    fn throttling_halves_and_success_recovers() {
+        let p = Pacer::new(rl(8, 8));
+        p.throttled(None);
+        p.throttled(None);
+        assert_eq!(p.level(), 2);
+        // Two successes are a second's worth at 8/4 = 2 per second.
+        p.succeeded();
+        assert_eq!(p.level(), 2);
+        p.succeeded();
+        assert_eq!(p.level(), 1);
+        for _ in 0..4 {
+            p.succeeded();
+        }
+        assert_eq!(p.level(), 0);
+        for _ in 0..10 {
+            p.throttled(None);
+        }
+        assert_eq!(p.level(), MAX_LEVEL);
+    }
+
+    #[test]
+    fn retry_after_sets_not_before() {
+        let p = Pacer::new(None);
+        p.throttled(Some(Duration::from_secs(2)));
+        let nb = p.not_before_ms.load(Ordering::Acquire);
+        assert!(nb >= now_ms() + 1000);
+    }
+}
