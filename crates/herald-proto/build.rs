@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .bytes(".herald.v1.EventEnvelope.payload")
+        .bytes(".herald.v1.AttemptRecord.response_body")
         .file_descriptor_set_path(out.join("herald_descriptor.bin"))
         .compile_protos(&files, &[root])?;
     Ok(())

@@ -171,6 +171,12 @@ pub struct KafkaConfig {
     pub dlq_topic: String,
     /// Topic of operational events (circuit opened, endpoint disabled, ...).
     pub ops_topic: String,
+    /// Topic of the attempt log (every delivery attempt, keyed by endpoint).
+    pub attempts_topic: String,
+    /// How long the attempt log keeps attempts (topic `retention.ms` when
+    /// Herald creates it).
+    #[serde(with = "crate::duration::serde_one")]
+    pub attempts_retention: Duration,
     /// Replication factor of topics Herald creates.
     pub replication_factor: i32,
     /// Consumer group of the dispatchers.
@@ -193,6 +199,8 @@ impl Default for KafkaConfig {
             retry_topic: "herald.retry".into(),
             dlq_topic: "herald.dlq".into(),
             ops_topic: "herald.ops".into(),
+            attempts_topic: "herald.attempts".into(),
+            attempts_retention: Duration::from_secs(7 * 86_400),
             replication_factor: 3,
             consumer_group: "herald-dispatch".into(),
             session_timeout_ms: 10_000,
@@ -212,6 +220,8 @@ pub struct DispatchConfig {
     pub default_max_in_flight: u32,
     /// Events held in memory per partition before its events are paused.
     pub max_buffered_per_partition: usize,
+    /// Write every delivery attempt to the attempt log topic.
+    pub attempt_log: bool,
     /// Requests per second for endpoints without their own limit (0 = unlimited).
     pub default_rate_limit_per_second: u32,
     /// Burst for the default rate limit (0 = same as the rate).
@@ -230,6 +240,7 @@ impl Default for DispatchConfig {
             default_max_in_flight: 16,
             max_buffered_per_partition: 10_000,
             max_buffered_per_lane: 1_000,
+            attempt_log: true,
             default_rate_limit_per_second: 0,
             default_rate_limit_burst: 0,
             drain_timeout_ms: 10_000,
@@ -396,6 +407,7 @@ const STRING_KEYS: &[&str] = &[
     "kafka.retry_topic",
     "kafka.dlq_topic",
     "kafka.ops_topic",
+    "kafka.attempts_topic",
     "endpoint_health.operator_endpoint",
     "kafka.consumer_group",
     "log.level",
@@ -569,6 +581,7 @@ impl Config {
             ("kafka.retry_topic", &k.retry_topic),
             ("kafka.dlq_topic", &k.dlq_topic),
             ("kafka.ops_topic", &k.ops_topic),
+            ("kafka.attempts_topic", &k.attempts_topic),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             if !valid_topic(topic) {

@@ -11,6 +11,7 @@ use herald_proto::v1::EventEnvelope;
 use herald_telemetry::names;
 use tokio_util::sync::CancellationToken;
 
+use crate::attempt_log::{AttemptLog, Entry};
 use crate::endpoint::Prepared;
 use crate::rate::Pacer;
 
@@ -72,6 +73,8 @@ pub struct AttemptContext {
     pub deliverer: Deliverer,
     /// Which answers are final.
     pub rules: RetryRules,
+    /// Where attempts are recorded (None = not recorded).
+    pub log: Option<AttemptLog>,
 }
 
 impl AttemptContext {
@@ -133,6 +136,21 @@ impl AttemptContext {
             describe(&result)
         };
         observe(&prepared, &event, &result, &outcome);
+        if let Some(log) = &self.log {
+            let state = event.envelope.attempt.as_ref();
+            log.record(Entry {
+                event_id: &event.envelope.event_id,
+                endpoint_id: &event.envelope.endpoint_id,
+                event_type: &event.envelope.event_type,
+                attempt: state.map_or(1, |a| a.attempts),
+                at_ms: started_ms,
+                status: result.status.map_or(0, u32::from),
+                latency_ms: result.latency.as_millis().min(u128::from(u32::MAX)) as u32,
+                outcome: outcome_label(&result, &outcome),
+                error: state.map_or("", |a| a.last_error.as_str()),
+                body: result.body_snippet.clone(),
+            });
+        }
         (event, outcome)
     }
 
@@ -178,8 +196,9 @@ pub fn describe(r: &AttemptResult) -> String {
     }
 }
 
-fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outcome) {
-    let label = match outcome {
+/// The `outcome` label of an attempt.
+fn outcome_label(r: &AttemptResult, outcome: &Outcome) -> &'static str {
+    match outcome {
         Outcome::Delivered => "success",
         Outcome::Failed {
             verdict: Verdict::Retry,
@@ -193,8 +212,14 @@ fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outc
         {
             "refused"
         }
-        Outcome::Failed { .. } => "final",
+        Outcome::Failed { .. } | Outcome::Aborted => "final",
+    }
+}
+
+fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outcome) {
+    let label = match outcome {
         Outcome::Aborted => return,
+        _ => outcome_label(r, outcome),
     };
     metrics::counter!(names::DELIVERY_ATTEMPTS, "outcome" => label, "status_class" => names::status_class(r.status))
         .increment(1);

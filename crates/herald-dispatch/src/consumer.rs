@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::AttemptContext;
+use crate::attempt_log::AttemptLog;
 use crate::offsets::{CommitPoint, OffsetTracker, SkipSet};
 use crate::sink::Sink;
 use crate::worker::{
@@ -318,14 +319,21 @@ pub async fn run_dispatcher(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DispatchError> {
     let d = &settings.dispatch;
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let sink = Sink::new(&settings.kafka, &settings.node_id)?;
     let attempts = Arc::new(AttemptContext {
         deliverer: Deliverer::new(settings.delivery.clone())?,
+        log: d.attempt_log.then(|| {
+            AttemptLog::new(
+                sink.producer(),
+                &settings.kafka.attempts_topic,
+                &settings.node_id,
+            )
+        }),
         rules: RetryRules {
             final_4xx: settings.retry.final_4xx,
         },
     });
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let sink = Sink::new(&settings.kafka, &settings.node_id)?;
     let health_cfg = &settings.endpoint_health;
     let ops = crate::ops::Ops::new(
         sink.producer(),
@@ -335,7 +343,7 @@ pub async fn run_dispatcher(
         registry.clone(),
         &settings.node_id,
     );
-    let default_rate = (d.default_rate_limit_per_second > 0).then(|| RateLimit {
+    let default_rate = (d.default_rate_limit_per_second > 0).then_some(RateLimit {
         per_second: d.default_rate_limit_per_second,
         burst: if d.default_rate_limit_burst == 0 {
             d.default_rate_limit_per_second

@@ -9,12 +9,14 @@
 //! - [`scanner`]: re-reading one endpoint's records from a retry partition.
 //! - [`endpoint`]: an endpoint prepared for delivery (parsed URL, signer, headers, policy).
 //! - [`attempt`]: one delivery attempt and its classification.
+//! - [`attempt_log`]: every attempt written to the attempts topic.
 //! - [`sink`]: writes to the retry and dead-letter topics.
 //! - [`worker`]: the task that owns one assigned partition (both topics).
 //! - [`consumer`]: the consumer group, rebalances and the record router.
 #![forbid(unsafe_code)]
 
 pub mod attempt;
+pub mod attempt_log;
 pub mod consumer;
 pub mod endpoint;
 pub mod lane;

@@ -24,11 +24,9 @@ use herald_proto::v1::{AttemptState, EventEnvelope};
 use herald_registry::Registry;
 use herald_telemetry::names;
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -101,78 +99,13 @@ struct Scan {
 }
 
 fn scan(kafka: &KafkaConfig, node_id: &str, filter: &Filter) -> Result<Scan, KafkaError> {
-    let name = format!("herald-dlq-reader-{node_id}");
-    // Assigned, never committed: the group id is only required by librdkafka.
-    let consumer: BaseConsumer =
-        herald_kafka::consumer_config(kafka, Some(&name), &name).create()?;
-    let topic = &kafka.dlq_topic;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    let mut ends = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for &p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-        if high > low {
-            ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-    }
-    if ends.is_empty() {
-        return Ok(Scan {
-            entries: Vec::new(),
-            replayed: HashSet::new(),
-        });
-    }
-    if filter.from_ms > 0 {
-        let mut times = TopicPartitionList::new();
-        for &p in ends.keys() {
-            times.add_partition_offset(topic, p, Offset::Offset(filter.from_ms))?;
-        }
-        // Markers always follow their dead letter, so starting at the first
-        // record written at `from_ms` still sees every relevant marker.
-        let found = consumer.offsets_for_times(times, Duration::from_secs(10))?;
-        for e in found.elements() {
-            match e.offset() {
-                Offset::Offset(o) => {
-                    tpl.set_partition_offset(topic, e.partition(), Offset::Offset(o))?
-                }
-                Offset::End => {
-                    ends.remove(&e.partition());
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut assign = TopicPartitionList::new();
-    for e in tpl.elements() {
-        if ends.contains_key(&e.partition()) {
-            assign.add_partition_offset(topic, e.partition(), e.offset())?;
-        }
-    }
-    consumer.assign(&assign)?;
     let mut entries = Vec::new();
     let mut replayed = HashSet::new();
-    let mut idle = 0;
-    while !ends.is_empty() {
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
-            idle += 1;
-            if idle > 60 {
-                return Err(KafkaError::MessageConsumption(
-                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                ));
-            }
-            continue;
-        };
-        idle = 0;
-        let msg = msg?;
+    // Markers always follow their dead letter, so starting at the first
+    // record written at `from_ms` still sees every relevant marker.
+    let client = format!("herald-dlq-reader-{node_id}");
+    herald_kafka::scan::scan_topic(kafka, &client, &kafka.dlq_topic, filter.from_ms, |msg| {
         let (p, o) = (msg.partition(), msg.offset());
-        if ends.get(&p).is_some_and(|&end| o + 1 >= end) {
-            ends.remove(&p);
-        }
         let headers: HashMap<String, String> = msg
             .headers()
             .map(|hs| {
@@ -193,10 +126,10 @@ fn scan(kafka: &KafkaConfig, node_id: &str, filter: &Filter) -> Result<Scan, Kaf
             {
                 replayed.insert((mp, mo));
             }
-            continue;
+            return;
         }
         let Some(envelope) = msg.payload().and_then(|v| EventEnvelope::decode(v).ok()) else {
-            continue;
+            return;
         };
         let at_ms = headers
             .get(h::DEAD_LETTERED_MS)
@@ -213,7 +146,7 @@ fn scan(kafka: &KafkaConfig, node_id: &str, filter: &Filter) -> Result<Scan, Kaf
         if filter.matches(&entry) {
             entries.push(entry);
         }
-    }
+    })?;
     entries.sort_by_key(|e| (e.partition, e.offset));
     Ok(Scan { entries, replayed })
 }
@@ -453,14 +386,14 @@ impl DeadLetterService for DeadLetterApi {
                 skipped,
                 done: false,
             };
-            let _ = tx.send(Ok(progress.clone())).await;
+            let _ = tx.send(Ok(progress)).await;
             for chunk in todo.chunks(REPLAY_CHUNK) {
                 if let Err(status) = api.replay_chunk(chunk, &target).await {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
                 progress.replayed += chunk.len() as u32;
-                let _ = tx.send(Ok(progress.clone())).await;
+                let _ = tx.send(Ok(progress)).await;
             }
             progress.done = true;
             tracing::info!(target_endpoint = %target, replayed = progress.replayed, skipped, "dead letters replayed");

@@ -21,14 +21,24 @@ use crate::publish::Publisher;
 pub struct EventApi {
     publisher: Publisher,
     max_batch: usize,
+    /// For reading the attempt log.
+    kafka: std::sync::Arc<herald_core::config::KafkaConfig>,
+    node_id: std::sync::Arc<str>,
 }
 
 impl EventApi {
     /// Serves publishes through `publisher`, allowing batches of `max_batch`.
-    pub fn new(publisher: Publisher, max_batch: usize) -> Self {
+    pub fn new(
+        publisher: Publisher,
+        max_batch: usize,
+        kafka: &herald_core::config::KafkaConfig,
+        node_id: &str,
+    ) -> Self {
         Self {
             publisher,
             max_batch,
+            kafka: std::sync::Arc::new(kafka.clone()),
+            node_id: node_id.into(),
         }
     }
 }
@@ -121,5 +131,17 @@ impl EventService for EventApi {
         }
         observe("publish_batch", started, true);
         Ok(Response::new(resp))
+    }
+
+    async fn list_attempts(
+        &self,
+        request: Request<herald_proto::v1::ListAttemptsRequest>,
+    ) -> Result<Response<herald_proto::v1::ListAttemptsResponse>, Status> {
+        let (kafka, node) = (self.kafka.clone(), self.node_id.clone());
+        let req = request.into_inner();
+        tokio::task::spawn_blocking(move || crate::attempts::list(&kafka, &node, req))
+            .await
+            .map_err(|e| Status::internal(format!("attempt log read failed: {e}")))?
+            .map(Response::new)
     }
 }

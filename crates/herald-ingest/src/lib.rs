@@ -4,11 +4,13 @@
 //! # Layout
 //! - [`publish`]: validation and the Kafka write of one event.
 //! - [`events`]: the `EventService` implementation (single and batch).
+//! - [`attempts`]: `EventService.ListAttempts` over the attempt log.
 //! - [`endpoints`]: the `EndpointService` implementation.
 //! - [`deadletters`]: the `DeadLetterService` implementation (list, replay).
 //! - [`idempotency`]: the per-node cache of recent idempotency keys.
 #![forbid(unsafe_code)]
 
+pub mod attempts;
 pub mod deadletters;
 pub mod endpoints;
 pub mod events;

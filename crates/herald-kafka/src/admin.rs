@@ -58,6 +58,8 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Whether the topic is compacted.
     pub compacted: bool,
+    /// `retention.ms` when created (None = the broker's default).
+    pub retention_ms: Option<i64>,
 }
 
 /// The topics a node with this configuration needs.
@@ -67,26 +69,37 @@ pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
             name: cfg.events_topic.clone(),
             partitions: cfg.events_partitions,
             compacted: false,
+            retention_ms: None,
         },
         TopicSpec {
             name: cfg.endpoints_topic.clone(),
             partitions: 1,
             compacted: true,
+            retention_ms: None,
         },
         TopicSpec {
             name: cfg.retry_topic.clone(),
             partitions: cfg.events_partitions,
             compacted: false,
+            retention_ms: None,
         },
         TopicSpec {
             name: cfg.dlq_topic.clone(),
             partitions: cfg.events_partitions,
             compacted: false,
+            retention_ms: None,
         },
         TopicSpec {
             name: cfg.ops_topic.clone(),
             partitions: 1,
             compacted: false,
+            retention_ms: None,
+        },
+        TopicSpec {
+            name: cfg.attempts_topic.clone(),
+            partitions: cfg.events_partitions,
+            compacted: false,
+            retention_ms: Some(cfg.attempts_retention.as_millis() as i64),
         },
     ]
 }
@@ -175,19 +188,28 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
     }
     // Retry and dead-letter topics follow the events topic's real count.
     let events_count = events_partitions(cfg, &existing);
+    let retentions: Vec<Option<String>> = missing
+        .iter()
+        .map(|s| s.retention_ms.map(|m| m.to_string()))
+        .collect();
     let new: Vec<NewTopic<'_>> = missing
         .iter()
-        .map(|s| {
+        .zip(&retentions)
+        .map(|(s, retention)| {
             let partitions = if s.name == cfg.retry_topic || s.name == cfg.dlq_topic {
                 events_count
             } else {
                 s.partitions
             };
             let t = NewTopic::new(&s.name, partitions, TopicReplication::Fixed(rf));
-            if s.compacted {
+            let t = if s.compacted {
                 t.set("cleanup.policy", "compact")
             } else {
                 t
+            };
+            match retention {
+                Some(ms) => t.set("retention.ms", ms),
+                None => t,
             }
         })
         .collect();

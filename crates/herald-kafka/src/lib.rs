@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod clients;
 pub mod dev;
+pub mod scan;
 
 pub use admin::{ensure_topics, TopicError};
 pub use clients::{base_config, consumer_config, producer_config};

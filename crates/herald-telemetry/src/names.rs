@@ -40,6 +40,9 @@ pub const CIRCUIT_TRANSITIONS: &str = "herald_circuit_transitions_total";
 /// Counter, label `reason` (`gone` | `failing`): endpoints disabled by the dispatcher.
 pub const ENDPOINTS_AUTO_DISABLED: &str = "herald_endpoints_auto_disabled_total";
 
+/// Counter: attempt-log records dropped because the producer queue was full.
+pub const ATTEMPT_LOG_DROPPED: &str = "herald_attempt_log_dropped_total";
+
 /// Gauge: events held in dispatcher lanes (this node).
 pub const LANE_EVENTS: &str = "herald_lane_events";
 /// Gauge: open lanes (endpoints with pending events) on this node.
@@ -71,6 +74,7 @@ pub const ALL: &[&str] = &[
     RATE_LIMITED_WAITS,
     CIRCUIT_TRANSITIONS,
     ENDPOINTS_AUTO_DISABLED,
+    ATTEMPT_LOG_DROPPED,
     LANE_EVENTS,
     LANES_OPEN,
     PARTITIONS_ASSIGNED,

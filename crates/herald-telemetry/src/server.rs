@@ -84,6 +84,10 @@ fn describe() {
         ENDPOINTS_AUTO_DISABLED,
         "Endpoints disabled by the dispatcher, by reason"
     );
+    metrics::describe_counter!(
+        ATTEMPT_LOG_DROPPED,
+        "Attempt-log records dropped (producer queue full)"
+    );
     metrics::describe_gauge!(LANE_EVENTS, "Events held in dispatcher lanes");
     metrics::describe_gauge!(LANES_OPEN, "Lanes with pending events");
     metrics::describe_gauge!(

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use crate::client::{self, ClientOpts, DlqCmd, EndpointCmd, ListenArgs, PublishArgs};
+use crate::client::{self, AttemptsArgs, ClientOpts, DlqCmd, EndpointCmd, ListenArgs, PublishArgs};
 use crate::node::{self, Roles};
 use crate::settings::{self, ServerFlags};
 use clap::{Parser, Subcommand};
@@ -42,6 +42,13 @@ enum Command {
         client: ClientOpts,
         #[command(flatten)]
         args: PublishArgs,
+    },
+    /// Show the delivery attempts of an endpoint (or one event), newest first.
+    Attempts {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[command(flatten)]
+        args: AttemptsArgs,
     },
     /// List and replay dead letters.
     Dlq {
@@ -99,6 +106,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dev(f) => run_dev(f).await,
         Command::Endpoint { client, command } => client::run_endpoint(&client, command).await,
         Command::Publish { client, args } => client::run_publish(&client, args).await,
+        Command::Attempts { client, args } => client::run_attempts(&client, args).await,
         Command::Dlq { client, command } => client::run_dlq(&client, command).await,
         Command::Listen(args) => client::run_listen(args, shutdown_signal()).await,
         Command::MockBroker(f) => run_mock_broker(f).await,

@@ -119,7 +119,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             registry.clone(),
             publisher.clone(),
         );
-        let events = EventApi::new(publisher, cfg.grpc.max_batch_size);
+        let events = EventApi::new(publisher, cfg.grpc.max_batch_size, &cfg.kafka, &cfg.node.id);
         let endpoints = EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy());
         let (reporter, health_service) = tonic_health::server::health_reporter();
         {

@@ -66,7 +66,7 @@ pub struct ReplayArgs {
 }
 
 /// Unix ms, or an age (`90s`, `2h`, `3d`) counted back from now.
-fn parse_time(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return if ms >= 0 {
             Ok(ms)

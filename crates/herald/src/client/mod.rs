@@ -8,6 +8,7 @@
 //! Layout:
 //! - `endpoint.rs` — `herald endpoint create|get|list|update|delete`.
 //! - `publish.rs` — `herald publish`.
+//! - `attempts.rs` — `herald attempts`.
 //! - `dlq.rs` — `herald dlq list|replay`.
 //! - `listen.rs` — `herald listen`, a receiver that prints and verifies deliveries.
 //! - `rpc.rs` — connecting to the server and turning gRPC failures into errors a
@@ -15,6 +16,7 @@
 //! - `output.rs` — the serde view structs behind `--output json` and their text
 //!   rendering.
 
+mod attempts;
 mod dlq;
 mod endpoint;
 mod listen;
@@ -22,6 +24,7 @@ mod output;
 mod publish;
 mod rpc;
 
+pub use attempts::{run_attempts, AttemptsArgs};
 pub use dlq::{run_dlq, DlqCmd};
 pub use endpoint::{run_endpoint, EndpointCmd};
 pub use listen::{run_listen, ListenArgs};
