@@ -10,7 +10,7 @@ pub const PUBLISH_REQUESTS: &str = "herald_publish_requests_total";
 pub const PUBLISH_LATENCY: &str = "herald_publish_duration_seconds";
 
 /// Counter, labels `outcome` (`success` | `retryable` | `final` | `refused`)
-/// and `status_class` (`2xx`..`5xx`, `none`): delivery attempts.
+/// and `status_class` (`1xx`..`5xx`, `other`, `none`): delivery attempts.
 pub const DELIVERY_ATTEMPTS: &str = "herald_delivery_attempts_total";
 /// Histogram (seconds), label `outcome`: one HTTP attempt, request to capped body read.
 pub const DELIVERY_LATENCY: &str = "herald_delivery_duration_seconds";
