@@ -35,7 +35,7 @@ const PARTITIONS: i32 = 4;
 const ENDPOINTS: usize = 120;
 const PER_ENDPOINT: usize = 170;
 const BATCH: usize = 500;
-const KILLS: usize = 3;
+const KILLS: usize = 4;
 /// Failure guard of the whole run's waits.
 const RUN_GUARD: Duration = Duration::from_secs(240);
 /// Dispatcher log filter: rebalances and warnings, not every attempt.
@@ -50,6 +50,8 @@ fn config_toml() -> String {
         PARTITIONS,
         &[
             ("dispatch", "max_buffered_per_lane = 200\ndrain_timeout_ms = 2000"),
+            // Outage endpoints open their circuit; it probes every 2 s.
+            ("endpoint_health", "cool_down = \"2s\""),
             (
                 "retry",
                 &format!("schedule = [\"20ms\", \"50ms\", \"100ms\", \"250ms\", \"500ms\", {tail}]\nin_memory_max = \"250ms\""),
@@ -70,6 +72,25 @@ fn in_outage(i: usize) -> bool {
 /// A few endpoints are unordered (order is not checked for them).
 fn unordered(i: usize) -> bool {
     i % 15 == 7
+}
+
+/// Counts distinct ids answered 2xx, incrementally over a growing ledger.
+#[derive(Default)]
+struct DeliveredCounter {
+    ids: HashSet<String>,
+    seen: usize,
+}
+
+impl DeliveredCounter {
+    fn count(&mut self, entries: &[ledger::Entry]) -> usize {
+        for e in &entries[self.seen.min(entries.len())..] {
+            if e.ok() {
+                self.ids.insert(e.id.clone());
+            }
+        }
+        self.seen = entries.len();
+        self.ids.len()
+    }
 }
 
 struct Dispatchers {
@@ -175,86 +196,82 @@ async fn no_loss_across_sigkill_and_rebalance() {
         Dispatchers::name(0)
     );
 
-    // Publish in the background: batches of (seq, endpoint), one after the
-    // other, so each endpoint's events are in order.
+    // Publish batches of (seq, endpoint), one after the other, so each
+    // endpoint's events are in order. The second dispatcher joins under load
+    // (a rebalance between two live dispatchers); kills happen before seeded
+    // batches, while earlier ones are being delivered, and the outage ends
+    // after the second kill.
     let items: Vec<(String, String)> = (0..PER_ENDPOINT)
         .flat_map(|seq| {
             (0..ENDPOINTS).map(move |i| (ep_id(i), format!(r#"{{"endpoint":{i},"seq":{seq}}}"#)))
         })
         .collect();
     let total = items.len();
-    let publisher = {
-        let mut client = ingest.events.clone();
-        let items = items.clone();
-        tokio::spawn(async move {
-            let mut out = Vec::with_capacity(items.len());
-            for chunk in items.chunks(BATCH) {
-                out.extend(publish_in_order(&mut client, chunk, BATCH).await);
-            }
-            out
-        })
+    let batches: Vec<&[(String, String)]> = items.chunks(BATCH).collect();
+    // Kill plan: KILLS batches spread over the run, victims alternating from
+    // a seeded first one, each killed once a seeded share of its batch has
+    // been delivered (so deliveries are in flight).
+    let kills: BTreeMap<usize, (usize, f64)> = {
+        let span = (batches.len() - 5) / KILLS;
+        let first = rng.random_range(0..2);
+        (0..KILLS)
+            .map(|k| {
+                let at = 3 + k * span + rng.random_range(0..span.saturating_sub(4).max(1));
+                (at, ((first + k) % 2, rng.random_range(0.1..0.5)))
+            })
+            .collect()
     };
-    ds.procs.push(ds.spawn(1));
-    tokio::task::block_in_place(|| ds.wait_assigned(1));
     eprintln!(
-        "[{:>5.1}s] {} joined; {} answers so far",
-        started.elapsed().as_secs_f64(),
-        Dispatchers::name(1),
-        ledger.len()
+        "{} batches of {BATCH}; kills during batches {kills:?} (batch: (dispatcher, share delivered))",
+        batches.len()
     );
-
-    // Kills at seeded points of delivery progress; the outage ends after the
-    // second kill.
-    let mut thresholds: Vec<f64> = (0..KILLS)
-        .map(|k| (k as f64 + rng.random_range(0.3..0.9)) / (KILLS as f64 + 0.5))
-        .collect();
-    thresholds.sort_by(f64::total_cmp);
-    for (k, frac) in thresholds.iter().enumerate() {
-        let want = (frac * total as f64) as usize;
-        let (mut ok, mut seen) = (HashSet::new(), 0);
+    let mut client = ingest.events.clone();
+    let mut published = Vec::with_capacity(total);
+    let mut kill_no = 0;
+    let mut counter = DeliveredCounter::default();
+    for (b, batch) in batches.iter().enumerate() {
+        if b == 1 {
+            ds.procs.push(ds.spawn(1));
+        }
+        let Some(&(victim, share)) = kills.get(&b) else {
+            published.extend(publish_in_order(&mut client, batch, BATCH).await);
+            continue;
+        };
+        // Kill only members that took part: wait for its assignment first.
+        tokio::task::block_in_place(|| ds.wait_assigned(victim));
+        let before = counter.count(&ledger.entries());
+        published.extend(publish_in_order(&mut client, batch, BATCH).await);
+        let want = before + (share * BATCH as f64) as usize;
         ledger
-            .wait_until(
-                |e| {
-                    ok.extend(e[seen..].iter().filter(|e| e.ok()).map(|e| e.id.clone()));
-                    seen = e.len();
-                    ok.len() >= want
-                },
-                RUN_GUARD,
-            )
+            .wait_until(|e| counter.count(e) >= want, RUN_GUARD)
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "before kill {k}: {e}; {:#?}",
+                    "before kill {kill_no}: {e}; {:#?}",
                     ledger::summary(&ledger.entries())
                 )
             });
-        let victim = rng.random_range(0..2);
         let pid = ds.procs[victim].pid();
         ds.procs[victim].kill9();
         eprintln!(
-            "[{:>5.1}s] kill -9 {} (pid {pid}) at {} delivered of {total}",
+            "[{:>5.1}s] kill -9 {} (pid {pid}) during batch {b}: {} published, {} delivered",
             started.elapsed().as_secs_f64(),
             Dispatchers::name(victim),
-            ledger::delivered(&ledger.entries()).len(),
+            published.len(),
+            counter.count(&ledger.entries()),
         );
         ds.procs[victim] = ds.spawn(victim);
-        if k == 1 {
+        kill_no += 1;
+        if kill_no == 2 {
             outage.store(false, Ordering::SeqCst);
             eprintln!("[{:>5.1}s] outage over", started.elapsed().as_secs_f64());
         }
-        tokio::task::block_in_place(|| ds.wait_assigned(victim));
-        eprintln!(
-            "[{:>5.1}s] {} restarted and assigned partitions",
-            started.elapsed().as_secs_f64(),
-            Dispatchers::name(victim)
-        );
     }
     outage.store(false, Ordering::SeqCst);
-
-    let published = tokio::time::timeout(RUN_GUARD, publisher)
-        .await
-        .expect("publishing finishes")
-        .expect("publisher task");
+    tokio::task::block_in_place(|| {
+        ds.wait_assigned(0);
+        ds.wait_assigned(1);
+    });
     assert_eq!(published.len(), total);
     eprintln!(
         "[{:>5.1}s] all {total} events acknowledged",
@@ -360,8 +377,32 @@ async fn no_loss_across_sigkill_and_rebalance() {
         entries.len() - ok_answers,
         dead.len()
     );
+    for (i, p) in ds.procs.iter_mut().enumerate() {
+        let Some(addr) = p
+            .wait_for_line("herald started", Duration::from_secs(5))
+            .ok()
+            .and_then(|l| procs::http_addr_of(&l))
+        else {
+            continue;
+        };
+        if let Ok(a) = herald_testkit::http::get(&format!("http://{addr}/metrics")).await {
+            let text = a.text();
+            let m = |name: &str| support::metric_sum(&text, name).unwrap_or(0.0);
+            eprintln!(
+                "{} (last incarnation): delivered {}, retry writes {}, dead letters {}, rebalance callbacks {}, commits {}",
+                Dispatchers::name(i),
+                m("herald_events_delivered_total"),
+                m("herald_retry_writes_total"),
+                m("herald_dead_letters_total"),
+                m("herald_rebalances_total"),
+                m("herald_offset_commits_total"),
+            );
+        }
+    }
     drop(dlq);
     drop(ds);
     ingest.shutdown().await;
     drop(broker);
+    // Passed: the logs are not needed.
+    let _ = std::fs::remove_dir_all(&dir);
 }

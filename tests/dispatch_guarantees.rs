@@ -9,10 +9,10 @@
 //!   backlog behind them, land in the dead-letter topic, in order, with the
 //!   documented headers.
 //!
-//! Each test writes its config and the broker's log to a run directory under
-//! the system temp directory (printed at start), runs one in-process node
-//! (ingest + dispatcher) against the broker process, and uses real HTTP
-//! receivers on port 0. Waits are event-driven; [`GUARD`] only turns a hang
+//! Each test writes its config and its children's logs to a run directory
+//! under the system temp directory (printed at start, removed when the test
+//! passes), runs the broker and one dispatcher as processes and ingest in the
+//! test process, and uses real HTTP receivers on port 0. Waits are event-driven; [`GUARD`] only turns a hang
 //! into a failure.
 
 mod support;
@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald::node::Roles;
 use herald_dispatch::sink::header;
 use herald_proto::v1 as pb;
 use herald_testkit::{DeadEndpoint, Reply, Stall, StallingReceiver, TestReceiver};
@@ -29,7 +30,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::dlq::{DeadLetter, DlqTail};
 use support::ledger::{self, Ledger};
-use support::procs::{self, BrokerProc};
+use support::procs::{self, BrokerProc, ChildProc};
 use support::{metric_sum, metric_sum_with, publish_in_order, TestNode, GUARD};
 
 /// Partitions of every topic (the events and retry topics must match).
@@ -50,10 +51,14 @@ fn seed() -> u64 {
     seed
 }
 
-/// A mock broker process and one node (ingest + dispatcher) using it.
+/// A mock broker process, a dispatcher process (`herald-it-node dispatch`,
+/// so its `/metrics` are its own even when tests share a process) and an
+/// in-process ingest node, all with one config file.
 struct Harness {
-    // Dropped in this order: the node before the broker it uses.
+    // Dropped in this order: clients of the broker before the broker.
     node: TestNode,
+    dispatcher: ChildProc,
+    metrics_url: String,
     broker: BrokerProc,
     dir: PathBuf,
 }
@@ -61,12 +66,55 @@ struct Harness {
 impl Harness {
     async fn start(test: &str, toml: &str) -> Self {
         let dir = procs::run_dir(test);
-        eprintln!("run directory (config, broker log): {}", dir.display());
+        eprintln!(
+            "run directory (config, broker and dispatcher logs): {}",
+            dir.display()
+        );
         let config = procs::write_config(&dir, toml);
         let broker = BrokerProc::start(&dir, &config);
-        let cfg = procs::load_config(&config, &broker.bootstrap, &format!("{test}-node"));
-        let node = TestNode::start(cfg).await;
-        Self { node, broker, dir }
+        let cfg = procs::load_config(&config, &broker.bootstrap, &format!("{test}-ingest"));
+        let node = TestNode::start_with(
+            cfg,
+            Roles {
+                ingest: true,
+                dispatch: false,
+            },
+        )
+        .await;
+        let mut dispatcher = procs::spawn_dispatcher(
+            "dispatch",
+            &dir,
+            &config,
+            &broker.bootstrap,
+            "warn,herald=info,herald_dispatch=info",
+        );
+        let started =
+            tokio::task::block_in_place(|| dispatcher.wait_for_line("herald started", GUARD))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let addr = procs::http_addr_of(&started)
+            .unwrap_or_else(|| panic!("no http address in {started:?}"));
+        Self {
+            node,
+            dispatcher,
+            metrics_url: format!("http://{addr}/metrics"),
+            broker,
+            dir,
+        }
+    }
+
+    /// The dispatcher's `/metrics`, as text.
+    async fn metrics(&self) -> String {
+        let a = herald_testkit::http::get(&self.metrics_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GET {}: {e}; log: {}",
+                    self.metrics_url,
+                    self.dispatcher.log_path.display()
+                )
+            });
+        assert_eq!(a.status, 200);
+        a.text()
     }
 
     /// Creates endpoint `id` posting to `url`.
@@ -95,10 +143,12 @@ impl Harness {
         publish_in_order(&mut self.node.events.clone(), items, 100).await
     }
 
+    /// Stops everything; the run directory is removed (the test passed).
     async fn shutdown(self) {
         self.node.shutdown().await;
+        drop(self.dispatcher);
         drop(self.broker);
-        eprintln!("run directory: {}", self.dir.display());
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -193,6 +243,7 @@ fn random_failure(rng: &mut StdRng) -> Option<Reply> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_delivery_survives_failures_and_the_retry_topic() {
     const PER: usize = 200;
+    const RETRY_AFTER_EVERY: usize = 50;
     // Retries after 5 and 10 ms wait in memory; from the third on (25 ms,
     // jittered 20..30 ms) they are longer than `in_memory_max`, so a live
     // lane moves its backlog to the retry topic. Lanes also overflow into
@@ -202,6 +253,9 @@ async fn ordered_delivery_survives_failures_and_the_retry_topic() {
         "order",
         &config_toml(&[
             ("dispatch", "max_buffered_per_lane = 40"),
+            // The circuit opens after 5 failures in a row (the bursts and
+            // fail-4 endpoints trip it) and probes again 200 ms later.
+            ("endpoint_health", "failures_to_open = 5\ncool_down = \"200ms\""),
             (
                 "retry",
                 r#"schedule = ["5ms", "10ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms", "25ms"]
@@ -217,7 +271,12 @@ in_memory_max = "20ms""#,
         ("fail-2", Script::FailFirst(2)),
         ("fail-4", Script::FailFirst(4)),
         ("bursts", Script::Bursts { every: 25, k: 5 }),
-        ("retry-after", Script::RetryAfter { every: 50 }),
+        (
+            "retry-after",
+            Script::RetryAfter {
+                every: RETRY_AFTER_EVERY,
+            },
+        ),
     ];
     let unordered = ("unordered", Script::FailFirst(2));
     let scripts: HashMap<String, Script> = ordered
@@ -233,8 +292,8 @@ in_memory_max = "20ms""#,
         let seq = seq_of(r);
         let scripted = match script {
             Script::FailFirst(k) => r.id_attempt <= k,
-            Script::Bursts { every, k } => seq % every == 0 && r.id_attempt <= k,
-            Script::RetryAfter { every } => seq % every == 0 && r.id_attempt == 1,
+            Script::Bursts { every, k } => seq.is_multiple_of(every) && r.id_attempt <= k,
+            Script::RetryAfter { every } => seq.is_multiple_of(every) && r.id_attempt == 1,
         };
         if scripted {
             return match script {
@@ -308,7 +367,7 @@ in_memory_max = "20ms""#,
     }
     let mut checked = 0;
     for (id, attempts) in &by_id {
-        if seq_of(attempts[0]) % 50 != 0 {
+        if !seq_of(attempts[0]).is_multiple_of(RETRY_AFTER_EVERY) {
             continue;
         }
         assert!(attempts.len() >= 2, "{id}: retried after its 503");
@@ -319,10 +378,10 @@ in_memory_max = "20ms""#,
         );
         checked += 1;
     }
-    assert_eq!(checked, PER / 50);
+    assert_eq!(checked, PER / RETRY_AFTER_EVERY);
 
     // The durable path ran, and nothing was given up on.
-    let metrics = h.node.metrics().await;
+    let metrics = h.metrics().await;
     let retry_writes = metric_sum(&metrics, "herald_retry_writes_total").unwrap_or(0.0);
     assert!(retry_writes > 0.0, "no retry-topic writes:\n{metrics}");
     let dead = metric_sum(&metrics, "herald_dead_letters_total").unwrap_or(0.0);
@@ -386,7 +445,7 @@ async fn failing_endpoints_do_not_delay_healthy_ones() {
     let max_gauge = Arc::new(Mutex::new(0.0f64));
     let sampler = {
         let (ledger, max_gauge) = (ledger.clone(), max_gauge.clone());
-        let url = format!("http://{}/metrics", h.node.node.http_addr);
+        let url = h.metrics_url.clone();
         tokio::spawn(async move {
             loop {
                 let seen = ledger.len();
@@ -420,6 +479,13 @@ async fn failing_endpoints_do_not_delay_healthy_ones() {
         partition_of.insert(ep.clone(), r.partition);
     }
     for round in 0..ROUNDS {
+        // Each round starts only once the outage has gone on further: the
+        // hanging endpoint has been attempted once more (each attempt costs
+        // the 2 s timeout, then a retry, later through the retry topic).
+        hanging
+            .wait_for_requests(round + 1, GUARD)
+            .await
+            .unwrap_or_else(|e| panic!("the hanging endpoint is retried: {e}"));
         let items: Vec<(String, String)> = (0..PER_ROUND)
             .flat_map(|i| {
                 healthy
@@ -443,7 +509,7 @@ async fn failing_endpoints_do_not_delay_healthy_ones() {
         .await;
         // The bad endpoints are still bad.
         assert_eq!(hanging.answered(), 0);
-        let gauge = metric_sum(&h.node.metrics().await, "herald_lane_events").unwrap_or(0.0);
+        let gauge = metric_sum(&h.metrics().await, "herald_lane_events").unwrap_or(0.0);
         eprintln!(
             "round {round}: {} healthy events delivered; lane events now {gauge}; hanging endpoint attempted {} times, slow endpoint {} times",
             items.len(),
@@ -477,7 +543,12 @@ async fn failing_endpoints_do_not_delay_healthy_ones() {
     assert_eq!(hanging.answered(), 0);
     assert!(!hanging.requests().is_empty());
     assert!(!slow.requests().is_empty());
-    let metrics = h.node.metrics().await;
+    let metrics = h.metrics().await;
+    let retry_writes = metric_sum(&metrics, "herald_retry_writes_total").unwrap_or(0.0);
+    assert!(
+        retry_writes > 0.0,
+        "the bad lanes never moved to the retry topic:\n{metrics}"
+    );
     let no_status = metric_sum_with(
         &metrics,
         "herald_delivery_attempts_total",
@@ -625,12 +696,17 @@ async fn exhausted_events_are_dead_lettered_with_headers() {
     // its events are exhausted out of the retry topic.
     let h = Harness::start(
         "dlq",
-        &config_toml(&[(
-            "retry",
-            r#"schedule = ["50ms", "50ms", "50ms"]
+        &config_toml(&[
+            (
+                "retry",
+                r#"schedule = ["50ms", "50ms", "50ms"]
 jitter = 0.0
 in_memory_max = "100ms""#,
-        )]),
+            ),
+            // No circuit breaker: its cool-down would only delay the
+            // attempts this test counts.
+            ("endpoint_health", "failures_to_open = 0"),
+        ]),
     )
     .await;
     let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -792,7 +868,7 @@ in_memory_max = "100ms""#,
     ];
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = h.node.metrics().await;
+        metrics = h.metrics().await;
         let all = want.iter().all(|(reason, n)| {
             metric_sum_with(
                 &metrics,

@@ -210,6 +210,24 @@ impl DispatchContext {
 impl ClientContext for DispatchContext {}
 
 impl ConsumerContext for DispatchContext {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        record_commit(&result);
+        let Err(e) = result else { return };
+        tracing::warn!(error = %e, "offset commit failed; it is sent again on the next tick");
+        // Forget what was sent, so the next tick sends these points again
+        // even if they did not change.
+        let mut workers = self.workers.lock().expect("workers lock");
+        for elem in offsets.elements() {
+            if let Some(w) = workers.get_mut(&elem.partition()) {
+                if elem.topic() == self.events_topic {
+                    w.last_commit.0 = None;
+                } else if elem.topic() == self.retry_topic {
+                    w.last_commit.1 = None;
+                }
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
@@ -230,7 +248,6 @@ impl ConsumerContext for DispatchContext {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if commit.count() > 0 {
             let r = consumer.commit(&commit, CommitMode::Sync);
-            record_commit(&r);
             if let Err(e) = r {
                 tracing::warn!(error = %e, "commit on revoke failed; the next owner re-sends more");
             }
@@ -446,7 +463,6 @@ pub async fn run_dispatcher(
         let r = tokio::task::spawn_blocking(move || c.commit(&final_commit, CommitMode::Sync))
             .await
             .expect("commit task panicked");
-        record_commit(&r);
         if let Err(e) = r {
             tracing::warn!(error = %e, "final commit failed; the next owner re-sends more");
         }
@@ -589,8 +605,8 @@ async fn commit_loop(consumer: Arc<DispatchConsumer>, interval: Duration, stop: 
             }
         }
         if tpl.count() > 0 {
+            // Errors arrive in `commit_callback` (which also counts commits).
             let r = consumer.commit(&tpl, CommitMode::Async);
-            record_commit(&r);
             if let Err(e) = r {
                 tracing::warn!(error = %e, "offset commit failed");
             }
