@@ -207,10 +207,35 @@ impl DispatchContext {
     }
 }
 
-impl ClientContext for DispatchContext {}
+impl ClientContext for DispatchContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): consumer lag
+    /// of the owned partitions of both topics.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, label) in [(&self.events_topic, "events"), (&self.retry_topic, "retry")] {
+            let Some(topic) = statistics.topics.get(name.as_str()) else {
+                continue;
+            };
+            for (p, part) in &topic.partitions {
+                if *p < 0 {
+                    continue; // the internal "unassigned" partition
+                }
+                let lag = if part.consumer_lag >= 0 {
+                    part.consumer_lag as f64
+                } else {
+                    0.0
+                };
+                metrics::gauge!(names::CONSUMER_LAG, "topic" => label, "partition" => p.to_string()).set(lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for DispatchContext {
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
         record_commit(&result);
         let Err(e) = result else { return };
         tracing::warn!(error = %e, "offset commit failed; it is sent again on the next tick");
@@ -411,6 +436,9 @@ pub async fn run_dispatcher(
     );
     // Partition N of the events and retry topics must go to the same member.
     config.set("partition.assignment.strategy", "range");
+    if !settings.kafka.client.contains_key("statistics.interval.ms") {
+        config.set("statistics.interval.ms", "5000");
+    }
     // Quiet partitions should not add latency (librdkafka waits up to 500 ms).
     if !settings.kafka.client.contains_key("fetch.wait.max.ms") {
         config.set("fetch.wait.max.ms", "50");

@@ -706,6 +706,7 @@ impl Worker {
         match breaker.record(success, now) {
             Some(Transition::Opened) => {
                 metrics::counter!(names::CIRCUIT_TRANSITIONS, "state" => "open").increment(1);
+                metrics::gauge!(names::CIRCUITS_OPEN).increment(1.0);
                 tracing::warn!(endpoint_id = %endpoint, "circuit opened: no requests until the cool-down ends");
                 self.settings.ops.emit(
                     kind::CIRCUIT_OPENED,
@@ -715,6 +716,7 @@ impl Worker {
             }
             Some(Transition::Closed) => {
                 metrics::counter!(names::CIRCUIT_TRANSITIONS, "state" => "closed").increment(1);
+                metrics::gauge!(names::CIRCUITS_OPEN).decrement(1.0);
                 tracing::info!(endpoint_id = %endpoint, "circuit closed");
                 self.settings
                     .ops

@@ -70,6 +70,12 @@ impl Registry {
         self.inner.endpoints.read().expect("registry lock").len()
     }
 
+    /// Enabled endpoints and all endpoints.
+    pub fn count_enabled(&self) -> (usize, usize) {
+        let map = self.inner.endpoints.read().expect("registry lock");
+        (map.values().filter(|e| e.enabled).count(), map.len())
+    }
+
     /// Whether there are no endpoints.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

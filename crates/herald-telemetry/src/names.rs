@@ -43,6 +43,13 @@ pub const ENDPOINTS_AUTO_DISABLED: &str = "herald_endpoints_auto_disabled_total"
 /// Counter: attempt-log records dropped because the producer queue was full.
 pub const ATTEMPT_LOG_DROPPED: &str = "herald_attempt_log_dropped_total";
 
+/// Gauge, labels `topic` (`events` | `retry`) and `partition`: records not
+/// yet committed behind the partition's end, from librdkafka's statistics
+/// (retry = the retry-topic backlog). Only partitions this node owns.
+pub const CONSUMER_LAG: &str = "herald_consumer_lag_records";
+/// Gauge: endpoints whose circuit is open or half-open on this node.
+pub const CIRCUITS_OPEN: &str = "herald_circuits_open";
+
 /// Gauge: events held in dispatcher lanes (this node).
 pub const LANE_EVENTS: &str = "herald_lane_events";
 /// Gauge: open lanes (endpoints with pending events) on this node.
@@ -54,7 +61,7 @@ pub const REBALANCES: &str = "herald_rebalances_total";
 /// Counter, label `outcome` (`ok` | `error`): offset commits.
 pub const COMMITS: &str = "herald_offset_commits_total";
 
-/// Gauge: endpoints in the registry.
+/// Gauge, label `state` (`enabled` | `disabled`): endpoints in the registry.
 pub const ENDPOINTS: &str = "herald_endpoints";
 
 /// Every name above, for tests that check dashboards and docs.
@@ -75,6 +82,8 @@ pub const ALL: &[&str] = &[
     CIRCUIT_TRANSITIONS,
     ENDPOINTS_AUTO_DISABLED,
     ATTEMPT_LOG_DROPPED,
+    CONSUMER_LAG,
+    CIRCUITS_OPEN,
     LANE_EVENTS,
     LANES_OPEN,
     PARTITIONS_ASSIGNED,

@@ -88,6 +88,11 @@ fn describe() {
         ATTEMPT_LOG_DROPPED,
         "Attempt-log records dropped (producer queue full)"
     );
+    metrics::describe_gauge!(
+        CONSUMER_LAG,
+        "Uncommitted records behind the end of owned partitions"
+    );
+    metrics::describe_gauge!(CIRCUITS_OPEN, "Endpoints with an open circuit on this node");
     metrics::describe_gauge!(LANE_EVENTS, "Events held in dispatcher lanes");
     metrics::describe_gauge!(LANES_OPEN, "Lanes with pending events");
     metrics::describe_gauge!(

@@ -212,7 +212,9 @@ async fn watch_registry(registry: Registry, health: Health, stop: CancellationTo
         if registry.is_loaded() {
             health.ready("registry");
         }
-        metrics::gauge!(names::ENDPOINTS).set(registry.len() as f64);
+        let (enabled, total) = registry.count_enabled();
+        metrics::gauge!(names::ENDPOINTS, "state" => "enabled").set(enabled as f64);
+        metrics::gauge!(names::ENDPOINTS, "state" => "disabled").set((total - enabled) as f64);
         tokio::select! {
             _ = stop.cancelled() => return,
             r = progress.changed() => if r.is_err() { return },
