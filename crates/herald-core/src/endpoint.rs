@@ -18,8 +18,8 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// A validated endpoint.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated endpoint. Its `Debug` output never shows the secrets.
+#[derive(Clone, PartialEq)]
 pub struct Endpoint {
     /// Registry key.
     pub id: String,
@@ -47,6 +47,21 @@ pub struct Endpoint {
     pub retry_schedule: Vec<std::time::Duration>,
     /// Maximum event age replacing the node's.
     pub max_age: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field("enabled", &self.enabled)
+            .field("ordered", &self.ordered)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
@@ -192,6 +207,14 @@ mod tests {
             ]
         );
         assert_eq!(p.max_age, std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let ep = Endpoint::from_record(record()).unwrap();
+        let text = format!("{ep:?}");
+        assert!(!text.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "{text}");
+        assert!(text.contains("redacted"), "{text}");
     }
 
     #[test]
