@@ -54,7 +54,10 @@ impl std::fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("id", &self.id)
             .field("url", &self.url)
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("enabled", &self.enabled)
             .field("ordered", &self.ordered)
             .field("rate_limit", &self.rate_limit)

@@ -114,12 +114,10 @@ impl AttemptContext {
         let result = self.deliverer.deliver(&req).await;
         let outcome = self.classify(&result);
         match result.status {
-            Some(429) | Some(503) => pacer.throttled(
-                result
-                    .retry_after
-                    .as_ref()
-                    .map(|ra| ra.delay(SystemTime::now())),
-            ),
+            Some(429) | Some(503) => pacer.throttled(result.retry_after.as_ref().map(|ra| {
+                ra.delay(SystemTime::now())
+                    .min(prepared.policy.max_retry_after)
+            })),
             Some(200..=299) => pacer.succeeded(),
             _ => {}
         }

@@ -101,7 +101,8 @@ impl Pacer {
     /// The endpoint said 429/503: hold off until `retry_after` and halve the rate.
     pub fn throttled(&self, retry_after: Option<Duration>) {
         if let Some(ra) = retry_after {
-            let until = now_ms() + ra.as_millis() as i64;
+            // Rounded up, so the hold never ends early.
+            let until = now_ms() + ra.as_millis().min(u128::from(u32::MAX)) as i64 + 1;
             self.not_before_ms.fetch_max(until, Ordering::AcqRel);
         }
         let Some(base) = self.base else { return };

@@ -243,7 +243,8 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
         pacers: HashMap::new(),
         breakers: HashMap::new(),
         wakes: HashSet::new(),
-        disabling: HashSet::new(),
+        disabling: HashMap::new(),
+        failing_since: HashMap::new(),
         jobs: FuturesUnordered::new(),
     };
     match w.catch_up {
@@ -336,8 +337,11 @@ struct Worker {
     breakers: HashMap<Arc<str>, Breaker>,
     /// Endpoints with a wake-up scheduled (open circuit).
     wakes: HashSet<Arc<str>>,
-    /// Endpoints being disabled (registry write in flight).
-    disabling: HashSet<Arc<str>>,
+    /// Endpoints this worker disabled, with the registry version
+    /// (`updated_at_ms`) they had then: not disabled again until it changes.
+    disabling: HashMap<Arc<str>, i64>,
+    /// Since when each endpoint has failed without a success (unix ms).
+    failing_since: HashMap<Arc<str>, i64>,
     jobs: FuturesUnordered<Job>,
 }
 
@@ -731,9 +735,14 @@ impl Worker {
         let Some(writer) = self.settings.writer.clone() else {
             return;
         };
-        if !self.disabling.insert(endpoint.clone()) {
+        let Some(current) = self.settings.registry.get(endpoint) else {
+            return;
+        };
+        if !current.enabled || self.disabling.get(endpoint) == Some(&current.updated_at_ms) {
             return;
         }
+        self.disabling
+            .insert(endpoint.clone(), current.updated_at_ms);
         let registry = self.settings.registry.clone();
         let ops = self.settings.ops.clone();
         let ep = endpoint.clone();
@@ -990,14 +999,27 @@ impl Worker {
             }
         }
         self.breaker_record(&endpoint, outcome == Outcome::Delivered);
+        if outcome == Outcome::Delivered {
+            self.failing_since.remove(&endpoint);
+        }
         if let Outcome::Failed { .. } = outcome {
             let a = event.envelope.attempt.clone().unwrap_or_default();
             let now = now_ms();
+            let first = if a.first_attempt_ms > 0 {
+                a.first_attempt_ms
+            } else {
+                now
+            };
+            let since = *self
+                .failing_since
+                .entry(endpoint.clone())
+                .and_modify(|s| *s = (*s).min(first))
+                .or_insert(first);
             let period = self.settings.disable_after.as_millis() as i64;
             if a.last_status == 410 {
                 self.disable(&endpoint, "gone", "the endpoint answered 410 Gone".into());
-            } else if period > 0 && a.first_attempt_ms > 0 && now - a.first_attempt_ms > period {
-                let detail = format!("failing since {} ms ago", now - a.first_attempt_ms);
+            } else if period > 0 && now - since > period {
+                let detail = format!("failing since {} ms ago", now - since);
                 self.disable(&endpoint, "failing", detail);
             }
         }
@@ -1064,10 +1086,12 @@ impl Worker {
                             lane.in_flight -= 1;
                             self.write(endpoint.clone(), event, Target::Retry, false);
                         } else {
-                            if ordered {
-                                lane.head = Some((event.origin, event.envelope.clone()));
-                            }
-                            self.launch(endpoint.clone(), prepared, event, delay);
+                            // Back to the front of its lane: `pump` starts it
+                            // again (at its due time) only if the endpoint is
+                            // still enabled and its circuit lets it through.
+                            lane.in_flight -= 1;
+                            lane.queue.push_front(event);
+                            self.pump(&endpoint);
                         }
                     }
                 }
