@@ -1132,6 +1132,10 @@ async fn disabled_endpoint_gets_no_requests_until_re_enabled() {
     failing.store(false, Ordering::SeqCst);
     c.set_enabled("parked", true).await;
     rx.wait_for_ids(&ids, GUARD).await.unwrap();
+    // Both changes made through the API are reported as operational events.
+    let rec = c.ops.wait_kind("endpoint.enabled", "parked", GUARD).await;
+    assert_eq!(rec.detail("reason"), "api", "{}", rec.value);
+    c.ops.wait_kind("endpoint.disabled", "parked", GUARD).await;
     let order: Vec<String> = first_arrivals(&rx.requests())
         .iter()
         .map(|r| r.webhook_id().to_string())

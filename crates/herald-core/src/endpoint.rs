@@ -47,6 +47,8 @@ pub struct Endpoint {
     pub retry_schedule: Vec<std::time::Duration>,
     /// Maximum event age replacing the node's.
     pub max_age: Option<std::time::Duration>,
+    /// Total attempt timeout (capped by the node's `delivery.timeout_ms`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -101,6 +103,8 @@ impl Endpoint {
                 .map(|&ms| std::time::Duration::from_millis(ms))
                 .collect(),
             max_age: (rec.max_age_ms > 0).then(|| std::time::Duration::from_millis(rec.max_age_ms)),
+            timeout: (rec.timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(u64::from(rec.timeout_ms))),
         })
     }
 
@@ -125,6 +129,7 @@ impl Endpoint {
                 .map(|d| d.as_millis() as u64)
                 .collect(),
             max_age_ms: self.max_age.map_or(0, |d| d.as_millis() as u64),
+            timeout_ms: self.timeout.map_or(0, |d| d.as_millis() as u32),
         }
     }
 

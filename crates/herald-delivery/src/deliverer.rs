@@ -79,7 +79,14 @@ impl Deliverer {
                 // Owned here, not by `exchange`, so what arrived survives a timeout.
                 let mut snippet = BytesMut::new();
                 let exchange = self.exchange(http_request, &mut result, &mut snippet);
-                match tokio::time::timeout(self.inner.request_timeout, exchange).await {
+                match tokio::time::timeout(
+                    req.timeout.map_or(self.inner.request_timeout, |t| {
+                        t.min(self.inner.request_timeout)
+                    }),
+                    exchange,
+                )
+                .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(err)) => result.error = Some(err),
                     Err(_elapsed) => result.error = Some(AttemptError::Timeout),

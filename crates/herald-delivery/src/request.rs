@@ -45,6 +45,9 @@ pub struct DeliveryRequest<'a> {
     /// `content-length`, `transfer-encoding`, `connection`, `te`, `upgrade`) are ignored;
     /// a custom `user-agent` replaces Herald's; all others are added.
     pub headers: &'a [(HeaderName, HeaderValue)],
+    /// The endpoint's own total timeout; never longer than the client's
+    /// `request_timeout` (None = that).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Builds the POST for `req`. Fails only on inputs no retry can fix.
@@ -149,6 +152,7 @@ mod tests {
             body: Bytes::from_static(br#"{"test": 2432232314}"#),
             signer: &signer,
             headers: &custom,
+            timeout: None,
         };
         let http = build(&req, &HeaderValue::from_static("Herald/test")).unwrap();
         assert_eq!(http.method(), Method::POST);
@@ -189,6 +193,7 @@ mod tests {
             body: Bytes::new(),
             signer: &signer,
             headers: &[],
+            timeout: None,
         };
         let ua = HeaderValue::from_static("Herald/test");
         assert!(matches!(

@@ -37,6 +37,7 @@ fn request<'a>(
         body: Bytes::from_static(BODY),
         signer,
         headers,
+        timeout: None,
     }
 }
 
@@ -167,6 +168,25 @@ async fn silent_server_times_out() {
     .unwrap();
     let result = deliverer.deliver(&request(&url, &signer, &[])).await;
     assert_eq!(result.status, None);
+    assert_eq!(result.error, Some(AttemptError::Timeout));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_timeout_is_shorter_than_the_clients() {
+    let (addr, _server) = support::silent_server().await;
+    let url: Uri = format!("http://{addr}/").parse().unwrap();
+    let signer = signer();
+    // The client allows an hour; the endpoint's own 200 ms wins.
+    let deliverer = Deliverer::new(DeliveryConfig {
+        request_timeout: Duration::from_secs(3600),
+        ..support::config()
+    })
+    .unwrap();
+    let req = DeliveryRequest {
+        timeout: Some(Duration::from_millis(200)),
+        ..request(&url, &signer, &[])
+    };
+    let result = deliverer.deliver(&req).await;
     assert_eq!(result.error, Some(AttemptError::Timeout));
 }
 

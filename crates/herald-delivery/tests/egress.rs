@@ -28,6 +28,7 @@ fn request<'a>(url: &'a Uri, signer: &'a Signer) -> DeliveryRequest<'a> {
         body: Bytes::from_static(b"{}"),
         signer,
         headers: &[],
+        timeout: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn request<'a>(url: &'a Uri, signer: &'a Signer) -> DeliveryRequest<'a> {
         body: Bytes::from_static(b"{\"via\":\"proxy\"}"),
         signer,
         headers: &[],
+        timeout: None,
     }
 }
 

@@ -110,6 +110,7 @@ impl AttemptContext {
             body: event.envelope.payload.clone(),
             signer: &prepared.signer,
             headers: &prepared.headers,
+            timeout: prepared.endpoint.timeout,
         };
         let result = self.deliverer.deliver(&req).await;
         let outcome = self.classify(&result);

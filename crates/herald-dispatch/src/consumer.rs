@@ -377,7 +377,7 @@ pub async fn run_dispatcher(
         },
     });
     let health_cfg = &settings.endpoint_health;
-    let ops = crate::ops::Ops::new(
+    let ops = herald_registry::Ops::new(
         sink.producer(),
         &settings.kafka.ops_topic,
         &settings.kafka.events_topic,

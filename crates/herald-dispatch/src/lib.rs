@@ -4,7 +4,6 @@
 //! # Layout
 //! - [`offsets`]: per-partition offset tracker and commit metadata (pure).
 //! - [`lane`]: one endpoint's lane: order, in-flight count, where its backlog is (pure).
-//! - [`ops`]: operational events (circuit, disabling, dead letters).
 //! - [`rate`]: per-endpoint pacing (rate limit, adaptive slow-down, Retry-After).
 //! - [`scanner`]: re-reading one endpoint's records from a retry partition.
 //! - [`endpoint`]: an endpoint prepared for delivery (parsed URL, signer, headers, policy).
@@ -21,7 +20,6 @@ pub mod consumer;
 pub mod endpoint;
 pub mod lane;
 pub mod offsets;
-pub mod ops;
 pub mod rate;
 pub mod scanner;
 pub mod sink;

@@ -42,10 +42,10 @@ use crate::attempt::{AttemptContext, Event, Outcome, Source};
 use crate::endpoint::Prepared;
 use crate::lane::Lane;
 use crate::offsets::{OffsetTracker, SkipSet};
-use crate::ops::{kind, Ops};
 use crate::rate::Pacer;
 use crate::scanner::{ScanRequest, ScanResult, Scanner};
 use crate::sink::{DeadReason, Sink, Target};
+use herald_registry::ops::{kind, Ops};
 
 /// Which topic a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use herald_core::{ids, time::now_ms, Endpoint};
 use herald_delivery::{EgressPolicy, UrlCheckError};
 use herald_proto::v1 as pb;
 use herald_proto::v1::endpoint_service_server::EndpointService;
+use herald_registry::ops::{kind, Ops};
 use herald_registry::{Registry, RegistryWriter};
 use herald_signing::Secret;
 use tonic::{Request, Response, Status};
@@ -29,15 +30,18 @@ pub struct EndpointApi {
     writer: RegistryWriter,
     /// Which addresses endpoint URLs may point at.
     egress: Arc<EgressPolicy>,
+    /// Reports endpoints enabled or disabled through the API.
+    ops: Ops,
 }
 
 impl EndpointApi {
     /// Serves the registry through `writer`, reading from `registry`.
-    pub fn new(registry: Registry, writer: RegistryWriter, egress: EgressPolicy) -> Self {
+    pub fn new(registry: Registry, writer: RegistryWriter, egress: EgressPolicy, ops: Ops) -> Self {
         Self {
             registry,
             writer,
             egress: Arc::new(egress),
+            ops,
         }
     }
 
@@ -107,6 +111,22 @@ pub fn view(ep: &Endpoint) -> pb::Endpoint {
             .map(|d| d.as_millis() as u64)
             .collect(),
         max_age_ms: ep.max_age.map_or(0, |d| d.as_millis() as u64),
+        timeout_ms: ep.timeout.map_or(0, |d| d.as_millis() as u32),
+    }
+}
+
+/// Longest per-endpoint timeout accepted (the node's `delivery.timeout_ms`
+/// still caps it when it is lower).
+const MAX_TIMEOUT_MS: u32 = 300_000;
+
+fn timeout(field: &str, ms: u32) -> Result<Option<Duration>, Status> {
+    match ms {
+        0 => Ok(None),
+        ms if ms > MAX_TIMEOUT_MS => Err(invalid(FieldError::new(
+            field,
+            format!("at most {MAX_TIMEOUT_MS} ms (the node's delivery.timeout_ms also caps it)"),
+        ))),
+        ms => Ok(Some(Duration::from_millis(u64::from(ms)))),
     }
 }
 
@@ -208,6 +228,7 @@ impl EndpointService for EndpointApi {
             updated_at_ms: now,
             retry_schedule: schedule("retry_schedule_ms", &req.retry_schedule_ms)?,
             max_age: max_age("max_age_ms", req.max_age_ms)?,
+            timeout: timeout("timeout_ms", req.timeout_ms)?,
         };
         check(&ep)?;
         self.store(&ep).await?;
@@ -298,9 +319,22 @@ impl EndpointService for EndpointApi {
         if let Some(a) = req.max_age_ms {
             ep.max_age = max_age("max_age_ms", a)?;
         }
+        if let Some(t) = req.timeout_ms {
+            ep.timeout = timeout("timeout_ms", t)?;
+        }
         ep.updated_at_ms = now_ms();
         check(&ep)?;
+        let was_enabled = self.existing(&ep.id)?.enabled;
         self.store(&ep).await?;
+        if was_enabled != ep.enabled {
+            let kind = if ep.enabled {
+                kind::ENDPOINT_ENABLED
+            } else {
+                kind::ENDPOINT_DISABLED
+            };
+            self.ops
+                .emit(kind, &ep.id, serde_json::json!({"reason": "api"}));
+        }
         Ok(Response::new(view(&ep)))
     }
 

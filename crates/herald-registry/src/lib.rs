@@ -5,13 +5,16 @@
 //! # Layout
 //! - [`store`]: the in-memory view ([`Registry`]) with read-your-writes waits.
 //! - [`materialise`]: the consumer that applies the topic to the view.
+//! - [`ops`]: operational events about endpoints (ops topic, operator webhook).
 //! - [`writer`]: writes (put/delete) that return once this node sees them.
 #![forbid(unsafe_code)]
 
 pub mod materialise;
+pub mod ops;
 pub mod store;
 pub mod writer;
 
 pub use materialise::run_materialiser;
+pub use ops::Ops;
 pub use store::Registry;
 pub use writer::{RegistryWriter, WriteError};

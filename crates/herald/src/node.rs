@@ -119,8 +119,22 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             registry.clone(),
             publisher.clone(),
         );
-        let events = EventApi::new(publisher, cfg.grpc.max_batch_size, &cfg.kafka, &cfg.node.id);
-        let endpoints = EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy());
+        let events = EventApi::new(
+            publisher.clone(),
+            cfg.grpc.max_batch_size,
+            &cfg.kafka,
+            &cfg.node.id,
+        );
+        let ops = herald_registry::Ops::new(
+            publisher.producer().clone(),
+            &cfg.kafka.ops_topic,
+            &cfg.kafka.events_topic,
+            &cfg.endpoint_health.operator_endpoint,
+            registry.clone(),
+            &cfg.node.id,
+        );
+        let endpoints =
+            EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy(), ops);
         let (reporter, health_service) = tonic_health::server::health_reporter();
         {
             let reg = registry.clone();

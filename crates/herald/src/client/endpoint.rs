@@ -80,6 +80,9 @@ pub struct CreateArgs {
     /// Events older than this are dead-lettered instead of retried, e.g. '2d'.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     max_age: Option<u64>,
+    /// Total timeout of one delivery attempt, e.g. '5s' (capped by the node's).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    timeout: Option<u64>,
 }
 
 /// Flags of `herald endpoint list`.
@@ -143,6 +146,9 @@ pub struct UpdateArgs {
     /// Events older than this are dead-lettered instead of retried, e.g. '2d' ('0' = node default).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     max_age: Option<u64>,
+    /// Total timeout of one delivery attempt, e.g. '5s' ('0' = node default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    timeout: Option<u64>,
 }
 
 /// One `--header 'Name: value'` flag.
@@ -205,6 +211,9 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
         headers: header_map(args.headers)?,
         retry_schedule_ms: args.retry_schedule.map(|s| s.0).unwrap_or_default(),
         max_age_ms: args.max_age.unwrap_or(0),
+        timeout_ms: args
+            .timeout
+            .map_or(0, |t| t.min(u64::from(u32::MAX)) as u32),
     })
 }
 
@@ -262,6 +271,7 @@ impl UpdateArgs {
             && self.rotate_secret.is_none()
             && self.retry_schedule.is_none()
             && self.max_age.is_none()
+            && self.timeout.is_none()
     }
 }
 
@@ -300,6 +310,7 @@ fn update_request(
             .retry_schedule
             .map(|s| herald_proto::v1::RetrySchedule { delays_ms: s.0 }),
         max_age_ms: args.max_age,
+        timeout_ms: args.timeout.map(|t| t.min(u64::from(u32::MAX)) as u32),
     })
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct EndpointView {
     pub retry_schedule_ms: Vec<u64>,
     /// Maximum event age, ms; 0 = the node default.
     pub max_age_ms: u64,
+    /// Total attempt timeout, ms; 0 = the node default.
+    pub timeout_ms: u32,
 }
 
 impl From<v1::Endpoint> for EndpointView {
@@ -84,6 +86,7 @@ impl From<v1::Endpoint> for EndpointView {
             updated_at_ms: e.updated_at_ms,
             retry_schedule_ms: e.retry_schedule_ms,
             max_age_ms: e.max_age_ms,
+            timeout_ms: e.timeout_ms,
         }
     }
 }
@@ -142,6 +145,9 @@ impl EndpointView {
         field("retries", &schedule);
         if self.max_age_ms > 0 {
             field("max age", &ms_text(self.max_age_ms));
+        }
+        if self.timeout_ms > 0 {
+            field("timeout", &ms_text(u64::from(self.timeout_ms)));
         }
         field("created", &format_unix_ms(self.created_at_ms));
         field("updated", &format_unix_ms(self.updated_at_ms));

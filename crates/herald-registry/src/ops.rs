@@ -1,5 +1,5 @@
-//! Operational events: circuit opened/closed, endpoint disabled, event
-//! dead-lettered. Each is written as JSON to the operations topic (key =
+//! Operational events: circuit opened/closed, endpoint disabled or enabled
+//! (by a dispatcher or through the API), event dead-lettered. Each is written as JSON to the operations topic (key =
 //! endpoint id) and, when `endpoint_health.operator_endpoint` names an
 //! endpoint, also published to it as a webhook (event type `herald.<kind>`).
 //!
@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Registry;
 use bytes::Bytes;
 use herald_core::ids::new_event_id;
 use herald_core::time::now_ms;
 use herald_proto::v1::{AttemptState, EventEnvelope};
-use herald_registry::Registry;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -27,6 +27,8 @@ pub mod kind {
     pub const ENDPOINT_DISABLED: &str = "endpoint.disabled";
     /// An event was dead-lettered.
     pub const EVENT_EXHAUSTED: &str = "event.exhausted";
+    /// An endpoint was enabled (through the API).
+    pub const ENDPOINT_ENABLED: &str = "endpoint.enabled";
 }
 
 /// Writer of operational events. Cheap to clone.
