@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "events.proto",
         "endpoints.proto",
         "deadletters.proto",
+        "cluster.proto",
     ]
     .map(|f| root.join("herald/v1").join(f));
     for f in &files {

@@ -7,6 +7,7 @@
 //! - [`attempts`]: `EventService.ListAttempts` over the attempt log.
 //! - [`endpoints`]: the `EndpointService` implementation.
 //! - [`deadletters`]: the `DeadLetterService` implementation (list, replay).
+//! - [`status`]: `ClusterService.GetStatus` (dispatchers, lag, throughput, failing endpoints).
 //! - [`idempotency`]: the per-node cache of recent idempotency keys.
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod endpoints;
 pub mod events;
 pub mod idempotency;
 pub mod publish;
+pub mod status;
 
 pub use deadletters::DeadLetterApi;
 pub use endpoints::EndpointApi;

@@ -5,7 +5,9 @@
 
 use std::process::ExitCode;
 
-use crate::client::{self, AttemptsArgs, ClientOpts, DlqCmd, EndpointCmd, ListenArgs, PublishArgs};
+use crate::client::{
+    self, AttemptsArgs, ClientOpts, DlqCmd, EndpointCmd, ListenArgs, PublishArgs, StatusArgs,
+};
 use crate::node::{self, Roles};
 use crate::settings::{self, ServerFlags};
 use clap::{Parser, Subcommand};
@@ -49,6 +51,13 @@ enum Command {
         client: ClientOpts,
         #[command(flatten)]
         args: AttemptsArgs,
+    },
+    /// Summarise a running cluster: dispatchers, lag, throughput, failing endpoints.
+    Status {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[command(flatten)]
+        args: StatusArgs,
     },
     /// List and replay dead letters.
     Dlq {
@@ -107,6 +116,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Endpoint { client, command } => client::run_endpoint(&client, command).await,
         Command::Publish { client, args } => client::run_publish(&client, args).await,
         Command::Attempts { client, args } => client::run_attempts(&client, args).await,
+        Command::Status { client, args } => client::run_status(&client, args).await,
         Command::Dlq { client, command } => client::run_dlq(&client, command).await,
         Command::Listen(args) => client::run_listen(args, shutdown_signal()).await,
         Command::MockBroker(f) => run_mock_broker(f).await,

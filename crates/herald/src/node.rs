@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use herald_core::Config;
 use herald_dispatch::{run_dispatcher, DispatchSettings};
+use herald_ingest::status::ClusterApi;
 use herald_ingest::{DeadLetterApi, EndpointApi, EventApi, Publisher};
+use herald_proto::v1::cluster_service_server::ClusterServiceServer;
 use herald_proto::v1::dead_letter_service_server::DeadLetterServiceServer;
 use herald_proto::v1::endpoint_service_server::EndpointServiceServer;
 use herald_proto::v1::event_service_server::EventServiceServer;
@@ -163,6 +165,11 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .add_service(EventServiceServer::new(events).max_decoding_message_size(max_msg))
             .add_service(EndpointServiceServer::new(endpoints))
             .add_service(DeadLetterServiceServer::new(dead_letters))
+            .add_service(ClusterServiceServer::new(ClusterApi::new(
+                &cfg.kafka,
+                &cfg.node.id,
+                registry.clone(),
+            )))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 stop_ingest.clone().cancelled_owned(),

@@ -11,6 +11,7 @@
 //! - `attempts.rs` — `herald attempts`.
 //! - `dlq.rs` — `herald dlq list|replay`.
 //! - `listen.rs` — `herald listen`, a receiver that prints and verifies deliveries.
+//! - `status.rs` — `herald status`.
 //! - `rpc.rs` — connecting to the server and turning gRPC failures into errors a
 //!   user can act on.
 //! - `output.rs` — the serde view structs behind `--output json` and their text
@@ -23,12 +24,14 @@ mod listen;
 mod output;
 mod publish;
 mod rpc;
+mod status;
 
 pub use attempts::{run_attempts, AttemptsArgs};
 pub use dlq::{run_dlq, DlqCmd};
 pub use endpoint::{run_endpoint, EndpointCmd};
 pub use listen::{run_listen, ListenArgs};
 pub use publish::{run_publish, PublishArgs};
+pub use status::{run_status, StatusArgs};
 
 /// Options shared by every client subcommand that talks to a Herald server.
 #[derive(clap::Args, Debug, Clone)]
