@@ -222,6 +222,9 @@ pub struct DispatchConfig {
     pub max_buffered_per_partition: usize,
     /// Write every delivery attempt to the attempt log topic.
     pub attempt_log: bool,
+    /// How many endpoints with the oldest undelivered events `/metrics`
+    /// shows per node (`herald_endpoint_oldest_event_age_seconds`; 0 = none).
+    pub worst_endpoints: usize,
     /// Requests per second for endpoints without their own limit (0 = unlimited).
     pub default_rate_limit_per_second: u32,
     /// Burst for the default rate limit (0 = same as the rate).
@@ -241,6 +244,7 @@ impl Default for DispatchConfig {
             max_buffered_per_partition: 10_000,
             max_buffered_per_lane: 1_000,
             attempt_log: true,
+            worst_endpoints: 10,
             default_rate_limit_per_second: 0,
             default_rate_limit_burst: 0,
             drain_timeout_ms: 10_000,

@@ -64,6 +64,8 @@ pub struct DispatchSettings {
     pub delivery: herald_delivery::DeliveryConfig,
     /// This node's name (client ids, logs).
     pub node_id: String,
+    /// Where workers report their worst endpoints (for `/metrics`).
+    pub worst: herald_telemetry::Worst,
 }
 
 /// The dispatcher could not start.
@@ -415,6 +417,7 @@ pub async fn run_dispatcher(
             ops,
             kafka: settings.kafka.clone(),
             node_id: settings.node_id.clone(),
+            worst: settings.worst.clone(),
             policy: settings.retry.policy(),
             in_memory_max: settings.retry.in_memory_max,
             default_in_flight: d.default_max_in_flight,

@@ -148,6 +148,8 @@ pub struct WorkerSettings {
     pub kafka: herald_core::config::KafkaConfig,
     /// This node's name (client ids).
     pub node_id: String,
+    /// Where this worker reports its worst endpoints.
+    pub worst: herald_telemetry::Worst,
 }
 
 /// Identity and plumbing of one worker.
@@ -243,6 +245,7 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
         pacers: HashMap::new(),
         breakers: HashMap::new(),
         wakes: HashSet::new(),
+        worst_reported: std::time::Instant::now(),
         disabling: HashMap::new(),
         failing_since: HashMap::new(),
         jobs: FuturesUnordered::new(),
@@ -286,6 +289,7 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
     }
     metrics::gauge!(names::LANE_EVENTS).decrement(w.held_all as f64);
     metrics::gauge!(names::LANES_OPEN).decrement(w.lanes.len() as f64);
+    w.settings.worst.report(partition, Vec::new());
     tracing::debug!(partition, held = w.held_all, "partition worker stopped");
 }
 
@@ -337,6 +341,8 @@ struct Worker {
     breakers: HashMap<Arc<str>, Breaker>,
     /// Endpoints with a wake-up scheduled (open circuit).
     wakes: HashSet<Arc<str>>,
+    /// When the worst endpoints were last reported.
+    worst_reported: std::time::Instant,
     /// Endpoints this worker disabled, with the registry version
     /// (`updated_at_ms`) they had then: not disabled again until it changes.
     disabling: HashMap<Arc<str>, i64>,
@@ -1235,9 +1241,37 @@ impl Worker {
         }
     }
 
+    /// Reports this partition's endpoints with the oldest events (at most
+    /// once a second).
+    fn report_worst(&mut self) {
+        let n = self.settings.worst.n();
+        let idle_now = self.lanes.is_empty();
+        if n == 0 || (!idle_now && self.worst_reported.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.worst_reported = std::time::Instant::now();
+        let mut oldest: Vec<(String, i64)> = self
+            .lanes
+            .iter()
+            .filter_map(|(ep, lane)| {
+                let queued = lane.queue.front().map(|e| e.envelope.created_at_ms);
+                let head = lane.head.as_ref().map(|(_, env)| env.created_at_ms);
+                let created = match (queued, head) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b)?,
+                };
+                Some((ep.to_string(), created))
+            })
+            .collect();
+        oldest.sort_by_key(|(_, created)| *created);
+        oldest.truncate(n);
+        self.settings.worst.report(self.partition, oldest);
+    }
+
     /// Memory cap (pause/resume the events partition) and scans for lanes
     /// that have room again.
     fn maintain(&mut self) {
+        self.report_worst();
         if self.catch_up == CatchUp::None {
             let cap = self.settings.max_buffered;
             if self.held_events >= cap {

@@ -1,11 +1,14 @@
 //! Observability plumbing: the one module that names every metric
-//! ([`names`]), the Prometheus recorder, readiness state, and the small HTTP
-//! server that serves `/metrics`, `/healthz` and `/readyz`.
+//! ([`names`]), the Prometheus recorder, readiness state, the board of the
+//! worst endpoints ([`worst`]), and the small HTTP server that serves
+//! `/metrics`, `/healthz` and `/readyz`.
 #![forbid(unsafe_code)]
 
 pub mod health;
 pub mod names;
 pub mod server;
+pub mod worst;
 
 pub use health::Health;
 pub use server::{install_recorder, serve_http, MetricsHandle};
+pub use worst::Worst;

@@ -50,6 +50,12 @@ pub const CONSUMER_LAG: &str = "herald_consumer_lag_records";
 /// Gauge: endpoints whose circuit is open or half-open on this node.
 pub const CIRCUITS_OPEN: &str = "herald_circuits_open";
 
+/// Gauge, label `endpoint_id` (only the `dispatch.worst_endpoints` worst
+/// endpoints of this node): age of the endpoint's oldest undelivered event
+/// held by this node. Rendered at scrape time, so series disappear when an
+/// endpoint recovers.
+pub const ENDPOINT_OLDEST_EVENT_AGE: &str = "herald_endpoint_oldest_event_age_seconds";
+
 /// Gauge: events held in dispatcher lanes (this node).
 pub const LANE_EVENTS: &str = "herald_lane_events";
 /// Gauge: open lanes (endpoints with pending events) on this node.
@@ -84,6 +90,7 @@ pub const ALL: &[&str] = &[
     ATTEMPT_LOG_DROPPED,
     CONSUMER_LAG,
     CIRCUITS_OPEN,
+    ENDPOINT_OLDEST_EVENT_AGE,
     LANE_EVENTS,
     LANES_OPEN,
     PARTITIONS_ASSIGNED,

@@ -109,6 +109,7 @@ pub async fn serve_http(
     listener: TcpListener,
     metrics: MetricsHandle,
     health: Health,
+    worst: crate::worst::Worst,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -125,9 +126,10 @@ pub async fn serve_http(
         };
         let metrics = metrics.clone();
         let health = health.clone();
+        let worst = worst.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let resp = route(&req, &metrics, &health);
+                let resp = route(&req, &metrics, &health, &worst);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -137,7 +139,12 @@ pub async fn serve_http(
     }
 }
 
-fn route<B>(req: &Request<B>, metrics: &MetricsHandle, health: &Health) -> Response<Full<Bytes>> {
+fn route<B>(
+    req: &Request<B>,
+    metrics: &MetricsHandle,
+    health: &Health,
+    worst: &crate::worst::Worst,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, ctype: &'static str, body: String| {
         Response::builder()
             .status(status)
@@ -146,11 +153,12 @@ fn route<B>(req: &Request<B>, metrics: &MetricsHandle, health: &Health) -> Respo
             .expect("valid response")
     };
     match req.uri().path() {
-        "/metrics" => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics.render(),
-        ),
+        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            metrics.render() + &worst.render(now)
+        }),
         "/healthz" => text(
             StatusCode::OK,
             "application/json",

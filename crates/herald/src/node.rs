@@ -79,10 +79,12 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", cfg.http.listen))?;
     let http_addr = http.local_addr()?;
+    let worst = herald_telemetry::Worst::new(cfg.dispatch.worst_endpoints);
     rest.push(tokio::spawn(serve_http(
         http,
         metrics,
         health.clone(),
+        worst.clone(),
         stop_rest.clone().cancelled_owned(),
     )));
 
@@ -186,6 +188,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             dispatch: cfg.dispatch.clone(),
             retry: cfg.retry.clone(),
             endpoint_health: cfg.endpoint_health.clone(),
+            worst: worst.clone(),
             delivery: delivery_config(&cfg),
             node_id: cfg.node.id.clone(),
         };
