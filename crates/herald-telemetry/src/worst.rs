@@ -11,11 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::names::ENDPOINT_OLDEST_EVENT_AGE;
 
+/// Per partition: (endpoint id, oldest event's publish time in unix ms).
+type Board = HashMap<i32, Vec<(String, i64)>>;
+
 /// Shared board of the worst endpoints per partition. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Worst {
     n: usize,
-    by_partition: Arc<Mutex<HashMap<i32, Vec<(String, i64)>>>>,
+    by_partition: Arc<Mutex<Board>>,
 }
 
 impl Worst {
