@@ -854,7 +854,7 @@ impl Worker {
     /// Writes `event` (counted in flight) to the dead-letter topic.
     fn dead_letter(&mut self, endpoint: &Arc<str>, event: Event, reason: DeadReason) {
         tracing::warn!(event_id = %event.envelope.event_id, endpoint_id = %endpoint, reason = reason.as_str(),
-            attempts = event.attempts(), "dead-lettering event");
+            attempt = event.attempts(), "dead-lettering event");
         self.write(endpoint.clone(), event, Target::DeadLetter(reason), false);
     }
 
