@@ -1246,7 +1246,7 @@ impl Worker {
     fn report_worst(&mut self) {
         let n = self.settings.worst.n();
         let idle_now = self.lanes.is_empty();
-        if n == 0 || (!idle_now && self.worst_reported.elapsed() < Duration::from_secs(1)) {
+        if !idle_now && self.worst_reported.elapsed() < Duration::from_secs(1) {
             return;
         }
         self.worst_reported = std::time::Instant::now();
@@ -1264,6 +1264,11 @@ impl Worker {
             })
             .collect();
         oldest.sort_by_key(|(_, created)| *created);
+        let age = oldest.first().map_or(0.0, |(_, created)| {
+            (now_ms() - created).max(0) as f64 / 1000.0
+        });
+        metrics::gauge!(names::CONSUMER_LAG_SECONDS, "partition" => self.partition.to_string())
+            .set(age);
         oldest.truncate(n);
         self.settings.worst.report(self.partition, oldest);
     }

@@ -47,6 +47,9 @@ pub const ATTEMPT_LOG_DROPPED: &str = "herald_attempt_log_dropped_total";
 /// yet committed behind the partition's end, from librdkafka's statistics
 /// (retry = the retry-topic backlog). Only partitions this node owns.
 pub const CONSUMER_LAG: &str = "herald_consumer_lag_records";
+/// Gauge, label `partition`: age in seconds of the oldest event this node
+/// holds for the partition (0 when it holds none) — the lag in time.
+pub const CONSUMER_LAG_SECONDS: &str = "herald_consumer_lag_seconds";
 /// Gauge: endpoints whose circuit is open or half-open on this node.
 pub const CIRCUITS_OPEN: &str = "herald_circuits_open";
 
@@ -89,6 +92,7 @@ pub const ALL: &[&str] = &[
     ENDPOINTS_AUTO_DISABLED,
     ATTEMPT_LOG_DROPPED,
     CONSUMER_LAG,
+    CONSUMER_LAG_SECONDS,
     CIRCUITS_OPEN,
     ENDPOINT_OLDEST_EVENT_AGE,
     LANE_EVENTS,

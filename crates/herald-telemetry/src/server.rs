@@ -92,6 +92,10 @@ fn describe() {
         CONSUMER_LAG,
         "Uncommitted records behind the end of owned partitions"
     );
+    metrics::describe_gauge!(
+        CONSUMER_LAG_SECONDS,
+        "Age of the oldest event held per partition"
+    );
     metrics::describe_gauge!(CIRCUITS_OPEN, "Endpoints with an open circuit on this node");
     metrics::describe_gauge!(LANE_EVENTS, "Events held in dispatcher lanes");
     metrics::describe_gauge!(LANES_OPEN, "Lanes with pending events");

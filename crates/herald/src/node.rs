@@ -142,12 +142,38 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         {
             let reg = registry.clone();
+            let (h, stop) = (health.clone(), stop_rest.clone());
             tokio::spawn(async move {
                 reg.wait_loaded().await;
                 reporter.set_serving::<EventServiceServer<EventApi>>().await;
                 reporter
                     .set_serving::<EndpointServiceServer<EndpointApi>>()
                     .await;
+                reporter
+                    .set_serving::<DeadLetterServiceServer<DeadLetterApi>>()
+                    .await;
+                reporter
+                    .set_serving::<ClusterServiceServer<ClusterApi>>()
+                    .await;
+                // The node as a whole (service "") follows /readyz.
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut last = None;
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let ready = h.report().0;
+                    if last != Some(ready) {
+                        let status = if ready {
+                            tonic_health::ServingStatus::Serving
+                        } else {
+                            tonic_health::ServingStatus::NotServing
+                        };
+                        reporter.set_service_status("", status).await;
+                        last = Some(ready);
+                    }
+                }
             });
         }
         let reflection = || {
