@@ -46,6 +46,8 @@
 #[path = "support/ops.rs"]
 mod ops;
 mod support;
+#[path = "support/topic_tail.rs"]
+mod topic_tail;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

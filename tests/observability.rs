@@ -22,6 +22,8 @@ mod ops;
 #[path = "support/promtext.rs"]
 mod promtext;
 mod support;
+#[path = "support/topic_tail.rs"]
+mod topic_tail;
 
 use std::path::{Path, PathBuf};
 

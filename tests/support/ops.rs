@@ -3,23 +3,22 @@
 //! the beginning (it joins no group and commits nothing). Each record's value
 //! is one JSON object: `{"type", "endpoint_id", "at_ms", "node", "detail"}`.
 //!
-//! [`OpsTail`] reads in a background thread for the whole test; waiting on it
-//! is event-driven (every record wakes [`OpsTail::wait_for`]).
+//! [`OpsTail`] reads in a background thread for the whole test (a
+//! `TopicTail`); waiting on it is event-driven (every record wakes
+//! [`OpsTail::wait_for`]).
 //!
-//! Not part of `support/mod.rs` (owned elsewhere): a test includes it with
+//! Not part of `support/mod.rs`: a test includes it, next to
+//! `#[path = "support/topic_tail.rs"] mod topic_tail;`, with
 //! `#[path = "support/ops.rs"] mod ops;`.
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use tokio::sync::watch;
+
+use super::topic_tail::TopicTail;
 
 /// One record of the operations topic.
 #[derive(Debug, Clone)]
@@ -51,125 +50,43 @@ impl OpsRecord {
     }
 }
 
-struct Shared {
-    records: Mutex<Vec<OpsRecord>>,
-    changed: watch::Sender<u64>,
-}
-
 /// Reads the operations topic in the background from its beginning.
-pub struct OpsTail {
-    shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn consumer(brokers: &str, topic: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", herald_testkit::fixtures::unique("ops-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("operations-topic consumer");
-    let meta = c
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .expect("operations-topic metadata");
-    let partitions = meta
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().len())
-        .unwrap_or(0)
-        .max(1);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("assignable partition");
-    }
-    c.assign(&tpl).expect("assign the operations partitions");
-    c
-}
+pub struct OpsTail(TopicTail<OpsRecord>);
 
 impl OpsTail {
     /// Starts reading `topic` at `brokers`.
     pub fn start(brokers: &str, topic: &str) -> Self {
-        let shared = Arc::new(Shared {
-            records: Mutex::new(Vec::new()),
-            changed: watch::channel(0).0,
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let c = consumer(brokers, topic);
-        let thread = {
-            let (shared, stop) = (shared.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    // Blocks until a record arrives; the timeout only lets the
-                    // loop notice `stop`.
-                    match c.poll(Duration::from_millis(200)) {
-                        Some(Ok(m)) => {
-                            let value = m
-                                .payload()
-                                .and_then(|p| serde_json::from_slice(p).ok())
-                                .unwrap_or(Value::Null);
-                            let rec = OpsRecord {
-                                partition: m.partition(),
-                                offset: m.offset(),
-                                key: m
-                                    .key()
-                                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                                    .unwrap_or_default(),
-                                value,
-                            };
-                            shared.records.lock().unwrap().push(rec);
-                            shared.changed.send_modify(|v| *v += 1);
-                        }
-                        Some(Err(e)) => eprintln!("operations-topic reader: {e}"),
-                        None => {}
-                    }
-                }
-            })
-        };
-        Self {
-            shared,
-            stop,
-            thread: Some(thread),
-        }
+        Self(TopicTail::start(brokers, topic, "operations-topic", |m| {
+            OpsRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default(),
+                value: m
+                    .payload()
+                    .and_then(|p| serde_json::from_slice(p).ok())
+                    .unwrap_or(Value::Null),
+            }
+        }))
     }
 
     /// Records read so far, in the order read.
     pub fn records(&self) -> Vec<OpsRecord> {
-        self.shared.records.lock().unwrap().clone()
+        self.0.records()
     }
 
     /// Waits until `done(records so far)` holds, re-checking after every
     /// record; fails after `timeout` (a failure guard, never a synchronisation).
     pub async fn wait_for(
         &self,
-        mut done: impl FnMut(&[OpsRecord]) -> bool,
+        done: impl FnMut(&[OpsRecord]) -> bool,
         timeout: Duration,
     ) -> Result<(), String> {
-        let started = Instant::now();
-        let mut changes = self.shared.changed.subscribe();
-        let check = async {
-            loop {
-                changes.borrow_and_update();
-                if done(&self.shared.records.lock().unwrap()) {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        tokio::time::timeout(timeout, check).await.map_err(|_| {
-            format!(
-                "condition not met after {:?}; operations records so far: {:?}",
-                started.elapsed(),
-                self.records()
-                    .iter()
-                    .map(|r| r.value.to_string())
-                    .collect::<Vec<_>>()
-            )
+        self.0.wait_for(done, timeout).await.map_err(|e| {
+            let values: Vec<String> = self.records().iter().map(|r| r.value.to_string()).collect();
+            format!("{e}; operations records so far: {values:?}")
         })
     }
 
@@ -196,14 +113,5 @@ impl OpsTail {
             .into_iter()
             .filter(|r| r.kind() == kind && r.endpoint() == endpoint)
             .collect()
-    }
-}
-
-impl Drop for OpsTail {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

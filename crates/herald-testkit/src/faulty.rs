@@ -20,10 +20,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::WaitTimeout;
 
@@ -132,7 +131,10 @@ impl StallingReceiver {
             gate: Semaphore::new(0),
             changed: watch::channel(0).0,
         });
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let server = tokio::spawn(crate::receiver::serve_with(listener, {
+            let shared = shared.clone();
+            move |req| handle(req, shared.clone())
+        }));
         Ok(Self {
             addr,
             shared,
@@ -182,25 +184,6 @@ impl StallingReceiver {
 impl Drop for StallingReceiver {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
-                connections.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(req, shared.clone()));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
     }
 }
 

@@ -243,7 +243,10 @@ impl TestReceiver {
             policy: Mutex::new(policy),
             changed: watch::channel(0).0,
         });
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let server = tokio::spawn(crate::receiver::serve_with(listener, {
+            let shared = shared.clone();
+            move |req| handle(req, shared.clone())
+        }));
         Ok(Self {
             addr,
             shared,
@@ -354,24 +357,21 @@ fn normalise(path: &str) -> String {
     format!("/{}", path.trim_start_matches('/'))
 }
 
-/// The first request of each distinct `webhook-id` in `requests`, in arrival order.
-pub fn first_arrivals(requests: &[Recorded]) -> Vec<&Recorded> {
-    let mut seen = std::collections::HashSet::new();
-    requests
-        .iter()
-        .filter(|r| seen.insert(r.webhook_id()))
-        .collect()
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// Serves HTTP/1.1 and h2c on `listener`, answering every request with
+/// `handler`, until the task is aborted. Shared by the test receivers.
+pub(crate) async fn serve_with<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
+                let handler = handler.clone();
                 connections.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(req, shared.clone()));
+                    let svc = hyper::service::service_fn(handler);
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
@@ -381,6 +381,15 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// The first request of each distinct `webhook-id` in `requests`, in arrival order.
+pub fn first_arrivals(requests: &[Recorded]) -> Vec<&Recorded> {
+    let mut seen = std::collections::HashSet::new();
+    requests
+        .iter()
+        .filter(|r| seen.insert(r.webhook_id()))
+        .collect()
 }
 
 async fn handle(
