@@ -14,6 +14,12 @@
 //! (Kafka's `offset.metadata.max.bytes` defaults to 4096), it is cut after a
 //! whole run and `high` lowered to match, so a new owner re-sends more than
 //! needed, never less. Unreadable metadata is ignored: re-send, never skip.
+//!
+//! A tracker *inherits* the skip set its partition was committed with and
+//! carries it forward: until the new owner has read past the inherited
+//! range, its own commits still encode what the old owner finished there, so
+//! two hand-overs in a row (a rolling deploy) do not re-send it. Encoding is
+//! linear in the number of runs.
 
 use std::collections::BTreeSet;
 
@@ -30,6 +36,9 @@ pub struct OffsetTracker {
     unfinished: BTreeSet<i64>,
     /// One past the highest offset received (or the start position).
     high: Option<i64>,
+    /// What the previous owner finished above the committed offset, until
+    /// this tracker has read past it.
+    inherited: SkipSet,
 }
 
 /// Where to commit and what to say about the offsets above it.
@@ -45,21 +54,48 @@ impl OffsetTracker {
     /// A tracker whose read position starts at `start` (the committed
     /// offset), or unknown until the first record when `None`.
     pub fn new(start: Option<i64>) -> Self {
+        Self::resume(start, SkipSet::default())
+    }
+
+    /// A tracker starting at the committed offset `start`, carrying forward
+    /// the skip set committed with it.
+    pub fn resume(start: Option<i64>, inherited: SkipSet) -> Self {
         Self {
             unfinished: BTreeSet::new(),
             high: start,
+            inherited,
         }
+    }
+
+    /// Whether a record at `offset` was received already (a consumer that
+    /// re-fetches from the committed offset after a rebalance hands it over
+    /// again): the caller ignores it.
+    pub fn already_received(&self, offset: i64) -> bool {
+        self.high.is_some_and(|h| offset < h)
+    }
+
+    /// Whether the previous owner finished the record at `offset` (the
+    /// caller then records it with [`Self::received_finished`]).
+    pub fn inherited_finished(&self, offset: i64) -> bool {
+        self.inherited.should_skip(offset)
     }
 
     /// A record at `offset` was received (offsets arrive in increasing order).
     pub fn received(&mut self, offset: i64) {
         self.unfinished.insert(offset);
-        self.high = Some(self.high.map_or(offset + 1, |h| h.max(offset + 1)));
+        self.advance(offset + 1);
     }
 
     /// A record was received and is already finished (e.g. skipped).
     pub fn received_finished(&mut self, offset: i64) {
-        self.high = Some(self.high.map_or(offset + 1, |h| h.max(offset + 1)));
+        self.advance(offset + 1);
+    }
+
+    fn advance(&mut self, next: i64) {
+        self.high = Some(self.high.map_or(next, |h| h.max(next)));
+        if self.inherited.is_exhausted(next) && self.inherited.high > self.inherited.base {
+            self.inherited = SkipSet::default();
+        }
     }
 
     /// The record at `offset` is finished (delivered or otherwise settled).
@@ -79,18 +115,112 @@ impl OffsetTracker {
 
     /// The offset safe to commit, if anything was received or a start is known.
     pub fn committable(&self) -> Option<i64> {
-        self.unfinished.first().copied().or(self.high)
+        let high = self.high?;
+        let own = self.unfinished.first().copied();
+        // Not read yet: what the previous owner left unfinished, or the end
+        // of what it spoke for.
+        let unread = if high < self.inherited.high {
+            self.inherited
+                .first_unfinished_from(high)
+                .unwrap_or(self.inherited.high)
+        } else {
+            high
+        };
+        Some(own.map_or(unread, |o| o.min(unread)))
     }
 
     /// The commit point with metadata of at most `max_bytes` bytes.
     pub fn commit_point(&self, max_bytes: usize) -> Option<CommitPoint> {
         let offset = self.committable()?;
         let high = self.high.unwrap_or(offset);
+        let mut runs = Runs::new(offset);
+        for &u in self.unfinished.range(offset..high.max(offset)) {
+            runs.unfinished(u, u + 1);
+        }
+        let mut end = high.max(offset);
+        if high < self.inherited.high {
+            for &(s, e) in &self.inherited.unfinished {
+                let (s, e) = (s.max(high).max(offset), e);
+                if s < e {
+                    runs.unfinished(s, e);
+                }
+            }
+            end = end.max(self.inherited.high);
+        }
         Some(CommitPoint {
             offset,
-            metadata: encode(offset, high, &self.unfinished, max_bytes),
+            metadata: runs.encode(end, max_bytes),
         })
     }
+}
+
+/// Alternating unfinished/finished runs from a base offset, built in
+/// increasing order.
+struct Runs {
+    base: i64,
+    cursor: i64,
+    /// (length, unfinished?)
+    runs: Vec<(u64, bool)>,
+}
+
+impl Runs {
+    fn new(base: i64) -> Self {
+        Self {
+            base,
+            cursor: base,
+            runs: Vec::new(),
+        }
+    }
+
+    /// `[start, end)` is unfinished (`start >= ` every earlier call's end).
+    fn unfinished(&mut self, start: i64, end: i64) {
+        if start > self.cursor {
+            self.runs.push(((start - self.cursor) as u64, false));
+        }
+        match self.runs.last_mut() {
+            Some((len, true)) => *len += (end - start) as u64,
+            _ => self.runs.push(((end - start) as u64, true)),
+        }
+        self.cursor = end;
+    }
+
+    /// `h1:` + base64(varint(span), varint(run)…), cut after the last whole
+    /// run that fits in `max_bytes`.
+    fn encode(mut self, high: i64, max_bytes: usize) -> String {
+        if high <= self.base {
+            return String::new();
+        }
+        if self.cursor < high {
+            self.runs.push(((high - self.cursor) as u64, false));
+        }
+        // Base64 turns 3 bytes into 4 chars.
+        let budget = max_bytes.saturating_sub(TAG.len()) / 4 * 3;
+        let mut covered: u64 = 0;
+        let mut run_bytes = 0usize;
+        let mut take = 0;
+        for (len, _) in &self.runs {
+            let size = varint_len(covered + len) + run_bytes + varint_len(*len);
+            if size > budget {
+                break;
+            }
+            covered += len;
+            run_bytes += varint_len(*len);
+            take += 1;
+        }
+        if take == 0 {
+            return String::new();
+        }
+        let mut body = Vec::with_capacity(varint_len(covered) + run_bytes);
+        put_varint(&mut body, covered);
+        for (len, _) in &self.runs[..take] {
+            put_varint(&mut body, *len);
+        }
+        format!("{TAG}{}", URL_SAFE_NO_PAD.encode(body))
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -112,54 +242,6 @@ fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
         }
     }
     None
-}
-
-/// Encodes the unfinished runs in `base..high`.
-fn encode(base: i64, high: i64, unfinished: &BTreeSet<i64>, max_bytes: usize) -> String {
-    if high <= base {
-        return String::new();
-    }
-    // Runs alternate unfinished / finished, starting with unfinished at base.
-    let mut runs: Vec<(u64, bool)> = Vec::new(); // (length, unfinished?)
-    let mut cursor = base;
-    for &u in unfinished.range(base..high) {
-        if u > cursor {
-            runs.push(((u - cursor) as u64, false));
-        }
-        match runs.last_mut() {
-            Some((len, true)) => *len += 1,
-            _ => runs.push((1, true)),
-        }
-        cursor = u + 1;
-    }
-    if cursor < high {
-        runs.push(((high - cursor) as u64, false));
-    }
-    // Base64 turns 3 bytes into 4 chars.
-    let budget = max_bytes.saturating_sub(TAG.len()) / 4 * 3;
-    let mut body = Vec::new();
-    let mut covered: u64 = 0;
-    let mut encoded_runs = Vec::new();
-    for (len, unf) in &runs {
-        let mut trial = Vec::new();
-        put_varint(&mut trial, covered + len);
-        for r in encoded_runs.iter().chain(std::iter::once(len)) {
-            put_varint(&mut trial, *r);
-        }
-        if trial.len() > budget {
-            break;
-        }
-        // Never end the encoding on an unfinished run that was cut short:
-        // every run is whole, so the prefix is exact up to `covered`.
-        covered += len;
-        encoded_runs.push(*len);
-        body = trial;
-        let _ = unf;
-    }
-    if encoded_runs.is_empty() {
-        return String::new();
-    }
-    format!("{TAG}{}", URL_SAFE_NO_PAD.encode(body))
 }
 
 /// Offsets a new owner may skip, decoded from commit metadata.
@@ -229,6 +311,15 @@ impl SkipSet {
     pub fn is_exhausted(&self, offset: i64) -> bool {
         offset >= self.high
     }
+
+    /// The first offset at or after `from`, inside the range this set
+    /// speaks for, that the previous owner left unfinished.
+    fn first_unfinished_from(&self, from: i64) -> Option<i64> {
+        self.unfinished
+            .iter()
+            .find(|&&(_, e)| e > from)
+            .map(|&(s, _)| s.max(from))
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +378,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn inherited_skips_survive_a_second_hand_over() {
+        // Owner A finished 11, 12 and 14 above its committed offset 10.
+        let mut a = OffsetTracker::new(Some(10));
+        for o in 10..16 {
+            a.received(o);
+        }
+        for o in [11, 12, 14] {
+            a.finished(o);
+        }
+        let cp = a.commit_point(4096).unwrap();
+        assert_eq!(cp.offset, 10);
+        // Owner B reads only offset 10 before it commits and hands over.
+        let mut b =
+            OffsetTracker::resume(Some(cp.offset), SkipSet::decode(cp.offset, &cp.metadata));
+        b.received(10);
+        b.finished(10);
+        let cp = b.commit_point(4096).unwrap();
+        assert_eq!(cp.offset, 13, "11 and 12 are finished per A");
+        let c = SkipSet::decode(cp.offset, &cp.metadata);
+        let skipped: Vec<i64> = (10..20).filter(|&o| c.should_skip(o)).collect();
+        assert_eq!(skipped, vec![14], "A's finished 14 is carried forward");
+    }
+
+    #[test]
+    fn already_received_after_resume_in_place() {
+        let mut t = OffsetTracker::new(Some(5));
+        assert!(!t.already_received(5));
+        t.received(5);
+        t.received(6);
+        assert!(t.already_received(5) && t.already_received(6));
+        assert!(!t.already_received(7));
+    }
+
+    #[test]
+    fn varint_lengths() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
+        }
+    }
+
     proptest! {
         /// Never commits past an unfinished offset, and the metadata lets a
         /// new owner skip only finished (or non-existent) offsets.
@@ -327,6 +461,72 @@ mod tests {
             for &off in &offsets {
                 if off >= cp.offset {
                     prop_assert_eq!(full.should_skip(off), !unfinished.contains(&off));
+                }
+            }
+        }
+
+        /// Three owners in a row: what the first finished and the second
+        /// did not read yet is still skipped by the third; nothing
+        /// unfinished is ever skipped.
+        #[test]
+        fn hand_overs_carry_skip_sets(
+            start in 0i64..100,
+            n in 1i64..200,
+            finish_mask in proptest::collection::vec(any::<bool>(), 200),
+            read_share in 0i64..=200,
+            b_finish in proptest::collection::vec(any::<bool>(), 200),
+            max_bytes in 8usize..300,
+        ) {
+            let end = start + n;
+            let mut truth_finished = BTreeSet::new();
+            let mut a = OffsetTracker::new(Some(start));
+            for o in start..end {
+                a.received(o);
+                if finish_mask[(o - start) as usize] {
+                    a.finished(o);
+                    truth_finished.insert(o);
+                }
+            }
+            let cp = a.commit_point(max_bytes).unwrap();
+            prop_assert!(cp.metadata.len() <= max_bytes);
+            let mut b = OffsetTracker::resume(Some(cp.offset), SkipSet::decode(cp.offset, &cp.metadata));
+            let read_to = (cp.offset + read_share * n / 200).min(end);
+            for o in cp.offset..read_to {
+                if b.inherited_finished(o) {
+                    prop_assert!(truth_finished.contains(&o), "B skipped unfinished {}", o);
+                    b.received_finished(o);
+                } else {
+                    b.received(o);
+                    if b_finish[(o - start) as usize] {
+                        b.finished(o);
+                        truth_finished.insert(o);
+                    }
+                }
+            }
+            let cp2 = b.commit_point(max_bytes).unwrap();
+            prop_assert!(cp2.metadata.len() <= max_bytes);
+            for o in start..cp2.offset {
+                prop_assert!(truth_finished.contains(&o) || o < cp.offset, "committed past unfinished {}", o);
+            }
+            let c = SkipSet::decode(cp2.offset, &cp2.metadata);
+            for o in start..end + 2 {
+                if c.should_skip(o) {
+                    prop_assert!(truth_finished.contains(&o), "C skips unfinished {}", o);
+                }
+            }
+            // With generous limits, A's finished offsets that B never read
+            // are skipped by C.
+            let a_full = a.commit_point(1 << 20).unwrap();
+            let mut b2 = OffsetTracker::resume(Some(a_full.offset), SkipSet::decode(a_full.offset, &a_full.metadata));
+            b2.received(a_full.offset.min(end));
+            if a_full.offset < end {
+                b2.finished(a_full.offset);
+            }
+            let cp3 = b2.commit_point(1 << 20).unwrap();
+            let c3 = SkipSet::decode(cp3.offset, &cp3.metadata);
+            for o in (a_full.offset + 1)..end {
+                if finish_mask[(o - start) as usize] {
+                    prop_assert!(o < cp3.offset || c3.should_skip(o), "forgot A's finished {}", o);
                 }
             }
         }
