@@ -34,13 +34,18 @@ pub struct Pacer {
     limiter: Mutex<Option<DefaultDirectRateLimiter>>,
 }
 
+/// The GCRA quota of `base` slowed down `level` times. Total for every
+/// value a user can configure: rates beyond a billion per second come out
+/// as one request per nanosecond, and a burst is at least one.
 fn quota(base: RateLimit, level: u32) -> Quota {
+    let level = level.min(MAX_LEVEL);
     let per_second = f64::from(base.per_second.max(1)) / f64::from(1u32 << level);
-    let burst = NonZeroU32::new((base.burst >> level).max(1)).expect("at least one");
-    let period = Duration::from_secs_f64(1.0 / per_second);
-    Quota::with_period(period)
-        .expect("a positive period")
-        .allow_burst(burst)
+    let burst = NonZeroU32::new((base.burst >> level).max(1)).unwrap_or(NonZeroU32::MIN);
+    let nanos = (1e9 / per_second).round().max(1.0) as u64;
+    match Quota::with_period(Duration::from_nanos(nanos)) {
+        Some(q) => q.allow_burst(burst),
+        None => Quota::per_second(NonZeroU32::MAX).allow_burst(burst),
+    }
 }
 
 impl Pacer {
@@ -131,7 +136,7 @@ impl Pacer {
         self.successes.store(0, Ordering::Release);
         let l = RateLimiter::direct(quota(base, level));
         // A changed rate must not hand out a fresh burst.
-        let _ = l.check_n(NonZeroU32::new((base.burst >> level).max(1)).expect("at least one"));
+        let _ = l.check_n(NonZeroU32::new((base.burst >> level).max(1)).unwrap_or(NonZeroU32::MIN));
         *self.limiter.lock().expect("pacer lock") = Some(l);
     }
 
@@ -176,6 +181,35 @@ mod tests {
             p.throttled(None);
         }
         assert_eq!(p.level(), MAX_LEVEL);
+    }
+
+    /// Any configured value builds a pacer without panicking (issue 12:
+    /// `per_second = 4294967295` used to panic the partition's worker).
+    #[test]
+    fn extreme_limits_do_not_panic() {
+        for (per_second, burst) in [
+            (u32::MAX, u32::MAX),
+            (u32::MAX, 0),
+            (0, 0),
+            (1, u32::MAX),
+            (3, 1),
+        ] {
+            let p = Pacer::new(rl(per_second, burst));
+            for _ in 0..=MAX_LEVEL + 1 {
+                p.throttled(None);
+            }
+            for _ in 0..10 {
+                p.succeeded();
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_rate_does_not_wait() {
+        let p = Pacer::new(rl(u32::MAX, u32::MAX));
+        for _ in 0..100 {
+            p.acquire().await;
+        }
     }
 
     #[test]
