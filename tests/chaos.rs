@@ -12,7 +12,7 @@
 //! duplicate deliveries is printed.
 //!
 //! Progress goes to stderr; the config and every child's log are in the run
-//! directory printed at the start.
+//! directory printed at the start (kept after a pass with `HERALD_IT_KEEP=1`).
 
 mod support;
 
@@ -403,6 +403,8 @@ async fn no_loss_across_sigkill_and_rebalance() {
     drop(ds);
     ingest.shutdown().await;
     drop(broker);
-    // Passed: the logs are not needed.
-    let _ = std::fs::remove_dir_all(&dir);
+    // Passed: the logs are not needed (unless HERALD_IT_KEEP is set).
+    if std::env::var_os("HERALD_IT_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -234,6 +234,10 @@ pub struct DispatchConfig {
     pub max_buffered_per_lane: usize,
     /// On shutdown, how long in-flight deliveries may finish, milliseconds.
     pub drain_timeout_ms: u64,
+    /// Join the consumer group as a static member (`group.instance.id` =
+    /// the node id): a stable assignment, and on Kafka no rebalance when a
+    /// node restarts within the session timeout. Node ids must be unique.
+    pub static_membership: bool,
 }
 
 impl Default for DispatchConfig {
@@ -248,6 +252,7 @@ impl Default for DispatchConfig {
             default_rate_limit_per_second: 0,
             default_rate_limit_burst: 0,
             drain_timeout_ms: 10_000,
+            static_membership: false,
         }
     }
 }

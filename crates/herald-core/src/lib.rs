@@ -13,6 +13,7 @@
 //! - [`schedule`]: how long to wait before the next attempt, or when to give up.
 //! - [`egress`]: which network addresses deliveries may reach (SSRF rules).
 //! - [`duration`]: human-friendly durations (`5s`, `2h`) in configuration.
+//! - [`text`]: bounds on text others control (receiver errors, record keys).
 #![forbid(unsafe_code)]
 
 pub mod breaker;
@@ -23,6 +24,7 @@ pub mod endpoint;
 pub mod ids;
 pub mod retry;
 pub mod schedule;
+pub mod text;
 pub mod time;
 pub mod validate;
 

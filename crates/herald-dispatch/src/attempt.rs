@@ -180,8 +180,17 @@ fn failure_kind(e: &AttemptError) -> FailureKind {
     }
 }
 
-/// A short human-readable account of a failed attempt.
+/// Longest `last_error` kept: the receiver controls part of it (e.g. a
+/// redirect's `Location`), and it travels in retry and dead-letter records.
+pub const MAX_ERROR_TEXT: usize = 512;
+
+/// A short human-readable account of a failed attempt, at most
+/// [`MAX_ERROR_TEXT`] bytes.
 pub fn describe(r: &AttemptResult) -> String {
+    herald_core::text::bounded(&describe_in_full(r), MAX_ERROR_TEXT)
+}
+
+fn describe_in_full(r: &AttemptResult) -> String {
     match (&r.status, &r.error) {
         (Some(s), _) if r.location.is_some() => {
             format!(

@@ -10,6 +10,19 @@
 //! revoked partitions are committed synchronously before they are given up;
 //! on assign the committed offsets and metadata are read back so the new
 //! worker skips what the previous owner finished.
+//!
+//! Rebalances: the range assignor revokes every partition on every
+//! rebalance, and most come straight back. A revoked worker is therefore
+//! *suspended*, not dropped: it starts nothing new but keeps its lanes and
+//! lets in-flight deliveries finish. If the next assignment gives the
+//! partition back, the worker resumes in place (records the consumer fetches
+//! again from the committed offset are ignored), so the rebalance re-sends
+//! nothing; otherwise it is cancelled then.
+//!
+//! Supervision: a worker that panics is never silent. The dispatcher fails
+//! readiness, drains the other partitions, commits what is finished and
+//! returns an error, so the process exits and restarts from committed
+//! offsets.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use herald_core::breaker::BreakerConfig;
 use herald_core::config::{DispatchConfig, EndpointHealthConfig, KafkaConfig, RetryConfig};
 use herald_core::endpoint::RateLimit;
@@ -32,7 +46,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::AttemptContext;
@@ -77,6 +91,20 @@ pub enum DispatchError {
     /// HTTP client error.
     #[error("dispatcher HTTP client: {0}")]
     Delivery(#[from] herald_delivery::DeliveryError),
+    /// A partition worker failed (a bug); the node must restart.
+    #[error("the worker of partition {partition} failed: {message}; finished offsets were committed, restart the node")]
+    WorkerFailed {
+        /// The partition.
+        partition: i32,
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// A worker that ended by panicking.
+struct Failure {
+    partition: i32,
+    message: String,
 }
 
 /// A running partition worker as the consumer sees it.
@@ -85,6 +113,8 @@ struct WorkerHandle {
     records: mpsc::Sender<Record>,
     trackers: Arc<Mutex<Trackers>>,
     cancel: CancellationToken,
+    /// `true` while the partition is revoked and may come back.
+    suspend: watch::Sender<bool>,
     join: tokio::task::JoinHandle<()>,
     /// Last commit points sent (events, retry).
     last_commit: (Option<CommitPoint>, Option<CommitPoint>),
@@ -97,9 +127,21 @@ struct DispatchContext {
     runtime: tokio::runtime::Handle,
     settings: WorkerSettings,
     control: mpsc::UnboundedSender<ControlMsg>,
+    /// Workers of the assigned partitions.
     workers: Mutex<HashMap<i32, WorkerHandle>>,
+    /// Workers of partitions revoked in the rebalance under way: resumed if
+    /// their partition comes back, cancelled otherwise.
+    suspended: Mutex<HashMap<i32, WorkerHandle>>,
+    /// Where a worker that panicked reports it.
+    failures: mpsc::UnboundedSender<Failure>,
     /// Bumped whenever `workers` changes, so the router refreshes its copy.
     generation: AtomicU64,
+}
+
+/// Locks `m` even if a panicking worker poisoned it: the trackers only ever
+/// hold offsets that were really finished, so they stay safe to commit.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl DispatchContext {
@@ -107,7 +149,7 @@ impl DispatchContext {
         &self,
         trackers: &Mutex<Trackers>,
     ) -> (Option<CommitPoint>, Option<CommitPoint>) {
-        let t = trackers.lock().expect("tracker lock");
+        let t = lock(trackers);
         (
             t.events.commit_point(MAX_METADATA),
             t.retry.commit_point(MAX_METADATA),
@@ -175,9 +217,10 @@ impl DispatchContext {
         retry_tpl.add_partition(&self.retry_topic, p);
         let _ = consumer.resume(&retry_tpl);
         let trackers = Arc::new(Mutex::new(Trackers {
-            events: OffsetTracker::new(events_start),
-            retry: OffsetTracker::new(retry_start),
+            events: OffsetTracker::resume(events_start, events_skip),
+            retry: OffsetTracker::resume(retry_start, retry_skip),
         }));
+        let (suspend, suspended) = watch::channel(false);
         let (tx, rx) = mpsc::channel(WORKER_CHANNEL);
         let cancel = CancellationToken::new();
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
@@ -188,24 +231,63 @@ impl DispatchContext {
             trackers: trackers.clone(),
             control: self.control.clone(),
             cancel: cancel.clone(),
+            suspended,
         };
-        let start = Start {
-            events_skip,
-            retry_skip,
-            retry_catch_up,
-        };
-        let join = self
-            .runtime
-            .spawn(run_worker(self.settings.clone(), start, io));
+        let start = Start { retry_catch_up };
+        let worker = run_worker(self.settings.clone(), start, io);
+        let failures = self.failures.clone();
+        let join = self.runtime.spawn(async move {
+            let message = match std::panic::AssertUnwindSafe(worker).catch_unwind().await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(panic) => panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_string()),
+            };
+            {
+                metrics::counter!(names::WORKER_FAILURES).increment(1);
+                tracing::error!(partition = p, %message, "partition worker failed");
+                let _ = failures.send(Failure {
+                    partition: p,
+                    message,
+                });
+            }
+        });
         tracing::info!(partition = p, events = ?events_start, retry = ?retry_start, catch_up = ?retry_catch_up, "partition assigned");
         WorkerHandle {
             generation,
             records: tx,
             trackers,
             cancel,
+            suspend,
             join,
             last_commit: (None, None),
         }
+    }
+
+    /// Gives a suspended worker its partition back: the consumer fetches
+    /// again from the committed offset (the worker ignores what it has) and
+    /// the worker re-applies its own pause state.
+    fn resume_worker(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        p: i32,
+        mut w: WorkerHandle,
+    ) -> WorkerHandle {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.events_topic, p);
+        tpl.add_partition(&self.retry_topic, p);
+        if let Err(e) = consumer.resume(&tpl) {
+            tracing::warn!(partition = p, error = %e, "cannot set the partition's pause state");
+        }
+        // Commits are sent again from the new generation.
+        w.last_commit = (None, None);
+        let _ = w.suspend.send(false);
+        metrics::counter!(names::PARTITIONS_RESUMED).increment(1);
+        tracing::info!(partition = p, "partition assigned back; resumed in place");
+        w
     }
 }
 
@@ -243,7 +325,7 @@ impl ConsumerContext for DispatchContext {
         tracing::warn!(error = %e, "offset commit failed; it is sent again on the next tick");
         // Forget what was sent, so the next tick sends these points again
         // even if they did not change.
-        let mut workers = self.workers.lock().expect("workers lock");
+        let mut workers = lock(&self.workers);
         for elem in offsets.elements() {
             if let Some(w) = workers.get_mut(&elem.partition()) {
                 if elem.topic() == self.events_topic {
@@ -263,12 +345,17 @@ impl ConsumerContext for DispatchContext {
         let mut commit = TopicPartitionList::new();
         let revoked = partitions(tpl);
         {
-            let mut workers = self.workers.lock().expect("workers lock");
+            let mut workers = lock(&self.workers);
+            let mut suspended = lock(&self.suspended);
             for p in &revoked {
                 let Some(w) = workers.remove(p) else { continue };
-                w.cancel.cancel();
+                // Starts nothing new until it is given the partition back.
+                let _ = w.suspend.send(true);
                 let points = self.commit_points(&w.trackers);
                 self.add_commits(&mut commit, *p, &points);
+                if let Some(old) = suspended.insert(*p, w) {
+                    old.cancel.cancel();
+                }
             }
             metrics::gauge!(names::PARTITIONS_ASSIGNED).set(workers.len() as f64);
         }
@@ -300,23 +387,50 @@ impl ConsumerContext for DispatchContext {
         if events != retry {
             tracing::error!(?events, ?retry, "events and retry partitions are not co-assigned; check that both topics have the same partition count and every dispatcher uses the range assignor");
         }
-        if events.is_empty() {
-            return;
+        // Partitions that came back resume in place; the others' suspended
+        // workers are dropped (their next owner re-sends what was unfinished).
+        let mut resumed = HashMap::new();
+        {
+            let mut suspended = lock(&self.suspended);
+            for p in &events {
+                if let Some(w) = suspended.remove(p) {
+                    resumed.insert(*p, w);
+                }
+            }
+            for (p, w) in suspended.drain() {
+                w.cancel.cancel();
+                tracing::info!(partition = p, "partition went to another member");
+            }
         }
-        let mut query = TopicPartitionList::new();
-        for p in &events {
-            query.add_partition(&self.events_topic, *p);
-            query.add_partition(&self.retry_topic, *p);
-        }
-        let committed = match consumer.committed_offsets(query, Duration::from_secs(10)) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read committed offsets; re-sending from the committed position");
-                TopicPartitionList::new()
+        let fresh: Vec<i32> = events
+            .iter()
+            .copied()
+            .filter(|p| !resumed.contains_key(p))
+            .collect();
+        let committed = if fresh.is_empty() {
+            TopicPartitionList::new()
+        } else {
+            let mut query = TopicPartitionList::new();
+            for p in &fresh {
+                query.add_partition(&self.events_topic, *p);
+                query.add_partition(&self.retry_topic, *p);
+            }
+            match consumer.committed_offsets(query, Duration::from_secs(10)) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read committed offsets; re-sending from the committed position");
+                    TopicPartitionList::new()
+                }
             }
         };
-        let mut workers = self.workers.lock().expect("workers lock");
-        for p in events {
+        let mut workers = lock(&self.workers);
+        for (p, w) in resumed {
+            let handle = self.resume_worker(consumer, p, w);
+            if let Some(old) = workers.insert(p, handle) {
+                old.cancel.cancel();
+            }
+        }
+        for p in fresh {
             let handle = self.start_worker(consumer, p, &committed);
             if let Some(old) = workers.insert(p, handle) {
                 old.cancel.cancel();
@@ -364,12 +478,21 @@ pub async fn run_dispatcher(
 ) -> Result<(), DispatchError> {
     let d = &settings.dispatch;
     let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (failures_tx, failures_rx) = mpsc::unbounded_channel();
     let sink = Sink::new(&settings.kafka, &settings.node_id)?;
+    // Best-effort records (attempt log, operational events) on a producer of
+    // their own: a slow or full attempts topic never holds up a retry or a
+    // dead letter.
+    let best_effort: rdkafka::producer::FutureProducer = herald_kafka::producer_config(
+        &settings.kafka,
+        &format!("herald-dispatch-log-{}", settings.node_id),
+    )
+    .create()?;
     let attempts = Arc::new(AttemptContext {
         deliverer: Deliverer::new(settings.delivery.clone())?,
         log: d.attempt_log.then(|| {
             AttemptLog::new(
-                sink.producer(),
+                best_effort.clone(),
                 &settings.kafka.attempts_topic,
                 &settings.node_id,
             )
@@ -380,7 +503,7 @@ pub async fn run_dispatcher(
     });
     let health_cfg = &settings.endpoint_health;
     let ops = herald_registry::Ops::new(
-        sink.producer(),
+        best_effort,
         &settings.kafka.ops_topic,
         &settings.kafka.events_topic,
         &health_cfg.operator_endpoint,
@@ -426,6 +549,8 @@ pub async fn run_dispatcher(
         },
         control: control_tx,
         workers: Mutex::new(HashMap::new()),
+        suspended: Mutex::new(HashMap::new()),
+        failures: failures_tx,
         generation: AtomicU64::new(0),
     };
     health.pending("registry", "loading the endpoint registry");
@@ -439,6 +564,10 @@ pub async fn run_dispatcher(
     );
     // Partition N of the events and retry topics must go to the same member.
     config.set("partition.assignment.strategy", "range");
+    if d.static_membership {
+        // Range orders static members by instance id: a stable assignment.
+        config.set("group.instance.id", &settings.node_id);
+    }
     if !settings.kafka.client.contains_key("statistics.interval.ms") {
         config.set("statistics.interval.ms", "5000");
     }
@@ -459,21 +588,28 @@ pub async fn run_dispatcher(
         stop_commits.clone(),
     ));
 
-    route(&consumer, control_rx, shutdown).await;
+    let failed = route(&consumer, control_rx, failures_rx, shutdown).await;
 
-    // Drain: close every worker's channel, let in-flight work finish.
+    // Drain every partition at once: close the workers' channels, let
+    // in-flight work finish until the one deadline, commit, leave the group.
     tracing::info!("dispatcher draining");
-    health.pending("dispatcher", "shutting down");
+    match &failed {
+        Some(f) => health.pending(
+            "dispatcher",
+            format!("the worker of partition {} failed", f.partition),
+        ),
+        None => health.pending("dispatcher", "shutting down"),
+    }
     stop_commits.cancel();
     let _ = committer.await;
-    let drained: Vec<(i32, WorkerHandle)> = {
-        let mut workers = consumer.context().workers.lock().expect("workers lock");
-        workers.drain().collect()
-    };
-    consumer.context().generation.fetch_add(1, Ordering::AcqRel);
-    let mut final_commit = TopicPartitionList::new();
+    let ctx = consumer.context();
+    let drained: Vec<(i32, WorkerHandle)> = lock(&ctx.workers).drain().collect();
+    for (_, w) in lock(&ctx.suspended).drain() {
+        w.cancel.cancel();
+    }
+    ctx.generation.fetch_add(1, Ordering::AcqRel);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(d.drain_timeout_ms);
-    for (p, w) in drained {
+    let finished = futures_util::future::join_all(drained.into_iter().map(|(p, w)| async move {
         drop(w.records);
         let mut join = w.join;
         if tokio::time::timeout_at(deadline, &mut join).await.is_err() {
@@ -484,43 +620,55 @@ pub async fn run_dispatcher(
             w.cancel.cancel();
             let _ = join.await;
         }
-        let points = consumer.context().commit_points(&w.trackers);
-        consumer
-            .context()
-            .add_commits(&mut final_commit, p, &points);
+        (p, w.trackers)
+    }))
+    .await;
+    let mut final_commit = TopicPartitionList::new();
+    for (p, trackers) in finished {
+        let points = ctx.commit_points(&trackers);
+        ctx.add_commits(&mut final_commit, p, &points);
     }
     if final_commit.count() > 0 {
         let c = consumer.clone();
-        let r = tokio::task::spawn_blocking(move || c.commit(&final_commit, CommitMode::Sync))
-            .await
-            .expect("commit task panicked");
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "final commit failed; the next owner re-sends more");
+        match tokio::task::spawn_blocking(move || c.commit(&final_commit, CommitMode::Sync)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "final commit failed; the next owner re-sends more")
+            }
+            Err(e) => tracing::warn!(error = %e, "final commit task failed"),
         }
     }
     // Leaving the group runs the revoke callback (nothing left to revoke).
     let c = consumer.clone();
-    tokio::task::spawn_blocking(move || c.unsubscribe())
-        .await
-        .expect("unsubscribe task panicked");
+    if let Err(e) = tokio::task::spawn_blocking(move || c.unsubscribe()).await {
+        tracing::warn!(error = %e, "leaving the consumer group failed");
+    }
     tracing::info!("dispatcher stopped");
-    Ok(())
+    match failed {
+        Some(f) => Err(DispatchError::WorkerFailed {
+            partition: f.partition,
+            message: f.message,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Reads records and hands each to its partition's worker, and applies the
-/// workers' control requests, until `shutdown`.
+/// workers' control requests, until `shutdown` or until a worker fails.
 async fn route(
     consumer: &DispatchConsumer,
     mut control: mpsc::UnboundedReceiver<ControlMsg>,
+    mut failures: mpsc::UnboundedReceiver<Failure>,
     shutdown: impl Future<Output = ()>,
-) {
+) -> Option<Failure> {
     let ctx = consumer.context();
     let mut senders: HashMap<i32, (u64, mpsc::Sender<Record>)> = HashMap::new();
     let mut seen = u64::MAX;
     tokio::pin!(shutdown);
     loop {
         let msg = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => return None,
+            Some(f) = failures.recv() => return Some(f),
             Some((p, generation, c)) = control.recv() => {
                 apply_control(consumer, p, generation, c);
                 continue;
@@ -537,7 +685,7 @@ async fn route(
         let current = ctx.generation.load(Ordering::Acquire);
         if current != seen {
             seen = current;
-            let workers = ctx.workers.lock().expect("workers lock");
+            let workers = lock(&ctx.workers);
             senders = workers
                 .iter()
                 .map(|(p, w)| (*p, (w.generation, w.records.clone())))
@@ -574,12 +722,7 @@ async fn route(
 
 fn apply_control(consumer: &DispatchConsumer, p: i32, generation: u64, c: Control) {
     let ctx = consumer.context();
-    let current = ctx
-        .workers
-        .lock()
-        .expect("workers lock")
-        .get(&p)
-        .map(|w| w.generation);
+    let current = lock(&ctx.workers).get(&p).map(|w| w.generation);
     if current != Some(generation) {
         return; // from a worker that no longer owns the partition
     }
@@ -611,7 +754,7 @@ async fn commit_loop(consumer: Arc<DispatchConsumer>, interval: Duration, stop: 
         let ctx = consumer.context();
         let mut tpl = TopicPartitionList::new();
         {
-            let mut workers = ctx.workers.lock().expect("workers lock");
+            let mut workers = lock(&ctx.workers);
             for (p, w) in workers.iter_mut() {
                 let (e, r) = ctx.commit_points(&w.trackers);
                 let changed = (

@@ -74,6 +74,13 @@ impl Scanner {
             .map(|(_, high)| high)
     }
 
+    /// High watermark of any topic's partition (blocking).
+    pub fn watermark(&self, topic: &str, partition: i32) -> Result<i64, KafkaError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map(|(_, high)| high)
+    }
+
     /// Runs `req` (blocking: call from `spawn_blocking`).
     pub fn scan(&self, req: ScanRequest) -> Result<ScanResult, KafkaError> {
         let mut tpl = TopicPartitionList::new();

@@ -19,6 +19,17 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
+/// Sorts a synchronous produce error.
+pub fn classify(e: KafkaError) -> EnqueueError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::QueueFull) => EnqueueError::QueueFull,
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
+            EnqueueError::TooLarge
+        }
+        _ => EnqueueError::Fatal(e),
+    }
+}
+
 /// Header names on retry and dead-letter records.
 pub use herald_kafka::headers as header;
 
@@ -30,6 +41,13 @@ pub enum DeadReason {
     /// An earlier event of the same ordered endpoint was dead-lettered
     /// (the lane's backlog follows it, see docs/delivery-semantics.md).
     Predecessor,
+    /// The endpoint is not in the registry even after it caught up with
+    /// everything written before (never created, or its tombstone was
+    /// compacted away before this node read it).
+    UnknownEndpoint,
+    /// The record could not be decoded (or its key does not match its
+    /// envelope): written as it was read, payload = the raw record value.
+    Poison,
 }
 
 impl DeadReason {
@@ -38,6 +56,8 @@ impl DeadReason {
         match self {
             DeadReason::Exhausted(e) => e.as_str(),
             DeadReason::Predecessor => "predecessor_dead_lettered",
+            DeadReason::UnknownEndpoint => "endpoint_unknown",
+            DeadReason::Poison => "poison_record",
         }
     }
 }
@@ -66,9 +86,18 @@ pub struct Sink {
     dlq_topic: String,
 }
 
-/// The producer's local queue is full; try the same write again shortly.
+/// Why a write could not be handed to the producer.
 #[derive(Debug)]
-pub struct QueueFull;
+pub enum EnqueueError {
+    /// The producer's local queue is full; try the same write again shortly.
+    QueueFull,
+    /// The record is larger than the producer or broker accepts; the caller
+    /// shrinks what it can (the error text) and tries again.
+    TooLarge,
+    /// Anything else is a fatal producer state or a misconfiguration (no
+    /// such topic or partition): retrying cannot help.
+    Fatal(KafkaError),
+}
 
 impl Sink {
     /// A writer for the topics named in `cfg`.
@@ -86,11 +115,6 @@ impl Sink {
         })
     }
 
-    /// The producer (for operational events).
-    pub fn producer(&self) -> FutureProducer {
-        self.producer.clone()
-    }
-
     /// Hands one write to the producer, in call order. The future resolves
     /// to the offset the record landed at.
     pub fn enqueue(
@@ -100,7 +124,7 @@ impl Sink {
         envelope: &EventEnvelope,
     ) -> Result<
         impl std::future::Future<Output = Result<i64, KafkaError>> + Send + 'static,
-        QueueFull,
+        EnqueueError,
     > {
         let value = envelope.encode_to_vec();
         let a = envelope.attempt.clone().unwrap_or_default();
@@ -159,13 +183,33 @@ impl Sink {
                     Err(_) => Err(KafkaError::Canceled),
                 }
             }),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(QueueFull),
-            Err((e, _)) => {
-                // Anything but a full queue is a bug or a fatal producer
-                // state; the caller retries like a full queue.
-                tracing::error!(error = %e, "cannot enqueue a retry/dead-letter write");
-                Err(QueueFull)
-            }
+            Err((e, _)) => Err(classify(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_errors_are_classified_by_code() {
+        let e = |c| KafkaError::MessageProduction(c);
+        assert!(matches!(
+            classify(e(RDKafkaErrorCode::QueueFull)),
+            EnqueueError::QueueFull
+        ));
+        assert!(matches!(
+            classify(e(RDKafkaErrorCode::MessageSizeTooLarge)),
+            EnqueueError::TooLarge
+        ));
+        assert!(matches!(
+            classify(e(RDKafkaErrorCode::UnknownPartition)),
+            EnqueueError::Fatal(_)
+        ));
+        assert!(matches!(
+            classify(e(RDKafkaErrorCode::Fatal)),
+            EnqueueError::Fatal(_)
+        ));
     }
 }

@@ -13,9 +13,13 @@
 //! Writes to the retry and dead-letter topics go through one FIFO per
 //! worker, so they land in the order they were decided.
 //!
-//! Stops when *cancelled* (partition revoked: everything is dropped and the
-//! next owner re-sends what was unfinished) or *drained* (record channel
-//! closed at shutdown: in-flight attempts and writes finish, nothing new starts).
+//! While *suspended* (partition revoked, the rebalance not settled yet) it
+//! starts nothing new; in-flight work finishes. Resumed in place when the
+//! partition comes back, it ignores the records the consumer hands it again.
+//! Stops when *cancelled* (partition gone to another member: everything is
+//! dropped and the next owner re-sends what was unfinished) or *drained*
+//! (record channel closed at shutdown: in-flight attempts and writes finish,
+//! nothing new starts).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -28,7 +32,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald_core::schedule::{Exhaustion, Failure, RetryPolicy, Step};
 use herald_core::time::now_ms;
 use herald_proto::v1::EventEnvelope;
-use herald_registry::Registry;
+use herald_registry::{Lookup, Registry};
 use herald_telemetry::names;
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -41,10 +45,10 @@ use herald_registry::RegistryWriter;
 use crate::attempt::{AttemptContext, Event, Outcome, Source};
 use crate::endpoint::Prepared;
 use crate::lane::Lane;
-use crate::offsets::{OffsetTracker, SkipSet};
+use crate::offsets::OffsetTracker;
 use crate::rate::Pacer;
 use crate::scanner::{ScanRequest, ScanResult, Scanner};
-use crate::sink::{DeadReason, Sink, Target};
+use crate::sink::{DeadReason, EnqueueError, Sink, Target};
 use herald_registry::ops::{kind, Ops};
 
 /// Which topic a record came from.
@@ -103,13 +107,10 @@ pub enum CatchUp {
     Unknown,
 }
 
-/// Where a newly assigned partition starts.
+/// Where a newly assigned partition starts (the trackers carry the
+/// committed offsets and skip sets).
 #[derive(Debug, Clone, Default)]
 pub struct Start {
-    /// Committed-metadata skip set of the events partition.
-    pub events_skip: SkipSet,
-    /// Committed-metadata skip set of the retry partition.
-    pub retry_skip: SkipSet,
     /// The retry backlog to read before any event (so a durable endpoint's
     /// new events queue behind it).
     pub retry_catch_up: CatchUp,
@@ -164,8 +165,10 @@ pub struct WorkerIo {
     pub trackers: Arc<Mutex<Trackers>>,
     /// Requests to the consumer.
     pub control: mpsc::UnboundedSender<ControlMsg>,
-    /// Fired on revoke.
+    /// Fired when the partition went to another member.
     pub cancel: CancellationToken,
+    /// `true` while the partition is revoked and may come back.
+    pub suspended: tokio::sync::watch::Receiver<bool>,
 }
 
 type Job = Pin<Box<dyn Future<Output = Done> + Send>>;
@@ -204,10 +207,27 @@ enum Done {
     CatchUpTarget(i64),
     /// An endpoint's circuit cool-down ended: try its lane again.
     Wake(Arc<str>),
+    /// The registry has read everything written before the sync began
+    /// (`false`: the sync failed and is asked for again).
+    RegistrySynced(Arc<str>, bool),
 }
 
-/// Runs the worker until cancelled or drained.
-pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
+/// A worker stopped because it cannot go on without risking a loss or a
+/// reordering; the node must restart from committed offsets.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A retry or dead-letter write failed for good.
+    #[error("a retry/dead-letter write failed: {0}")]
+    Write(String),
+}
+
+/// Runs the worker until cancelled or drained; an error means it stopped
+/// on a fatal write error.
+pub async fn run_worker(
+    settings: WorkerSettings,
+    start: Start,
+    io: WorkerIo,
+) -> Result<(), WorkerError> {
     let WorkerIo {
         partition,
         generation,
@@ -215,6 +235,7 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
         trackers,
         control,
         cancel,
+        mut suspended,
     } = io;
     let mut w = Worker {
         partition,
@@ -222,14 +243,16 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
         control,
         drain: CancellationToken::new(),
         trackers,
-        events_skip: start.events_skip,
-        retry_skip: start.retry_skip,
+        suspended: false,
+        events_read_until: i64::MIN,
         catch_up: start.retry_catch_up,
         stash: Vec::new(),
         settings,
         lanes: HashMap::new(),
         prepared: HashMap::new(),
         prepared_version: u64::MAX,
+        syncing: HashSet::new(),
+        unknown: HashSet::new(),
         parked: HashSet::new(),
         behind: HashSet::new(),
         scanner: None,
@@ -249,6 +272,7 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
         disabling: HashMap::new(),
         failing_since: HashMap::new(),
         jobs: FuturesUnordered::new(),
+        fatal: None,
     };
     match w.catch_up {
         CatchUp::None => {}
@@ -273,6 +297,13 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
                 }
             },
             Ok(()) = registry_changes.changed(), if !w.parked.is_empty() => w.unpark(),
+            Ok(()) = suspended.changed() => {
+                let now = *suspended.borrow_and_update();
+                w.set_suspended(now);
+            }
+        }
+        if w.fatal.is_some() {
+            break;
         }
         if draining {
             // Writes still queued must land before the worker may stop.
@@ -283,7 +314,7 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
                 w.write_blocked = false;
                 w.flush_writes();
             }
-        } else {
+        } else if !w.suspended {
             w.maintain();
         }
     }
@@ -291,6 +322,10 @@ pub async fn run_worker(settings: WorkerSettings, start: Start, io: WorkerIo) {
     metrics::gauge!(names::LANES_OPEN).decrement(w.lanes.len() as f64);
     w.settings.worst.report(partition, Vec::new());
     tracing::debug!(partition, held = w.held_all, "partition worker stopped");
+    match w.fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 struct Worker {
@@ -301,8 +336,11 @@ struct Worker {
     /// Fired when draining: aborts attempts still waiting out a delay.
     drain: CancellationToken,
     trackers: Arc<Mutex<Trackers>>,
-    events_skip: SkipSet,
-    retry_skip: SkipSet,
+    /// The partition is revoked: start nothing new.
+    suspended: bool,
+    /// One past the highest events offset handed to this worker (stashed or
+    /// processed): anything below is a repeat after a resume in place.
+    events_read_until: i64,
     /// Until the retry partition is read this far, events wait (paused).
     catch_up: CatchUp,
     /// Events records that arrived while catching up, in order.
@@ -311,6 +349,11 @@ struct Worker {
     /// Prepared endpoints, valid for `prepared_version` of the registry.
     prepared: HashMap<Arc<str>, Option<Arc<Prepared>>>,
     prepared_version: u64,
+    /// Endpoints not in the registry, waiting for it to catch up.
+    syncing: HashSet<Arc<str>>,
+    /// Endpoints still unknown after the registry caught up (cleared on any
+    /// registry change): their events are dead-lettered.
+    unknown: HashSet<Arc<str>>,
     /// Lanes waiting because their endpoint is disabled.
     parked: HashSet<Arc<str>>,
     /// Lanes with retry records left in Kafka.
@@ -349,6 +392,17 @@ struct Worker {
     /// Since when each endpoint has failed without a success (unix ms).
     failing_since: HashMap<Arc<str>, i64>,
     jobs: FuturesUnordered<Job>,
+    /// Set when the worker must stop (a write failed for good).
+    fatal: Option<WorkerError>,
+}
+
+/// What the registry says about an endpoint, prepared for delivery.
+enum Known {
+    Ready(Arc<Prepared>),
+    /// A tombstone was read.
+    Deleted,
+    /// Not read (yet).
+    Unknown,
 }
 
 fn decode(r: &Record) -> Result<EventEnvelope, String> {
@@ -366,7 +420,30 @@ fn decode_payload(key: Option<&[u8]>, payload: &Bytes) -> Result<EventEnvelope, 
 
 impl Worker {
     fn trackers(&self) -> MutexGuard<'_, Trackers> {
-        self.trackers.lock().expect("tracker lock")
+        self.trackers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Suspended on revoke, resumed when the partition comes back.
+    fn set_suspended(&mut self, suspended: bool) {
+        if self.suspended == suspended {
+            return;
+        }
+        self.suspended = suspended;
+        if suspended {
+            tracing::debug!(
+                partition = self.partition,
+                "partition revoked; worker suspended"
+            );
+            return;
+        }
+        // The consumer resumed both topics on re-assignment: restate ours.
+        if self.paused {
+            self.send(Control::PauseEvents);
+        }
+        let lanes: Vec<Arc<str>> = self.lanes.keys().cloned().collect();
+        for ep in lanes {
+            self.after_settle(&ep);
+        }
     }
 
     fn send(&self, c: Control) {
@@ -412,24 +489,106 @@ impl Worker {
         self.lanes.entry(endpoint.clone()).or_default()
     }
 
-    /// The endpoint prepared for delivery; `None` when it was deleted.
+    /// The endpoint prepared for delivery; `None` when it was deleted or is
+    /// not known (yet).
     fn prepared(&mut self, endpoint: &Arc<str>) -> Option<Arc<Prepared>> {
+        match self.known(endpoint) {
+            Known::Ready(p) => Some(p),
+            Known::Deleted | Known::Unknown => None,
+        }
+    }
+
+    /// What the registry says about `endpoint`, prepared for delivery.
+    fn known(&mut self, endpoint: &Arc<str>) -> Known {
         let version = self.settings.registry.version();
         if version != self.prepared_version {
             self.prepared.clear();
+            self.unknown.clear();
             self.prepared_version = version;
         }
         if let Some(p) = self.prepared.get(endpoint) {
-            return p.clone();
+            return p.clone().map_or(Known::Deleted, Known::Ready);
         }
         let policy = &self.settings.policy;
-        let p = self
-            .settings
-            .registry
-            .get(endpoint)
-            .map(|e| Arc::new(Prepared::new(e, policy)));
-        self.prepared.insert(endpoint.clone(), p.clone());
-        p
+        match self.settings.registry.lookup(endpoint) {
+            Lookup::Found(e) => {
+                let p = Arc::new(Prepared::new(e, policy));
+                self.prepared.insert(endpoint.clone(), Some(p.clone()));
+                Known::Ready(p)
+            }
+            Lookup::Deleted => {
+                self.prepared.insert(endpoint.clone(), None);
+                Known::Deleted
+            }
+            Lookup::Unknown => Known::Unknown,
+        }
+    }
+
+    /// Waits for the registry to read everything written so far, then
+    /// pumps `endpoint` again: an endpoint created through another node and
+    /// published to at once may not have reached this node's registry yet.
+    fn sync_registry(&mut self, endpoint: &Arc<str>) {
+        if !self.syncing.insert(endpoint.clone()) {
+            return;
+        }
+        let Some(scanner) = self.scanner() else {
+            self.syncing.remove(endpoint);
+            return;
+        };
+        let registry = self.settings.registry.clone();
+        let topic = self.settings.kafka.endpoints_topic.clone();
+        let ep = endpoint.clone();
+        self.jobs.push(Box::pin(async move {
+            let partitions = registry.progress().borrow().next_offset.len() as i32;
+            let highs = tokio::task::spawn_blocking(move || {
+                (0..partitions)
+                    .map(|p| scanner.watermark(&topic, p))
+                    .collect::<Result<Vec<i64>, _>>()
+            })
+            .await;
+            match highs {
+                Ok(Ok(highs)) => {
+                    for (p, high) in highs.into_iter().enumerate() {
+                        if high > 0 {
+                            registry.wait_applied(p as i32, high - 1).await;
+                        }
+                    }
+                    Done::RegistrySynced(ep, true)
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(endpoint_id = %ep, error = %e, "registry watermarks unavailable; asking again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Done::RegistrySynced(ep, false)
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint_id = %ep, error = %e, "registry watermark query failed; asking again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Done::RegistrySynced(ep, false)
+                }
+            }
+        }));
+    }
+
+    fn on_registry_synced(&mut self, endpoint: Arc<str>, ok: bool) {
+        self.syncing.remove(&endpoint);
+        if ok && matches!(self.known(&endpoint), Known::Unknown) {
+            tracing::warn!(endpoint_id = %endpoint, "endpoint not in the registry after it caught up; its events are dead-lettered");
+            self.unknown.insert(endpoint.clone());
+        }
+        self.after_settle(&endpoint);
+    }
+
+    /// Dead-letters the queued events of an endpoint the registry does not
+    /// know even after catching up, in order.
+    fn dead_letter_unknown(&mut self, endpoint: &Arc<str>) {
+        let Some(lane) = self.lanes.get_mut(endpoint) else {
+            return;
+        };
+        let queued: Vec<Event> = lane.queue.drain(..).collect();
+        lane.in_flight += queued.len();
+        for e in queued {
+            self.dead_letter(endpoint, e, DeadReason::UnknownEndpoint);
+        }
     }
 
     fn ordered(&mut self, endpoint: &Arc<str>) -> bool {
@@ -439,6 +598,14 @@ impl Worker {
     // ----- records -------------------------------------------------------
 
     fn on_record(&mut self, r: Record) {
+        // After a resume in place the consumer fetches again from the
+        // committed offset: this worker already has those records.
+        match r.topic {
+            Topic::Events if r.offset < self.events_read_until => return,
+            Topic::Events => self.events_read_until = r.offset + 1,
+            Topic::Retry if r.offset < self.retry_seen_until => return,
+            Topic::Retry => {}
+        }
         match r.topic {
             Topic::Events if self.catch_up != CatchUp::None => self.stash.push(r),
             Topic::Events => self.on_event_record(r),
@@ -452,13 +619,16 @@ impl Worker {
     fn on_event_record(&mut self, r: Record) {
         let offset = r.offset;
         self.events_seen_until = self.events_seen_until.max(offset + 1);
-        if self.events_skip.should_skip(offset) {
-            self.trackers().events.received_finished(offset);
-            return;
+        {
+            let mut t = self.trackers();
+            if t.events.inherited_finished(offset) {
+                t.events.received_finished(offset);
+                return;
+            }
         }
         let mut envelope = match decode(&r) {
             Ok(e) => e,
-            Err(why) => return self.undecodable(Topic::Events, offset, &why),
+            Err(why) => return self.poison(&r, &why),
         };
         self.trackers().events.received(offset);
         envelope.origin_partition = self.partition;
@@ -491,13 +661,16 @@ impl Worker {
     fn on_retry_record(&mut self, r: Record) {
         let offset = r.offset;
         self.retry_seen_until = self.retry_seen_until.max(offset + 1);
-        if self.retry_skip.should_skip(offset) {
-            self.trackers().retry.received_finished(offset);
-            return;
+        {
+            let mut t = self.trackers();
+            if t.retry.inherited_finished(offset) {
+                t.retry.received_finished(offset);
+                return;
+            }
         }
         let envelope = match decode(&r) {
             Ok(e) => e,
-            Err(why) => return self.undecodable(Topic::Retry, offset, &why),
+            Err(why) => return self.poison(&r, &why),
         };
         self.trackers().retry.received(offset);
         let endpoint: Arc<str> = envelope.endpoint_id.as_str().into();
@@ -588,22 +761,76 @@ impl Worker {
         }));
     }
 
-    fn undecodable(&mut self, topic: Topic, offset: i64, why: &str) {
-        tracing::error!(partition = self.partition, ?topic, offset, error = %why, "undecodable record; skipped");
-        metrics::counter!(names::EVENTS_SKIPPED, "reason" => "undecodable").increment(1);
-        let mut t = self.trackers();
-        match topic {
-            Topic::Events => t.events.received_finished(offset),
-            Topic::Retry => t.retry.received_finished(offset),
+    /// A record that cannot be delivered as it is (undecodable, key and
+    /// envelope disagree): dead-lettered as it was read, with the reason,
+    /// and its offset finished once the dead letter is written. Never
+    /// skipped silently.
+    fn poison(&mut self, r: &Record, why: &str) {
+        tracing::error!(partition = self.partition, topic = ?r.topic, offset = r.offset, error = %why, "poison record; dead-lettering it");
+        metrics::counter!(names::EVENTS_SKIPPED, "reason" => "poison").increment(1);
+        let source = match r.topic {
+            Topic::Events => Source::Events(r.offset),
+            Topic::Retry => Source::Retry(r.offset),
+        };
+        {
+            let mut t = self.trackers();
+            match r.topic {
+                Topic::Events => t.events.received(r.offset),
+                Topic::Retry => t.retry.received(r.offset),
+            }
         }
+        self.custody(source, 1);
+        let key = r
+            .key
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let envelope = EventEnvelope {
+            event_id: format!("poison-{:?}-{}-{}", r.topic, self.partition, r.offset)
+                .to_lowercase(),
+            endpoint_id: herald_core::text::bounded(&key, 256),
+            event_type: "herald.poison_record".into(),
+            payload: r.payload.clone().unwrap_or_default(),
+            created_at_ms: now_ms(),
+            attempt: Some(herald_proto::v1::AttemptState {
+                last_error: herald_core::text::bounded(why, 512),
+                ..Default::default()
+            }),
+            origin_partition: self.partition,
+            origin_offset: r.offset,
+            ..Default::default()
+        };
+        // No lane owns it: the empty id is never an endpoint's.
+        self.write(
+            Arc::from(""),
+            Event {
+                source,
+                origin: r.offset,
+                envelope,
+            },
+            Target::DeadLetter(DeadReason::Poison),
+            false,
+        );
     }
 
     // ----- starting work ---------------------------------------------------
 
     /// Starts as many of `endpoint`'s queued events as its lane allows.
     fn pump(&mut self, endpoint: &Arc<str>) {
-        let Some(prepared) = self.prepared(endpoint) else {
-            return self.drop_deleted(endpoint);
+        if self.suspended {
+            return;
+        }
+        let prepared = match self.known(endpoint) {
+            Known::Ready(p) => p,
+            Known::Deleted => return self.drop_deleted(endpoint),
+            Known::Unknown if self.unknown.contains(endpoint) => {
+                return self.dead_letter_unknown(endpoint)
+            }
+            Known::Unknown => {
+                // Registry lag, never deletion: wait until it caught up.
+                self.parked.insert(endpoint.clone());
+                return self.sync_registry(endpoint);
+            }
         };
         let ordered = prepared.endpoint.ordered;
         let enabled = prepared.endpoint.enabled;
@@ -828,7 +1055,7 @@ impl Worker {
 
     /// Hands queued writes to the producer, in order, until its queue is full.
     fn flush_writes(&mut self) {
-        while !self.write_blocked {
+        while !self.write_blocked && self.fatal.is_none() {
             let Some(w) = self.writes.front() else { return };
             match self
                 .settings
@@ -840,12 +1067,35 @@ impl Worker {
                     self.jobs
                         .push(Box::pin(async move { Done::Written(w, landed.await) }));
                 }
-                Err(_full) => {
+                Err(EnqueueError::QueueFull) => {
                     self.write_blocked = true;
                     self.jobs.push(Box::pin(async {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         Done::WriteRetry
                     }));
+                }
+                Err(EnqueueError::TooLarge) => {
+                    // Only the text a receiver controls can shrink; a payload
+                    // that was accepted into the events topic fits again.
+                    let w = self.writes.front_mut().expect("front exists");
+                    match w.event.envelope.attempt.as_mut() {
+                        Some(a) if !a.last_error.is_empty() => {
+                            tracing::warn!(partition = self.partition, endpoint_id = %w.endpoint, "retry/dead-letter record too large; dropping its error text");
+                            a.last_error.clear();
+                        }
+                        _ => {
+                            self.fatal = Some(WorkerError::Write(format!(
+                                "a record for endpoint {} is larger than the broker accepts",
+                                w.endpoint
+                            )));
+                            return;
+                        }
+                    }
+                }
+                Err(EnqueueError::Fatal(e)) => {
+                    tracing::error!(partition = self.partition, error = %e, "cannot enqueue a retry/dead-letter write");
+                    self.fatal = Some(WorkerError::Write(e.to_string()));
+                    return;
                 }
             }
         }
@@ -924,15 +1174,20 @@ impl Worker {
             }
             Done::Written(w, Ok(offset)) => self.on_written(w, offset),
             Done::Written(w, Err(e)) => {
-                tracing::error!(partition = self.partition, error = %e, "a retry/dead-letter write failed; writing it again");
-                self.writes.push_front(w);
-                self.flush_writes();
+                // With the idempotent producer this is fatal: writing it
+                // again could land it behind later writes. Stop; the node
+                // restarts from committed offsets (the source of this write
+                // and of every later one is unfinished, or finished by a
+                // landed write).
+                tracing::error!(partition = self.partition, endpoint_id = %w.endpoint, error = %e, "a retry/dead-letter write failed for good");
+                self.fatal = Some(WorkerError::Write(e.to_string()));
             }
             Done::WriteRetry => {
                 self.write_blocked = false;
                 self.flush_writes();
             }
             Done::Scanned(ep, r) => self.on_scanned(ep, r),
+            Done::RegistrySynced(ep, ok) => self.on_registry_synced(ep, ok),
             Done::Wake(ep) => {
                 self.wakes.remove(&ep);
                 self.after_settle(&ep);
@@ -966,7 +1221,10 @@ impl Worker {
             }
             Target::DeadLetter(reason) => {
                 metrics::counter!(names::DEAD_LETTERS, "reason" => reason.as_str()).increment(1);
-                if reason != DeadReason::Predecessor {
+                if matches!(
+                    reason,
+                    DeadReason::Exhausted(_) | DeadReason::UnknownEndpoint
+                ) {
                     self.settings.ops.emit(
                         kind::EVENT_EXHAUSTED,
                         &endpoint,
@@ -1044,12 +1302,22 @@ impl Worker {
                 verdict,
                 retry_after,
             } => {
-                let Some(prepared) = self.prepared(&endpoint) else {
-                    metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted")
-                        .increment(1);
-                    self.finish(event.source);
-                    self.lane(&endpoint).in_flight -= 1;
-                    return self.after_settle(&endpoint);
+                let prepared = match self.known(&endpoint) {
+                    Known::Ready(p) => p,
+                    Known::Deleted => {
+                        metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted")
+                            .increment(1);
+                        self.finish(event.source);
+                        self.lane(&endpoint).in_flight -= 1;
+                        return self.after_settle(&endpoint);
+                    }
+                    Known::Unknown => {
+                        // Back to the front: `pump` waits for the registry.
+                        let lane = self.lane(&endpoint);
+                        lane.in_flight -= 1;
+                        lane.queue.push_front(event);
+                        return self.after_settle(&endpoint);
+                    }
                 };
                 let now = now_ms();
                 let failure = Failure {
@@ -1108,6 +1376,9 @@ impl Worker {
     /// After an event of `endpoint` settled: start more, read more, or
     /// retire the lane.
     fn after_settle(&mut self, endpoint: &Arc<str>) {
+        if endpoint.is_empty() {
+            return; // a poison record's dead letter: no lane
+        }
         self.pump(endpoint);
         self.maybe_scan(endpoint);
         let seen = self.retry_seen_until;

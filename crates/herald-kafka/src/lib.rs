@@ -32,7 +32,8 @@ pub mod headers {
     /// The events topic.
     pub const ORIGIN_TOPIC: &str = "herald-origin-topic";
     /// Why the event was dead-lettered (`final_answer`, `attempts_exhausted`,
-    /// `max_age_exceeded`, `predecessor_dead_lettered`).
+    /// `max_age_exceeded`, `predecessor_dead_lettered`, `endpoint_unknown`,
+    /// `poison_record`).
     pub const REASON: &str = "herald-dlq-reason";
     /// HTTP status of the last attempt (absent when there was no answer).
     pub const LAST_STATUS: &str = "herald-last-status";

@@ -16,5 +16,5 @@ pub mod writer;
 
 pub use materialise::run_materialiser;
 pub use ops::Ops;
-pub use store::Registry;
+pub use store::{Lookup, Registry};
 pub use writer::{RegistryWriter, WriteError};

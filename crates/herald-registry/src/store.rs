@@ -21,11 +21,26 @@ pub struct Registry {
 struct Inner {
     /// Endpoints by id, sorted for paging.
     endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
+    /// Ids whose tombstone this node has read (and not re-created since):
+    /// only these are *deleted*; an id never seen is only *unknown*.
+    deleted: RwLock<std::collections::HashSet<String>>,
     /// Bumped on every applied change.
     version: AtomicU64,
     /// Progress: next offset to apply per partition, and whether the
     /// initial read up to the start-time high watermarks finished.
     progress: watch::Sender<Progress>,
+}
+
+/// What this node's registry knows about an endpoint id.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The endpoint as last written.
+    Found(Arc<Endpoint>),
+    /// A tombstone was read: the endpoint was deleted.
+    Deleted,
+    /// Never seen: not created, or created after what this node has read
+    /// so far (registry lag). Never treat it as deleted.
+    Unknown,
 }
 
 /// How far the materialiser has read.
@@ -51,6 +66,25 @@ impl Registry {
             .expect("registry lock")
             .get(id)
             .cloned()
+    }
+
+    /// The endpoint with this id, telling *deleted* (tombstone read) apart
+    /// from *unknown* (not read yet).
+    pub fn lookup(&self, id: &str) -> Lookup {
+        if let Some(e) = self.get(id) {
+            return Lookup::Found(e);
+        }
+        if self
+            .inner
+            .deleted
+            .read()
+            .expect("registry lock")
+            .contains(id)
+        {
+            Lookup::Deleted
+        } else {
+            Lookup::Unknown
+        }
     }
 
     /// Up to `limit` endpoints with ids greater than `after`, in id order.
@@ -116,12 +150,15 @@ impl Registry {
     pub(crate) fn apply(&self, id: &str, endpoint: Option<Endpoint>) {
         {
             let mut map = self.inner.endpoints.write().expect("registry lock");
+            let mut deleted = self.inner.deleted.write().expect("registry lock");
             match endpoint {
                 Some(e) => {
                     map.insert(id.to_string(), Arc::new(e));
+                    deleted.remove(id);
                 }
                 None => {
                     map.remove(id);
+                    deleted.insert(id.to_string());
                 }
             }
         }
@@ -179,6 +216,11 @@ mod tests {
         r.apply("b", None);
         assert!(r.get("b").is_none());
         assert_eq!(r.len(), 2);
+        assert!(matches!(r.lookup("b"), Lookup::Deleted));
+        assert!(matches!(r.lookup("never"), Lookup::Unknown));
+        assert!(matches!(r.lookup("a"), Lookup::Found(_)));
+        r.apply("b", Some(ep("b")));
+        assert!(matches!(r.lookup("b"), Lookup::Found(_)));
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ pub const DELIVERY_LATENCY: &str = "herald_delivery_duration_seconds";
 pub const END_TO_END_LATENCY: &str = "herald_end_to_end_latency_seconds";
 /// Counter: events delivered successfully.
 pub const EVENTS_DELIVERED: &str = "herald_events_delivered_total";
-/// Counter, label `reason` (`undecodable` | `endpoint_deleted`): events
+/// Counter, label `reason` (`poison` | `endpoint_deleted`): events
 /// finished without a delivery.
 pub const EVENTS_SKIPPED: &str = "herald_events_skipped_total";
 
@@ -67,6 +67,11 @@ pub const LANES_OPEN: &str = "herald_lanes_open";
 pub const PARTITIONS_ASSIGNED: &str = "herald_partitions_assigned";
 /// Counter, label `kind` (`assign` | `revoke`): rebalance callbacks.
 pub const REBALANCES: &str = "herald_rebalances_total";
+/// Counter: partitions that came back to this node in a rebalance and
+/// resumed in place (state kept, nothing re-sent).
+pub const PARTITIONS_RESUMED: &str = "herald_partitions_resumed_total";
+/// Counter: partition workers that failed (a bug); the dispatcher stops.
+pub const WORKER_FAILURES: &str = "herald_worker_failures_total";
 /// Counter, label `outcome` (`ok` | `error`): offset commits.
 pub const COMMITS: &str = "herald_offset_commits_total";
 
@@ -99,6 +104,8 @@ pub const ALL: &[&str] = &[
     LANES_OPEN,
     PARTITIONS_ASSIGNED,
     REBALANCES,
+    PARTITIONS_RESUMED,
+    WORKER_FAILURES,
     COMMITS,
     ENDPOINTS,
 ];

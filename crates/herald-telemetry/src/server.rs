@@ -104,6 +104,11 @@ fn describe() {
         "Events-topic partitions assigned to this node"
     );
     metrics::describe_counter!(REBALANCES, "Consumer rebalance callbacks");
+    metrics::describe_counter!(
+        PARTITIONS_RESUMED,
+        "Partitions kept in place across a rebalance"
+    );
+    metrics::describe_counter!(WORKER_FAILURES, "Partition workers that failed");
     metrics::describe_counter!(COMMITS, "Offset commits by outcome");
     metrics::describe_gauge!(ENDPOINTS, "Endpoints in the registry");
 }
