@@ -65,6 +65,32 @@ pub enum Outcome {
     },
     /// Not attempted: the partition is draining.
     Aborted,
+    /// Not attempted: the endpoint changed (URL, secrets, headers, deleted)
+    /// while the attempt waited; the partition decides again.
+    Stale,
+}
+
+/// How an attempt checks, right before it sends, that the endpoint it was
+/// decided for is still the registry's current one.
+#[derive(Clone)]
+pub struct Freshness {
+    /// The registry.
+    pub registry: herald_registry::Registry,
+    /// Its version when the attempt was decided.
+    pub version: u64,
+}
+
+impl Freshness {
+    /// Whether `prepared` is still current (one atomic load when nothing
+    /// changed).
+    fn is_current(&self, prepared: &Prepared) -> bool {
+        if self.registry.version() == self.version {
+            return true;
+        }
+        self.registry
+            .get(&prepared.endpoint.id)
+            .is_some_and(|now| *now == *prepared.endpoint)
+    }
 }
 
 /// Settings shared by every attempt of a node.
@@ -79,7 +105,8 @@ pub struct AttemptContext {
 
 impl AttemptContext {
     /// Waits `delay` (aborting if `drain` fires first), then makes one
-    /// attempt and records it in the event's attempt state.
+    /// attempt and records it in the event's attempt state. If the endpoint
+    /// changed meanwhile, nothing is sent ([`Outcome::Stale`]).
     pub async fn run(
         self: Arc<Self>,
         prepared: Arc<Prepared>,
@@ -87,6 +114,7 @@ impl AttemptContext {
         mut event: Event,
         delay: Duration,
         drain: CancellationToken,
+        fresh: Freshness,
     ) -> (Event, Outcome) {
         if !delay.is_zero() {
             tokio::select! {
@@ -101,6 +129,9 @@ impl AttemptContext {
         }
         if drain.is_cancelled() {
             return (event, Outcome::Aborted);
+        }
+        if !fresh.is_current(&prepared) {
+            return (event, Outcome::Stale);
         }
         let started_ms = now_ms();
         let req = DeliveryRequest {
@@ -220,13 +251,13 @@ fn outcome_label(r: &AttemptResult, outcome: &Outcome) -> &'static str {
         {
             "refused"
         }
-        Outcome::Failed { .. } | Outcome::Aborted => "final",
+        Outcome::Failed { .. } | Outcome::Aborted | Outcome::Stale => "final",
     }
 }
 
 fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outcome) {
     let label = match outcome {
-        Outcome::Aborted => return,
+        Outcome::Aborted | Outcome::Stale => return,
         _ => outcome_label(r, outcome),
     };
     metrics::counter!(names::DELIVERY_ATTEMPTS, "outcome" => label, "status_class" => names::status_class(r.status))
@@ -247,6 +278,6 @@ fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outc
             event_id = %id, endpoint_id = %ep, attempt, status = r.status,
             error = %describe(r), final_answer = (*verdict == Verdict::Final), "delivery attempt failed"
         ),
-        Outcome::Aborted => {}
+        Outcome::Aborted | Outcome::Stale => {}
     }
 }

@@ -21,6 +21,16 @@ pub struct Prepared {
     pub policy: RetryPolicy,
 }
 
+impl std::fmt::Debug for Prepared {
+    /// The endpoint (whose `Debug` redacts secrets); never the signer.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &self.headers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Prepared {
     /// Prepares `endpoint`; secrets or headers that do not parse (the API
     /// validates them, so only a hand-written record could) are left out

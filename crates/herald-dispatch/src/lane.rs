@@ -7,13 +7,44 @@
 //! retry topic behind the backlog instead of being held, so order holds and
 //! memory stays bounded. A lane is *behind* when it had no room for some of
 //! its retry-topic records: they stay in Kafka, and the lane scans them
-//! from `behind` when it has room again.
+//! from `behind` when it has room again. An ordered lane that overflows
+//! while its head is in flight writes a [`HeadCopy`] first and tracks it
+//! explicitly until the copy is read back.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
-use herald_proto::v1::EventEnvelope;
+use herald_proto::v1::{AttemptState, EventEnvelope};
 
-use crate::attempt::Event;
+use crate::attempt::{Event, Source};
+use crate::sink::DeadReason;
+
+/// A copy of an ordered lane's in-flight head, written to the retry topic
+/// ahead of its followers when the lane overflowed. Once it exists, the copy
+/// alone carries the event forward: the original's outcome is recorded here
+/// and applied to the copy when the copy reaches the front of the lane, and
+/// the original's offset is finished only after the copy has landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadCopy {
+    /// Retry-topic offset of the copy, once its write has landed.
+    pub landed_at: Option<i64>,
+    /// The original's offset, finished when the copy lands.
+    pub finish_on_landing: Option<Source>,
+    /// What became of the original attempt.
+    pub fate: CopyFate,
+}
+
+/// The outcome of a copied head's original attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CopyFate {
+    /// The original attempt is still running.
+    Pending,
+    /// Delivered (or its endpoint deleted): the copy is finished unsent.
+    Settled,
+    /// Failed and will be retried: the copy carries this attempt state.
+    Retry(AttemptState),
+    /// Gave up: the copy is dead-lettered with this reason and state.
+    GaveUp(DeadReason, AttemptState),
+}
 
 /// The state of one endpoint's lane.
 #[derive(Debug)]
@@ -49,9 +80,8 @@ pub struct Lane {
     /// The in-flight head of an ordered lane (origin and envelope as sent),
     /// so a move can write a copy of it ahead of its followers.
     pub head: Option<(i64, EventEnvelope)>,
-    /// Origins whose copy in the retry topic is already settled (the head
-    /// was copied while in flight and then finished): skip them when read.
-    pub settled_copies: HashSet<i64>,
+    /// Head copies written while their original was in flight, by origin.
+    pub copies: HashMap<i64, HeadCopy>,
 }
 
 impl Default for Lane {
@@ -70,7 +100,7 @@ impl Default for Lane {
             max_origin: -1,
             flush_below: None,
             head: None,
-            settled_copies: HashSet::new(),
+            copies: HashMap::new(),
         }
     }
 }
@@ -110,7 +140,11 @@ impl Lane {
     /// far as a reader at `retry_seen_until` can tell: the lane can go.
     pub fn is_done(&self, retry_seen_until: i64) -> bool {
         let read_back = self.last_append.is_none_or(|a| a < retry_seen_until);
-        self.held() == 0 && self.behind.is_none() && !self.scanning && read_back
+        self.held() == 0
+            && self.behind.is_none()
+            && !self.scanning
+            && read_back
+            && self.copies.is_empty()
     }
 
     /// Records that an event with this origin was seen.
@@ -122,7 +156,6 @@ impl Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attempt::Source;
 
     fn ev(o: i64) -> Event {
         Event {

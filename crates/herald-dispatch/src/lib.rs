@@ -10,7 +10,10 @@
 //! - [`attempt`]: one delivery attempt and its classification.
 //! - [`attempt_log`]: every attempt written to the attempts topic.
 //! - [`sink`]: writes to the retry and dead-letter topics.
-//! - [`worker`]: the task that owns one assigned partition (both topics).
+//! - [`machine`]: the partition core, a state machine with no I/O: custody
+//!   of every event, lanes, writes, scans, health decisions.
+//! - [`worker`]: the task that owns one assigned partition (both topics): a
+//!   thin shell that feeds the core and carries out its actions.
 //! - [`consumer`]: the consumer group, rebalances and the record router.
 #![forbid(unsafe_code)]
 
@@ -19,6 +22,7 @@ pub mod attempt_log;
 pub mod consumer;
 pub mod endpoint;
 pub mod lane;
+pub mod machine;
 pub mod offsets;
 pub mod rate;
 pub mod scanner;

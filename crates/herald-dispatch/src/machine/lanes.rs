@@ -1,0 +1,442 @@
+//! Lanes at work: which queued event starts next (order, in-flight limit,
+//! enabled, age, circuit), what an attempt's outcome means (delivered, retry
+//! in memory, move to the retry topic, dead letter), moves of a lane's
+//! backlog, and the explicit custody of head copies.
+
+use std::sync::Arc;
+
+use herald_core::breaker::{Breaker, Permit};
+use herald_core::schedule::{Exhaustion, Failure, Step};
+use herald_telemetry::names;
+
+use super::{Action, Ctx, Known, Partition, Wait};
+use crate::attempt::{Event, Outcome, Source};
+use crate::endpoint::Prepared;
+use crate::lane::{CopyFate, HeadCopy};
+use crate::sink::{DeadReason, Target};
+
+/// What to do with the event at the front of an ordered lane that is the
+/// copy of an earlier in-flight head.
+enum CopyAtFront {
+    /// Not a copy this lane tracks: handle it like any event.
+    No,
+    /// The copy's write or its original are not done yet: wait.
+    Wait,
+    /// The original was delivered: finish the copy unsent.
+    Settle,
+    /// The original gave up: dead-letter the copy.
+    DeadLetter(DeadReason),
+    /// Carry on with the original's attempt state (already applied).
+    Go,
+}
+
+impl Partition {
+    /// Starts as many of `endpoint`'s queued events as its lane allows.
+    pub(super) fn pump(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
+        if self.suspended || self.draining {
+            return;
+        }
+        let prepared = match self.known(endpoint, ctx) {
+            Known::Ready(p) => p,
+            Known::Deleted => return self.drop_deleted(endpoint, ctx),
+            Known::Unknown if self.unknown.contains(endpoint) => {
+                return self.dead_letter_unknown(endpoint)
+            }
+            // Registry lag, never deletion: wait until it caught up.
+            Known::Unknown => return self.sync_registry(endpoint),
+        };
+        let ordered = prepared.endpoint.ordered;
+        let enabled = prepared.endpoint.enabled;
+        let limit = prepared
+            .endpoint
+            .effective_in_flight(self.cfg.default_in_flight);
+        let now = ctx.now_ms;
+        loop {
+            let events_seen_until = self.events_seen_until;
+            let Some(lane) = self.lanes.get_mut(endpoint) else {
+                return;
+            };
+            let Some(front) = lane.queue.front() else {
+                return;
+            };
+            // Events behind a dead-lettered one follow it, in order (the
+            // write FIFO keeps the order), even when the endpoint is disabled.
+            match lane.flush_below {
+                Some(f) if ordered && front.origin < f => {
+                    let event = lane.queue.pop_front().expect("front exists");
+                    lane.in_flight += 1;
+                    self.dead_letter(endpoint, event, DeadReason::Predecessor);
+                    continue;
+                }
+                Some(_) if lane.in_flight == 0 => lane.flush_below = None,
+                _ => {}
+            }
+            match self.copy_at_front(endpoint) {
+                CopyAtFront::No | CopyAtFront::Go => {}
+                CopyAtFront::Wait => return,
+                CopyAtFront::Settle => {
+                    let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+                    let event = lane.queue.pop_front().expect("front exists");
+                    self.finish(event.source, ctx);
+                    continue;
+                }
+                CopyAtFront::DeadLetter(reason) => {
+                    let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+                    let event = lane.queue.pop_front().expect("front exists");
+                    lane.in_flight += 1;
+                    if ordered {
+                        lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
+                    }
+                    self.dead_letter(endpoint, event, reason);
+                    continue;
+                }
+            }
+            let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+            if !enabled {
+                self.parked.insert(endpoint.clone());
+                return;
+            }
+            self.parked.remove(endpoint);
+            if !lane.can_start(limit, ordered) {
+                return;
+            }
+            let front = lane.queue.front().expect("front exists");
+            if prepared.policy.expired(front.envelope.created_at_ms, now) {
+                let event = lane.queue.pop_front().expect("front exists");
+                lane.in_flight += 1;
+                if ordered {
+                    lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
+                }
+                self.dead_letter(endpoint, event, DeadReason::Exhausted(Exhaustion::Age));
+                continue;
+            }
+            let breaker = self
+                .breakers
+                .entry(endpoint.clone())
+                .or_insert_with(|| Breaker::new(self.cfg.breaker));
+            match breaker.permit(now) {
+                Permit::Go => {}
+                Permit::WaitUntil(t) => return self.wake_at(endpoint, t),
+                Permit::WaitForProbe => return,
+            }
+            let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+            let event = lane.queue.pop_front().expect("front exists");
+            lane.in_flight += 1;
+            let delay = (event.due_ms() - now).max(0) as u64;
+            if ordered {
+                lane.head = Some((event.origin, event.envelope.clone()));
+            }
+            self.launch(endpoint.clone(), prepared.clone(), event, delay);
+        }
+    }
+
+    /// Applies a tracked head copy's fate to the lane's front event, if it
+    /// is that copy.
+    fn copy_at_front(&mut self, endpoint: &Arc<str>) -> CopyAtFront {
+        let Some(lane) = self.lanes.get_mut(endpoint) else {
+            return CopyAtFront::No;
+        };
+        let Some(front) = lane.queue.front_mut() else {
+            return CopyAtFront::No;
+        };
+        let Source::Retry(offset) = front.source else {
+            return CopyAtFront::No;
+        };
+        let Some(copy) = lane.copies.get(&front.origin) else {
+            return CopyAtFront::No;
+        };
+        match copy.landed_at {
+            // Read back before its delivery report: wait for the report.
+            None => return CopyAtFront::Wait,
+            Some(at) if at != offset => return CopyAtFront::No,
+            Some(_) => {}
+        }
+        let verdict = match &copy.fate {
+            CopyFate::Pending => return CopyAtFront::Wait,
+            CopyFate::Settled => CopyAtFront::Settle,
+            CopyFate::Retry(state) => {
+                front.envelope.attempt = Some(state.clone());
+                CopyAtFront::Go
+            }
+            CopyFate::GaveUp(reason, state) => {
+                front.envelope.attempt = Some(state.clone());
+                CopyAtFront::DeadLetter(*reason)
+            }
+        };
+        lane.copies.remove(&front.origin);
+        verdict
+    }
+
+    /// Sends `Wake` for `endpoint` at `at_ms` (once, however often asked).
+    fn wake_at(&mut self, endpoint: &Arc<str>, at_ms: i64) {
+        if self.wakes.insert(endpoint.clone()) {
+            self.actions.push(Action::WakeAt {
+                endpoint: endpoint.clone(),
+                at_ms,
+            });
+        }
+    }
+
+    fn launch(&mut self, endpoint: Arc<str>, prepared: Arc<Prepared>, event: Event, delay: u64) {
+        let wait = if delay == 0 {
+            Wait::None
+        } else if delay as i64 > self.cfg.in_memory_max_ms {
+            Wait::Long
+        } else {
+            Wait::Short
+        };
+        if let Some(l) = self.lanes.get_mut(&endpoint) {
+            match wait {
+                Wait::None => {}
+                Wait::Short => l.waiting += 1,
+                Wait::Long => {
+                    l.waiting += 1;
+                    l.waiting_long += 1;
+                }
+            }
+        }
+        self.actions.push(Action::Attempt {
+            endpoint,
+            prepared,
+            event,
+            delay_ms: delay,
+            wait,
+        });
+    }
+
+    /// Writes `event` (counted in flight) to the dead-letter topic.
+    pub(super) fn dead_letter(&mut self, endpoint: &Arc<str>, event: Event, reason: DeadReason) {
+        tracing::warn!(event_id = %event.envelope.event_id, endpoint_id = %endpoint, reason = reason.as_str(),
+            attempt = event.attempts(), "dead-lettering event");
+        self.write(endpoint.clone(), event, Target::DeadLetter(reason), false);
+    }
+
+    /// Moves the lane's backlog (with `head` first, when given) to the retry
+    /// topic; the lane turns durable.
+    fn move_to_retry(&mut self, endpoint: &Arc<str>, head: Option<Event>) {
+        let partition = self.cfg.partition;
+        let lane = self.lane(endpoint);
+        lane.durable = true;
+        let queued: Vec<Event> = lane.queue.drain(..).collect();
+        tracing::info!(endpoint_id = %endpoint, partition, events = queued.len() + usize::from(head.is_some()),
+            "moving endpoint backlog to the retry topic");
+        for e in head.into_iter().chain(queued) {
+            self.write(endpoint.clone(), e, Target::Retry, false);
+        }
+    }
+
+    /// The lane holds more than it may: its backlog moves to the retry topic.
+    /// An ordered lane's in-flight head goes first, as a tracked copy, so it
+    /// is never split from its followers; the original keeps running.
+    pub(super) fn overflow(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
+        let ordered = self.ordered(endpoint, ctx);
+        let lane = self.lane(endpoint);
+        if ordered && lane.in_flight > 0 {
+            if let Some((origin, envelope)) = lane.head.clone() {
+                if let std::collections::hash_map::Entry::Vacant(slot) = lane.copies.entry(origin) {
+                    slot.insert(HeadCopy {
+                        landed_at: None,
+                        finish_on_landing: None,
+                        fate: CopyFate::Pending,
+                    });
+                    let event = Event {
+                        source: Source::Events(origin),
+                        origin,
+                        envelope,
+                    };
+                    self.write(endpoint.clone(), event, Target::Retry, true);
+                }
+            }
+        }
+        self.move_to_retry(endpoint, None);
+    }
+
+    pub(super) fn drop_deleted(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
+        let Some(lane) = self.lanes.get_mut(endpoint) else {
+            return;
+        };
+        let queued: Vec<Event> = lane.queue.drain(..).collect();
+        for e in queued {
+            tracing::warn!(event_id = %e.envelope.event_id, endpoint_id = %endpoint, "endpoint was deleted; event dropped");
+            metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted").increment(1);
+            self.finish(e.source, ctx);
+        }
+    }
+
+    /// Dead-letters the queued events of an endpoint the registry does not
+    /// know even after catching up, in order.
+    fn dead_letter_unknown(&mut self, endpoint: &Arc<str>) {
+        let Some(lane) = self.lanes.get_mut(endpoint) else {
+            return;
+        };
+        let queued: Vec<Event> = lane.queue.drain(..).collect();
+        lane.in_flight += queued.len();
+        for e in queued {
+            self.dead_letter(endpoint, e, DeadReason::UnknownEndpoint);
+        }
+    }
+
+    /// Records the original's outcome on its head copy; `true` if `event` is
+    /// the original of a tracked copy (the copy then carries it forward).
+    fn settle_original(
+        &mut self,
+        endpoint: &Arc<str>,
+        event: &Event,
+        fate: CopyFate,
+        ctx: &mut Ctx<'_>,
+    ) -> bool {
+        let Some(lane) = self.lanes.get_mut(endpoint) else {
+            return false;
+        };
+        // A tracked copy leaves `copies` before it is attempted, so a
+        // pending entry for this origin means this is the original.
+        let is_original = lane
+            .copies
+            .get(&event.origin)
+            .is_some_and(|c| c.fate == CopyFate::Pending)
+            && lane.head.as_ref().is_some_and(|(o, _)| *o == event.origin);
+        if !is_original {
+            return false;
+        }
+        let copy = lane.copies.get_mut(&event.origin).expect("copy exists");
+        let delivered = fate == CopyFate::Settled;
+        copy.fate = fate;
+        let finish_now = delivered || copy.landed_at.is_some();
+        if !finish_now {
+            copy.finish_on_landing = Some(event.source);
+        }
+        lane.in_flight -= 1;
+        if finish_now {
+            self.finish(event.source, ctx);
+        }
+        true
+    }
+
+    pub(super) fn on_attempt(
+        &mut self,
+        endpoint: Arc<str>,
+        mut event: Event,
+        outcome: Outcome,
+        ctx: &mut Ctx<'_>,
+    ) {
+        if outcome == Outcome::Aborted || (self.draining && outcome != Outcome::Delivered) {
+            return;
+        }
+        if outcome == Outcome::Stale {
+            // The endpoint changed while the attempt waited: decide again.
+            let lane = self.lane(&endpoint);
+            lane.in_flight -= 1;
+            if lane.head.as_ref().is_some_and(|(o, _)| *o == event.origin) {
+                lane.head = None;
+            }
+            lane.queue.push_front(event);
+            return self.after_settle(&endpoint, ctx);
+        }
+        self.breaker_record(&endpoint, outcome == Outcome::Delivered, ctx.now_ms);
+        if outcome == Outcome::Delivered {
+            self.failing_since.remove(&endpoint);
+            if !self.settle_original(&endpoint, &event, CopyFate::Settled, ctx) {
+                self.finish(event.source, ctx);
+                self.lane(&endpoint).in_flight -= 1;
+            }
+            self.clear_head(&endpoint, event.origin);
+            return self.after_settle(&endpoint, ctx);
+        }
+        let Outcome::Failed {
+            verdict,
+            retry_after,
+        } = outcome
+        else {
+            return;
+        };
+        self.note_failure(&endpoint, &event, ctx);
+        let prepared = match self.known(&endpoint, ctx) {
+            Known::Ready(p) => p,
+            Known::Deleted => {
+                metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted")
+                    .increment(1);
+                if !self.settle_original(&endpoint, &event, CopyFate::Settled, ctx) {
+                    self.finish(event.source, ctx);
+                    self.lane(&endpoint).in_flight -= 1;
+                }
+                self.clear_head(&endpoint, event.origin);
+                return self.after_settle(&endpoint, ctx);
+            }
+            Known::Unknown => {
+                // Back to the front: `pump` waits for the registry.
+                self.clear_head(&endpoint, event.origin);
+                let lane = self.lane(&endpoint);
+                lane.in_flight -= 1;
+                lane.queue.push_front(event);
+                return self.after_settle(&endpoint, ctx);
+            }
+        };
+        let now = ctx.now_ms;
+        let failure = Failure {
+            verdict,
+            attempts: event.attempts(),
+            created_ms: event.envelope.created_at_ms,
+            now_ms: now,
+            retry_after,
+        };
+        let ordered = prepared.endpoint.ordered;
+        let unit = self.unit();
+        let step = prepared.policy.after_failure(failure, unit);
+        let state = event.envelope.attempt.clone().unwrap_or_default();
+        match step {
+            Step::GiveUp(why) => {
+                let fate = CopyFate::GaveUp(DeadReason::Exhausted(why), state);
+                if self.settle_original(&endpoint, &event, fate, ctx) {
+                    // The copy is dead-lettered when it reaches the front.
+                    self.clear_head(&endpoint, event.origin);
+                    return self.after_settle(&endpoint, ctx);
+                }
+                self.clear_head(&endpoint, event.origin);
+                let bound = self.events_seen_until;
+                let lane = self.lane(&endpoint);
+                if ordered {
+                    // Everything of this endpoint read so far follows it.
+                    lane.flush_below = Some(bound.max(lane.max_origin + 1));
+                }
+                self.dead_letter(&endpoint, event, DeadReason::Exhausted(why));
+                self.after_settle(&endpoint, ctx);
+            }
+            Step::RetryIn(delay) => {
+                let next = now + delay.as_millis() as i64;
+                if let Some(a) = event.envelope.attempt.as_mut() {
+                    a.next_attempt_ms = next;
+                }
+                let mut state = state;
+                state.next_attempt_ms = next;
+                if self.settle_original(&endpoint, &event, CopyFate::Retry(state), ctx) {
+                    // The copy in the retry topic carries the retries.
+                    self.clear_head(&endpoint, event.origin);
+                    return self.after_settle(&endpoint, ctx);
+                }
+                self.clear_head(&endpoint, event.origin);
+                let long = delay.as_millis() as i64 > self.cfg.in_memory_max_ms;
+                let lane = self.lane(&endpoint);
+                lane.in_flight -= 1;
+                if ordered && long && !lane.durable {
+                    self.move_to_retry(&endpoint, Some(event));
+                } else if !ordered && long {
+                    self.write(endpoint.clone(), event, Target::Retry, false);
+                } else {
+                    // Back to the front of its lane: `pump` starts it again
+                    // (at its due time) only if the endpoint is still
+                    // enabled and its circuit lets it through.
+                    lane.queue.push_front(event);
+                }
+                self.after_settle(&endpoint, ctx);
+            }
+        }
+    }
+
+    fn clear_head(&mut self, endpoint: &Arc<str>, origin: i64) {
+        if let Some(l) = self.lanes.get_mut(endpoint) {
+            if l.head.as_ref().is_some_and(|(o, _)| *o == origin) {
+                l.head = None;
+            }
+        }
+    }
+}

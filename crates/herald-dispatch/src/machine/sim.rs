@@ -1,0 +1,999 @@
+//! A deterministic simulation of one partition: the real core, a simulated
+//! Kafka (events, retry and dead-letter logs, committed offsets with
+//! metadata, an in-order producer whose writes may outlive a crash),
+//! simulated receivers, and simulated time. Every step is chosen by a
+//! [`Chooser`], so a schedule replays exactly from its choices (or seed).
+//!
+//! After every step the simulation checks what must always hold:
+//! - *order*: an ordered endpoint's event is never sent before each earlier
+//!   one was delivered (2xx) or dead-lettered;
+//! - *commits*: a restarted core never processes again a record that a
+//!   commit declared finished;
+//! - *memory*: events held from the events topic stay within the cap.
+//!
+//! [`World::heal_and_check`] then lets every endpoint recover and checks
+//! that nothing was lost.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_core::breaker::BreakerConfig;
+use herald_core::retry::Verdict;
+use herald_core::schedule::RetryPolicy;
+use herald_core::Endpoint;
+use herald_proto::v1::{EndpointRecord, EventEnvelope};
+use prost::Message as _;
+
+use super::{
+    Action, CatchUp, Config, Ctx, Directory, Input, Known, Partition, Record, Topic, Trackers, Wait,
+};
+use crate::attempt::{Event, Outcome, Source};
+use crate::endpoint::Prepared;
+use crate::offsets::{OffsetTracker, SkipSet};
+use crate::scanner::ScanResult;
+use crate::sink::Target;
+
+/// Metadata budget, as in production.
+const MAX_METADATA: usize = 4000;
+
+/// Picks among `n` options; a proptest vector or a seeded generator.
+pub trait Chooser {
+    /// A number in `0..n` (`n >= 1`).
+    fn pick(&mut self, n: usize) -> usize;
+}
+
+/// Choices from a seed (xorshift64*).
+pub struct Seeded(pub u64);
+
+impl Chooser for Seeded {
+    fn pick(&mut self, n: usize) -> usize {
+        let mut x = self.0 | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    }
+}
+
+/// Choices from a list (proptest shrinks it); once it runs out, from a
+/// generator seeded by the list's length.
+pub struct Scripted(pub Vec<u16>, pub usize);
+
+impl Chooser for Scripted {
+    fn pick(&mut self, n: usize) -> usize {
+        self.1 += 1;
+        match self.0.get(self.1 - 1) {
+            Some(&v) => v as usize % n,
+            None => Seeded((self.1 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).pick(n),
+        }
+    }
+}
+
+/// How a simulated receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Healthy,
+    /// 503 on every request.
+    Down,
+    /// 503 on every other request.
+    Flaky,
+    /// 410 Gone: every event gives up at once, and the endpoint is disabled.
+    Refusing,
+}
+
+struct Ep {
+    ordered: bool,
+    mode: Mode,
+    enabled: bool,
+}
+
+struct SimDirectory {
+    base: RetryPolicy,
+    endpoints: HashMap<String, (bool, bool, i64)>,
+    version: u64,
+    cache: HashMap<String, (u64, Known)>,
+}
+
+impl Directory for SimDirectory {
+    fn lookup(&mut self, endpoint: &str) -> Known {
+        if let Some((v, k)) = self.cache.get(endpoint) {
+            if *v == self.version {
+                return k.clone();
+            }
+        }
+        let known = self.build(endpoint);
+        self.cache
+            .insert(endpoint.to_string(), (self.version, known.clone()));
+        known
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl SimDirectory {
+    fn build(&self, endpoint: &str) -> Known {
+        let Some(&(ordered, enabled, updated)) = self.endpoints.get(endpoint) else {
+            return Known::Deleted;
+        };
+        let e = Endpoint::from_record(EndpointRecord {
+            id: endpoint.into(),
+            url: format!("http://127.0.0.1/{endpoint}"),
+            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+            unordered: !ordered,
+            disabled: !enabled,
+            max_in_flight: if ordered { 0 } else { 3 },
+            updated_at_ms: updated,
+            ..Default::default()
+        })
+        .expect("valid endpoint");
+        Known::Ready(Arc::new(Prepared::new(Arc::new(e), &self.base)))
+    }
+}
+
+/// What one step does.
+#[derive(Clone, Copy)]
+enum Kind {
+    FeedEvents,
+    FeedRetry,
+    Answer,
+    Land,
+    Scan,
+    Timers,
+    Commit,
+    Advance,
+    Publish,
+    Flip,
+    Late,
+    Crash,
+}
+
+struct InFlight {
+    endpoint: Arc<str>,
+    event: Event,
+    due: i64,
+    wait: Wait,
+}
+
+/// The world of one partition.
+pub struct World<C: Chooser> {
+    pub choose: C,
+    now: i64,
+    cfg: Config,
+    eps: BTreeMap<String, Ep>,
+    dir: SimDirectory,
+    events: Vec<Record>,
+    retry: Vec<Record>,
+    dlq: Vec<EventEnvelope>,
+    committed: [(Option<i64>, String); 2],
+    core: Partition,
+    trackers: Trackers,
+    pos: [i64; 2],
+    paused: bool,
+    attempts: Vec<InFlight>,
+    writes: VecDeque<(u64, Target, EventEnvelope)>,
+    /// Writes of a crashed incarnation that land later (zombie writes).
+    late: VecDeque<(Target, EventEnvelope)>,
+    scans: Vec<crate::scanner::ScanRequest>,
+    timers: Vec<(i64, Arc<str>)>,
+    syncs: Vec<Arc<str>>,
+    catch_up_asked: bool,
+    /// Event id → (endpoint, index among the endpoint's events).
+    published: HashMap<String, (String, usize)>,
+    per_endpoint: HashMap<String, Vec<String>>,
+    delivered: HashSet<String>,
+    dead: HashSet<String>,
+    /// Offsets a commit declared finished, per topic, for this incarnation.
+    committed_done: [HashSet<i64>; 2],
+    pub crashes: usize,
+    pub heal_steps: usize,
+    /// Print every step (`HERALD_SIM_TRACE=1`), to read a failing seed.
+    trace: bool,
+    pub resends: usize,
+    pub sends: usize,
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        // Short retries in memory, then long ones through the retry topic.
+        schedule: [10, 40, 3_000, 3_000, 20, 3_000, 5_000, 5_000]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect(),
+        jitter: 0.2,
+        max_age: Duration::from_secs(3600),
+        max_retry_after: Duration::from_secs(60),
+    }
+}
+
+impl<C: Chooser> World<C> {
+    /// A partition with `endpoints` endpoints (some unordered).
+    pub fn new(choose: C, endpoints: usize, max_lane: usize, max_buffered: usize) -> Self {
+        let cfg = Config {
+            partition: 0,
+            in_memory_max_ms: 100,
+            default_in_flight: 4,
+            max_buffered,
+            max_lane,
+            breaker: BreakerConfig {
+                failures_to_open: 5,
+                cool_down_ms: 200,
+            },
+            disable_after_ms: 0,
+            policy: policy(),
+            seed: 7,
+        };
+        let mut eps = BTreeMap::new();
+        let mut dir = SimDirectory {
+            base: policy(),
+            endpoints: HashMap::new(),
+            version: 1,
+            cache: HashMap::new(),
+        };
+        for i in 0..endpoints {
+            let ordered = i % 4 != 3;
+            eps.insert(
+                format!("ep-{i}"),
+                Ep {
+                    ordered,
+                    mode: Mode::Healthy,
+                    enabled: true,
+                },
+            );
+            dir.endpoints.insert(format!("ep-{i}"), (ordered, true, 1));
+        }
+        Self {
+            choose,
+            now: 1_000_000,
+            core: Partition::new(cfg.clone(), CatchUp::None),
+            cfg,
+            eps,
+            dir,
+            events: Vec::new(),
+            retry: Vec::new(),
+            dlq: Vec::new(),
+            committed: [(None, String::new()), (None, String::new())],
+            trackers: Trackers::default(),
+            pos: [0, 0],
+            paused: false,
+            attempts: Vec::new(),
+            writes: VecDeque::new(),
+            late: VecDeque::new(),
+            scans: Vec::new(),
+            timers: Vec::new(),
+            syncs: Vec::new(),
+            catch_up_asked: false,
+            published: HashMap::new(),
+            per_endpoint: HashMap::new(),
+            delivered: HashSet::new(),
+            dead: HashSet::new(),
+            committed_done: [HashSet::new(), HashSet::new()],
+            crashes: 0,
+            heal_steps: 0,
+            trace: std::env::var_os("HERALD_SIM_TRACE").is_some(),
+            resends: 0,
+            sends: 0,
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        if self.trace {
+            match &input {
+                Input::Record(r) => {
+                    let id = r
+                        .payload
+                        .as_ref()
+                        .and_then(|p| EventEnvelope::decode(p.clone()).ok())
+                        .map(|e| (e.event_id, e.origin_offset));
+                    eprintln!("[{}] record {:?}@{} {:?}", self.now, r.topic, r.offset, id);
+                }
+                Input::Attempted { event, outcome, .. } => eprintln!(
+                    "[{}] attempted {} {:?} {:?}",
+                    self.now, event.envelope.event_id, event.source, outcome
+                ),
+                Input::Written { id, result } => {
+                    eprintln!("[{}] written #{id} {result:?}", self.now)
+                }
+                Input::Scanned { endpoint, result } => eprintln!(
+                    "[{}] scanned {endpoint} {:?}",
+                    self.now,
+                    result.as_ref().map(|r| (
+                        r.records.iter().map(|x| x.0).collect::<Vec<_>>(),
+                        r.stopped_at
+                    ))
+                ),
+                Input::Maintain => {}
+                other => eprintln!("[{}] {other:?}", self.now),
+            }
+        }
+        let mut ctx = Ctx {
+            now_ms: self.now,
+            trackers: &mut self.trackers,
+            directory: &mut self.dir,
+        };
+        self.core.handle(input, &mut ctx);
+        let actions: Vec<Action> = self.core.poll_actions().collect();
+        for a in actions {
+            self.act(a);
+        }
+        let held = self.core.held_from_events();
+        assert!(
+            held <= self.cfg.max_buffered + 1,
+            "{held} events held from the events topic, cap {}",
+            self.cfg.max_buffered
+        );
+    }
+
+    fn act(&mut self, a: Action) {
+        if self.trace {
+            match &a {
+                Action::Attempt {
+                    event, delay_ms, ..
+                } => eprintln!(
+                    "    -> attempt {} {:?} in {delay_ms}",
+                    event.envelope.event_id, event.source
+                ),
+                Action::Write {
+                    id,
+                    target,
+                    envelope,
+                } => eprintln!(
+                    "    -> write #{id} {target:?} {} origin {}",
+                    envelope.event_id, envelope.origin_offset
+                ),
+                other => eprintln!("    -> {other:?}"),
+            }
+        }
+        match a {
+            Action::Attempt {
+                endpoint,
+                event,
+                delay_ms,
+                wait,
+                ..
+            } => {
+                let t = match event.source {
+                    Source::Events(o) => (0, o),
+                    Source::Retry(o) => (1, o),
+                };
+                assert!(
+                    !self.committed_done[t.0].contains(&t.1),
+                    "a record a commit declared finished was processed again: {:?}",
+                    event.source
+                );
+                self.attempts.push(InFlight {
+                    endpoint,
+                    due: self.now + delay_ms as i64,
+                    event,
+                    wait,
+                });
+            }
+            Action::Write {
+                id,
+                target,
+                envelope,
+            } => self.writes.push_back((id, target, envelope)),
+            Action::Scan(req) => self.scans.push(req),
+            Action::FetchCatchUpTarget => self.catch_up_asked = true,
+            Action::WakeAt { endpoint, at_ms } => self.timers.push((at_ms, endpoint)),
+            Action::SyncRegistry(ep) => self.syncs.push(ep),
+            Action::Control(c) => self.paused = c == super::Control::PauseEvents,
+            Action::AbortWaits | Action::Ops { .. } => {}
+            Action::Disable { endpoint, .. } => {
+                if let Some(e) = self.dir.endpoints.get_mut(&*endpoint) {
+                    e.1 = false;
+                    e.2 += 1;
+                    self.dir.version += 1;
+                }
+                if let Some(e) = self.eps.get_mut(&*endpoint) {
+                    e.enabled = false;
+                }
+                self.input(Input::RegistryChanged);
+            }
+            Action::Fatal(e) => panic!("the core stopped: {e}"),
+        }
+    }
+
+    /// Publishes one event to a random endpoint.
+    fn publish(&mut self) {
+        let i = self.choose.pick(self.eps.len());
+        let ep = self.eps.keys().nth(i).expect("endpoint").clone();
+        let id = format!("e{}", self.events.len());
+        let env = EventEnvelope {
+            event_id: id.clone(),
+            endpoint_id: ep.clone(),
+            payload: Bytes::from_static(b"{}"),
+            created_at_ms: self.now,
+            ..Default::default()
+        };
+        let list = self.per_endpoint.entry(ep.clone()).or_default();
+        self.published.insert(id.clone(), (ep.clone(), list.len()));
+        list.push(id);
+        let offset = self.events.len() as i64;
+        self.events.push(Record {
+            topic: Topic::Events,
+            offset,
+            key: Some(Bytes::from(ep.into_bytes())),
+            payload: Some(env.encode_to_vec().into()),
+        });
+    }
+
+    /// Hands the core its next record of `topic`, if it may have one.
+    fn feed(&mut self, t: usize) -> bool {
+        let log = if t == 0 { &self.events } else { &self.retry };
+        if (t == 0 && self.paused) || self.pos[t] as usize >= log.len() {
+            return false;
+        }
+        let r = log[self.pos[t] as usize].clone();
+        self.pos[t] += 1;
+        self.input(Input::Record(r));
+        true
+    }
+
+    /// The receiver answers one attempt that is due.
+    fn answer(&mut self, k: usize) {
+        let InFlight {
+            endpoint,
+            mut event,
+            due,
+            wait,
+        } = self.attempts.swap_remove(k);
+        self.now = self.now.max(due);
+        let id = event.envelope.event_id.clone();
+        let (ep_name, index) = self.published[&id].clone();
+        let ep = &self.eps[&ep_name];
+        if ep.ordered {
+            for earlier in &self.per_endpoint[&ep_name][..index] {
+                assert!(
+                    self.delivered.contains(earlier) || self.dead.contains(earlier),
+                    "order: {id} of {ep_name} sent before {earlier} was delivered or dead-lettered"
+                );
+            }
+        }
+        self.sends += 1;
+        if self.trace {
+            eprintln!("[{}] SEND {id} of {ep_name} mode {:?}", self.now, ep.mode);
+        }
+        let status = match ep.mode {
+            Mode::Healthy => 200,
+            Mode::Down => 503,
+            Mode::Flaky if self.sends.is_multiple_of(2) => 503,
+            Mode::Flaky => 200,
+            Mode::Refusing => 410,
+        };
+        let state = event.envelope.attempt.get_or_insert_with(Default::default);
+        state.attempts += 1;
+        if state.first_attempt_ms == 0 {
+            state.first_attempt_ms = self.now;
+        }
+        state.last_attempt_ms = self.now;
+        state.last_status = status;
+        let outcome = match status {
+            200 => {
+                if !self.delivered.insert(id) {
+                    self.resends += 1;
+                }
+                Outcome::Delivered
+            }
+            410 => Outcome::Failed {
+                verdict: Verdict::Final,
+                retry_after: None,
+            },
+            _ => Outcome::Failed {
+                verdict: Verdict::Retry,
+                retry_after: None,
+            },
+        };
+        self.input(Input::Attempted {
+            endpoint,
+            event,
+            outcome,
+            wait,
+        });
+    }
+
+    /// Lands the producer's oldest write.
+    fn land(&mut self) {
+        let Some((id, target, env)) = self.writes.pop_front() else {
+            return;
+        };
+        let offset = self.append(target, env);
+        self.input(Input::Written {
+            id,
+            result: Ok(offset),
+        });
+    }
+
+    fn append(&mut self, target: Target, env: EventEnvelope) -> i64 {
+        if self.trace {
+            eprintln!(
+                "[{}] lands {target:?} {} origin {}",
+                self.now, env.event_id, env.origin_offset
+            );
+        }
+        match target {
+            Target::Retry => {
+                let offset = self.retry.len() as i64;
+                self.retry.push(Record {
+                    topic: Topic::Retry,
+                    offset,
+                    key: Some(Bytes::from(env.endpoint_id.clone().into_bytes())),
+                    payload: Some(env.encode_to_vec().into()),
+                });
+                offset
+            }
+            Target::DeadLetter(_) => {
+                self.dead.insert(env.event_id.clone());
+                self.dlq.push(env);
+                self.dlq.len() as i64 - 1
+            }
+        }
+    }
+
+    fn scan(&mut self, k: usize) {
+        let req = self.scans.swap_remove(k);
+        let mut records = Vec::new();
+        let mut stopped_at = None;
+        for r in &self.retry[req.from as usize..(req.until as usize).min(self.retry.len())] {
+            if r.key.as_deref() != Some(req.endpoint.as_bytes()) {
+                continue;
+            }
+            if records.len() >= req.room {
+                stopped_at = Some(r.offset);
+                break;
+            }
+            records.push((r.offset, r.payload.clone().expect("value")));
+        }
+        let endpoint = req.endpoint.clone();
+        let result = Ok(ScanResult {
+            request: req,
+            records,
+            stopped_at,
+        });
+        self.input(Input::Scanned { endpoint, result });
+    }
+
+    fn commit(&mut self) {
+        if self.trace {
+            eprintln!(
+                "[{}] commit {:?} / {:?}",
+                self.now,
+                self.trackers
+                    .events
+                    .commit_point(MAX_METADATA)
+                    .map(|c| c.offset),
+                self.trackers
+                    .retry
+                    .commit_point(MAX_METADATA)
+                    .map(|c| c.offset)
+            );
+        }
+        let cps = [
+            self.trackers.events.commit_point(MAX_METADATA),
+            self.trackers.retry.commit_point(MAX_METADATA),
+        ];
+        for (t, cp) in cps.into_iter().enumerate() {
+            if let Some(cp) = cp {
+                self.committed[t] = (Some(cp.offset), cp.metadata);
+            }
+        }
+    }
+
+    /// Drops the core and everything in flight; a prefix of the producer's
+    /// writes has landed, some more land later (zombie writes).
+    fn crash(&mut self) {
+        self.crashes += 1;
+        if self.trace {
+            eprintln!(
+                "[{}] CRASH with {} writes pending",
+                self.now,
+                self.writes.len()
+            );
+        }
+        let landed = self.choose.pick(self.writes.len() + 1);
+        let writes: Vec<_> = self.writes.drain(..).collect();
+        for (i, (_, target, env)) in writes.into_iter().enumerate() {
+            if i < landed {
+                self.append(target, env);
+            } else if self.choose.pick(2) == 0 {
+                self.late.push_back((target, env));
+            } else {
+                break; // the rest never lands, in order
+            }
+        }
+        self.restart();
+    }
+
+    fn restart(&mut self) {
+        self.attempts.clear();
+        self.scans.clear();
+        self.timers.clear();
+        self.syncs.clear();
+        self.catch_up_asked = false;
+        let mut done = [HashSet::new(), HashSet::new()];
+        for (t, (offset, meta)) in self.committed.iter().enumerate() {
+            if let Some(o) = offset {
+                let skip = SkipSet::decode(*o, meta);
+                done[t].extend(0..*o);
+                done[t].extend(
+                    (*o..)
+                        .take_while(|x| !skip.is_exhausted(*x))
+                        .filter(|x| skip.should_skip(*x)),
+                );
+            }
+        }
+        self.committed_done = done;
+        let start = |c: &(Option<i64>, String)| {
+            OffsetTracker::resume(
+                c.0,
+                c.0.map_or_else(SkipSet::default, |o| SkipSet::decode(o, &c.1)),
+            )
+        };
+        self.trackers = Trackers {
+            events: start(&self.committed[0]),
+            retry: start(&self.committed[1]),
+        };
+        self.pos = [
+            self.committed[0].0.unwrap_or(0),
+            self.committed[1].0.unwrap_or(0),
+        ];
+        let catch_up = if (self.retry.len() as i64) > self.pos[1] {
+            CatchUp::Until(self.retry.len() as i64)
+        } else {
+            CatchUp::None
+        };
+        self.paused = catch_up != CatchUp::None;
+        self.core.release_gauges();
+        self.core = Partition::new(self.cfg.clone(), catch_up);
+        let actions: Vec<Action> = self.core.poll_actions().collect();
+        for a in actions {
+            self.act(a);
+        }
+    }
+
+    /// A rebalance that gives the partition back: suspend, commit, resume,
+    /// and the consumer hands over again everything from the committed offsets.
+    fn rebalance(&mut self) {
+        if self.trace {
+            eprintln!("[{}] REBALANCE", self.now);
+        }
+        self.input(Input::Suspend(true));
+        self.commit();
+        // The consumer resumes both topics on assignment; the core restates
+        // its own pause when it resumes.
+        self.paused = false;
+        self.pos = [
+            self.committed[0].0.unwrap_or(0),
+            self.committed[1].0.unwrap_or(0),
+        ];
+        self.input(Input::Suspend(false));
+    }
+
+    /// One random step; `false` when nothing was possible.
+    pub fn step(&mut self, chaos: bool) -> bool {
+        // Weighted kinds; the last four only while the chaos lasts.
+        const KINDS: [Kind; 20] = [
+            Kind::FeedEvents,
+            Kind::FeedEvents,
+            Kind::FeedEvents,
+            Kind::FeedRetry,
+            Kind::FeedRetry,
+            Kind::Answer,
+            Kind::Answer,
+            Kind::Land,
+            Kind::Land,
+            Kind::Scan,
+            Kind::Timers,
+            Kind::Commit,
+            Kind::Advance,
+            Kind::Land,
+            Kind::Publish,
+            Kind::Publish,
+            Kind::Publish,
+            Kind::Flip,
+            Kind::Late,
+            Kind::Crash,
+        ];
+        let n = if chaos { KINDS.len() } else { 14 };
+        let progressed = match KINDS[self.choose.pick(n)] {
+            Kind::FeedEvents => self.feed(0),
+            Kind::FeedRetry => self.feed(1),
+            Kind::Answer => {
+                let due: Vec<usize> = (0..self.attempts.len())
+                    .filter(|&k| self.attempts[k].due <= self.now)
+                    .collect();
+                if due.is_empty() {
+                    false
+                } else {
+                    let k = due[self.choose.pick(due.len())];
+                    self.answer(k);
+                    true
+                }
+            }
+            Kind::Land => {
+                let had = !self.writes.is_empty();
+                self.land();
+                had
+            }
+            Kind::Scan => {
+                if self.scans.is_empty() {
+                    false
+                } else {
+                    let k = self.choose.pick(self.scans.len());
+                    self.scan(k);
+                    true
+                }
+            }
+            Kind::Timers => self.fire_timers(),
+            Kind::Commit => {
+                // Not progress: the partition may be quiet with commits going on.
+                self.commit();
+                false
+            }
+            Kind::Advance => self.advance(),
+            Kind::Publish => {
+                // Bursts, so lanes overflow while their head is in flight.
+                for _ in 0..1 + self.choose.pick(4) {
+                    self.publish();
+                }
+                true
+            }
+            Kind::Flip => self.flip_endpoint(),
+            Kind::Late => {
+                if let Some((target, env)) = self.late.pop_front() {
+                    self.append(target, env);
+                    true
+                } else {
+                    false
+                }
+            }
+            Kind::Crash => {
+                if self.choose.pick(2) == 0 {
+                    self.crash();
+                } else {
+                    self.rebalance();
+                }
+                true
+            }
+        };
+        self.input(Input::Maintain);
+        progressed
+    }
+
+    fn fire_timers(&mut self) -> bool {
+        let mut fired = false;
+        if self.catch_up_asked {
+            self.catch_up_asked = false;
+            let high = self.retry.len() as i64;
+            self.input(Input::CatchUpTarget(high));
+            fired = true;
+        }
+        for ep in std::mem::take(&mut self.syncs) {
+            self.input(Input::RegistrySynced(ep, true));
+            fired = true;
+        }
+        let now = self.now;
+        let (ready, rest): (Vec<_>, Vec<_>) = self.timers.drain(..).partition(|(at, _)| *at <= now);
+        self.timers = rest;
+        for (_, ep) in ready {
+            self.input(Input::Wake(ep));
+            fired = true;
+        }
+        fired
+    }
+
+    /// Moves time to the next due attempt or timer.
+    fn advance(&mut self) -> bool {
+        let next = self
+            .attempts
+            .iter()
+            .map(|a| a.due)
+            .chain(self.timers.iter().map(|t| t.0))
+            .filter(|&t| t > self.now)
+            .min();
+        match next {
+            Some(t) => {
+                self.now = t;
+                true
+            }
+            None => {
+                self.now += 50;
+                false
+            }
+        }
+    }
+
+    fn flip_endpoint(&mut self) -> bool {
+        let i = self.choose.pick(self.eps.len());
+        let name = self.eps.keys().nth(i).expect("endpoint").clone();
+        let ep = self.eps.get_mut(&name).expect("endpoint");
+        ep.mode = match self.choose.pick(8) {
+            0..=2 => Mode::Healthy,
+            3 | 4 => Mode::Down,
+            5 | 6 => Mode::Flaky,
+            _ => Mode::Refusing,
+        };
+        true
+    }
+
+    // ----- scripted scenarios ---------------------------------------------
+
+    /// Publishes one event to endpoint `ep-<i>`; returns its id.
+    pub fn publish_to(&mut self, i: usize) -> String {
+        let ep = format!("ep-{i}");
+        let id = format!("e{}", self.events.len());
+        let env = EventEnvelope {
+            event_id: id.clone(),
+            endpoint_id: ep.clone(),
+            payload: Bytes::from_static(b"{}"),
+            created_at_ms: self.now,
+            ..Default::default()
+        };
+        let list = self.per_endpoint.entry(ep.clone()).or_default();
+        self.published.insert(id.clone(), (ep.clone(), list.len()));
+        list.push(id.clone());
+        let offset = self.events.len() as i64;
+        self.events.push(Record {
+            topic: Topic::Events,
+            offset,
+            key: Some(Bytes::from(ep.into_bytes())),
+            payload: Some(env.encode_to_vec().into()),
+        });
+        id
+    }
+
+    /// Hands the core every record it may read now.
+    pub fn feed_all(&mut self) {
+        while self.feed(0) || self.feed(1) {}
+    }
+
+    /// Answers the attempt of event `id` with 200 (`ok`) or 503.
+    pub fn answer_event(&mut self, id: &str, ok: bool) {
+        let k = self
+            .attempts
+            .iter()
+            .position(|a| a.event.envelope.event_id == id)
+            .unwrap_or_else(|| panic!("no attempt of {id} in flight"));
+        let name = self.published[id].0.clone();
+        let mode = self.eps[&name].mode;
+        self.eps.get_mut(&name).expect("endpoint").mode =
+            if ok { Mode::Healthy } else { Mode::Down };
+        self.answer(k);
+        self.eps.get_mut(&name).expect("endpoint").mode = mode;
+    }
+
+    /// Answers the attempt of event `id` with 410 Gone (final).
+    pub fn answer_gone(&mut self, id: &str) {
+        let k = self
+            .attempts
+            .iter()
+            .position(|a| a.event.envelope.event_id == id)
+            .unwrap_or_else(|| panic!("no attempt of {id} in flight"));
+        let name = self.published[id].0.clone();
+        let mode = self.eps[&name].mode;
+        self.eps.get_mut(&name).expect("endpoint").mode = Mode::Refusing;
+        self.answer(k);
+        self.eps.get_mut(&name).expect("endpoint").mode = mode;
+    }
+
+    /// Lands the producer's oldest `n` writes.
+    pub fn land_writes(&mut self, n: usize) {
+        for _ in 0..n {
+            self.land();
+        }
+    }
+
+    /// Writes waiting in the producer.
+    pub fn pending_writes(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Commits the trackers' commit points.
+    pub fn commit_now(&mut self) {
+        self.commit();
+    }
+
+    /// Crashes: none of the producer's pending writes ever lands.
+    pub fn crash_losing_writes(&mut self) {
+        self.crashes += 1;
+        self.writes.clear();
+        self.restart();
+    }
+
+    /// Crashes: the producer's pending writes land later, after the new
+    /// incarnation caught up (a zombie's writes).
+    pub fn crash_with_late_writes(&mut self) {
+        self.crashes += 1;
+        for (_, target, env) in std::mem::take(&mut self.writes) {
+            self.late.push_back((target, env));
+        }
+        self.restart();
+    }
+
+    /// Lands every zombie write now.
+    pub fn land_late(&mut self) {
+        while let Some((target, env)) = self.late.pop_front() {
+            self.append(target, env);
+        }
+    }
+
+    /// Requests sent for event `id` so far.
+    pub fn attempts_in_flight_for(&self, id: &str) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| a.event.envelope.event_id == id)
+            .count()
+    }
+
+    /// Runs `n` random steps (publishing, failing, crashing), then a final
+    /// crash so only committed state and landed writes remain.
+    pub fn run(&mut self, n: usize) {
+        for _ in 0..n {
+            self.step(true);
+        }
+        self.crash();
+    }
+
+    /// Every endpoint recovers (healthy, enabled); run until nothing is left
+    /// to do; then every published event must be delivered or dead-lettered.
+    pub fn heal_and_check(&mut self) {
+        for (name, ep) in self.eps.iter_mut() {
+            ep.mode = Mode::Healthy;
+            if !ep.enabled {
+                ep.enabled = true;
+                let e = self.dir.endpoints.get_mut(name).expect("endpoint");
+                e.1 = true;
+                e.2 += 1;
+            }
+        }
+        self.dir.version += 1;
+        while let Some((target, env)) = self.late.pop_front() {
+            self.append(target, env);
+        }
+        self.input(Input::RegistryChanged);
+        let mut idle = 0;
+        for _i in 0..2_000_000 {
+            self.heal_steps += 1;
+            if self.step(false) {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle > 400 && self.quiet() {
+                    break;
+                }
+            }
+        }
+        assert!(
+            self.quiet(),
+            "the partition never went quiet: attempts {:?}, writes {}, scans {}, pos {:?} of ({}, {}), timers {:?}, paused {}\n{}",
+            self.attempts.iter().map(|a| (a.event.envelope.event_id.clone(), a.due - self.now)).collect::<Vec<_>>(),
+            self.writes.len(),
+            self.scans.len(),
+            self.pos,
+            self.events.len(),
+            self.retry.len(),
+            self.timers,
+            self.paused,
+            self.core.describe()
+        );
+        let lost: Vec<&String> = self
+            .published
+            .keys()
+            .filter(|id| !self.delivered.contains(*id) && !self.dead.contains(*id))
+            .collect();
+        assert!(lost.is_empty(), "lost {} events: {lost:?}", lost.len());
+    }
+
+    fn quiet(&self) -> bool {
+        self.attempts.is_empty()
+            && self.writes.is_empty()
+            && self.scans.is_empty()
+            && self.pos[0] as usize == self.events.len()
+            && self.pos[1] as usize == self.retry.len()
+            && self.core.held() == 0
+    }
+}
