@@ -82,6 +82,9 @@ pub struct Lane {
     pub head: Option<(i64, EventEnvelope)>,
     /// Head copies written while their original was in flight, by origin.
     pub copies: HashMap<i64, HeadCopy>,
+    /// The endpoint takes no requests for now (disabled, or its circuit is
+    /// open): the lane holds one event, the rest waits in the retry topic.
+    pub held_back: bool,
 }
 
 impl Default for Lane {
@@ -101,6 +104,7 @@ impl Default for Lane {
             flush_below: None,
             head: None,
             copies: HashMap::new(),
+            held_back: false,
         }
     }
 }
@@ -117,9 +121,10 @@ impl Lane {
     }
 
     /// How many events this lane may hold: one while its head waits out a
-    /// long retry (the backlog stays in Kafka), else `max_lane`.
+    /// long retry or the endpoint takes no requests (the backlog stays in
+    /// Kafka), else `max_lane`.
     pub fn window(&self, max_lane: usize) -> usize {
-        if self.waiting_long > 0 {
+        if self.waiting_long > 0 || self.held_back {
             1
         } else {
             max_lane
@@ -191,6 +196,13 @@ mod tests {
         assert_eq!(l.window(100), 100);
         l.waiting_long = 1;
         assert_eq!(l.window(100), 1);
+        l.waiting_long = 0;
+        l.held_back = true;
+        assert_eq!(
+            l.window(100),
+            1,
+            "a disabled or open-circuit lane holds one"
+        );
     }
 
     #[test]

@@ -14,13 +14,16 @@
 //!   of every event, lanes, writes, scans, health decisions.
 //! - [`worker`]: the task that owns one assigned partition (both topics): a
 //!   thin shell that feeds the core and carries out its actions.
-//! - [`consumer`]: the consumer group, rebalances and the record router.
+//! - [`group`]: consumer-group membership: rebalances, suspending and
+//!   resuming workers, commit callbacks.
+//! - [`consumer`]: the dispatcher's run loop, the record router and commits.
 #![forbid(unsafe_code)]
 
 pub mod attempt;
 pub mod attempt_log;
 pub mod consumer;
 pub mod endpoint;
+pub mod group;
 pub mod lane;
 pub mod machine;
 pub mod offsets;

@@ -93,8 +93,24 @@ impl Partition {
             }
             let lane = self.lanes.get_mut(endpoint).expect("lane exists");
             if !enabled {
+                // Parked: its front still ages into the dead-letter topic
+                // (checked again when it would expire), and the rest of its
+                // backlog waits in the retry topic, not in memory.
+                let front = lane.queue.front().expect("front exists");
+                let created = front.envelope.created_at_ms;
+                if (lane.in_flight == 0 || !ordered) && prepared.policy.expired(created, now) {
+                    let event = lane.queue.pop_front().expect("front exists");
+                    lane.in_flight += 1;
+                    if ordered {
+                        lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
+                    }
+                    self.dead_letter(endpoint, event, DeadReason::Exhausted(Exhaustion::Age));
+                    continue;
+                }
                 self.parked.insert(endpoint.clone());
-                return;
+                self.hold_back(endpoint, ctx);
+                let expires = created.saturating_add(prepared.policy.max_age.as_millis() as i64);
+                return self.wake_at(endpoint, expires.saturating_add(1));
             }
             self.parked.remove(endpoint);
             if !lane.can_start(limit, ordered) {
@@ -116,10 +132,14 @@ impl Partition {
                 .or_insert_with(|| Breaker::new(self.cfg.breaker));
             match breaker.permit(now) {
                 Permit::Go => {}
-                Permit::WaitUntil(t) => return self.wake_at(endpoint, t),
-                Permit::WaitForProbe => return,
+                Permit::WaitUntil(t) => {
+                    self.hold_back(endpoint, ctx);
+                    return self.wake_at(endpoint, t);
+                }
+                Permit::WaitForProbe => return self.hold_back(endpoint, ctx),
             }
             let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+            lane.held_back = false;
             let event = lane.queue.pop_front().expect("front exists");
             lane.in_flight += 1;
             let delay = (event.due_ms() - now).max(0) as u64;
@@ -167,14 +187,61 @@ impl Partition {
         verdict
     }
 
-    /// Sends `Wake` for `endpoint` at `at_ms` (once, however often asked).
-    fn wake_at(&mut self, endpoint: &Arc<str>, at_ms: i64) {
-        if self.wakes.insert(endpoint.clone()) {
-            self.actions.push(Action::WakeAt {
-                endpoint: endpoint.clone(),
-                at_ms,
-            });
+    /// The endpoint takes no requests for now (disabled, open circuit): the
+    /// lane keeps one event in memory. Events it read from the events topic
+    /// move to the retry topic (a copy of an in-flight head first); events it
+    /// read back from the retry topic go back to Kafka unfinished, and a scan
+    /// reads them again when the lane has room.
+    fn hold_back(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
+        let Some(lane) = self.lanes.get_mut(endpoint) else {
+            return;
+        };
+        lane.held_back = true;
+        if lane.scanning || lane.held() <= 1 {
+            return;
         }
+        if !lane.durable && !lane.queue.is_empty() {
+            self.overflow(endpoint, ctx);
+        }
+        let ordered = self.ordered(endpoint, ctx);
+        let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+        let mut kept = std::collections::VecDeque::new();
+        let mut shed = Vec::new();
+        let mut moved = Vec::new();
+        for event in lane.queue.drain(..) {
+            match event.source {
+                _ if kept.is_empty() => kept.push_back(event),
+                Source::Retry(offset) => shed.push(offset),
+                // An unordered lane's short retries: order does not matter.
+                Source::Events(_) if !ordered => moved.push(event),
+                Source::Events(_) => kept.push_back(event),
+            }
+        }
+        lane.queue = kept;
+        for event in moved {
+            self.write(endpoint.clone(), event, Target::Retry, false);
+        }
+        let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+        if let Some(&first) = shed.iter().min() {
+            lane.behind = Some(lane.behind.map_or(first, |b| b.min(first)));
+            self.behind.insert(endpoint.clone());
+        }
+        for offset in shed {
+            self.retry_held.remove(&offset);
+            self.custody(Source::Retry(offset), -1);
+        }
+    }
+
+    /// Sends `Wake` for `endpoint` at `at_ms`, unless one is due no later.
+    fn wake_at(&mut self, endpoint: &Arc<str>, at_ms: i64) {
+        if self.wakes.get(endpoint).is_some_and(|&t| t <= at_ms) {
+            return;
+        }
+        self.wakes.insert(endpoint.clone(), at_ms);
+        self.actions.push(Action::WakeAt {
+            endpoint: endpoint.clone(),
+            at_ms,
+        });
     }
 
     fn launch(&mut self, endpoint: Arc<str>, prepared: Arc<Prepared>, event: Event, delay: u64) {

@@ -91,13 +91,38 @@ proptest! {
     }
 }
 
+/// Scenario 5 and 6: a disabled endpoint's lane keeps one event in memory,
+/// its backlog moves to the retry topic (so it no longer pins the events
+/// topic's commit), and its events still age into the dead-letter topic.
+#[test]
+fn parked_lane_holds_one_event_and_ages_into_dead_letters() {
+    let mut w = world();
+    w.disable(0);
+    for _ in 0..30 {
+        w.publish_to(0);
+    }
+    w.pass_time(0);
+    assert!(w.lane_held(0) <= 1, "held {}", w.lane_held(0));
+    assert_eq!(
+        w.events_committable(),
+        Some(30),
+        "the backlog left the events topic"
+    );
+    // Past the maximum age (one hour here): everything is dead-lettered, in
+    // order, without the endpoint ever being enabled.
+    w.pass_time(3_600_001);
+    assert_eq!(w.dead_count(), 30);
+    w.heal_and_check();
+}
+
 /// Seeds that failed once, replayed first. 506: a crashed owner's late
 /// retry record made an ordered lane durable while older events of it were
 /// still in memory; a later event reached the retry topic ahead of them and
-/// was delivered first after the next crash.
+/// was delivered first after the next crash. 710: an unordered lane whose
+/// circuit opened kept its short retries in memory.
 #[test]
 fn regression_seeds() {
-    let seeds: &[u64] = &[506];
+    let seeds: &[u64] = &[506, 710];
     for &seed in seeds {
         run_seed(seed);
     }

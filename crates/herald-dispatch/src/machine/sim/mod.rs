@@ -9,68 +9,42 @@
 //!   one was delivered (2xx) or dead-lettered;
 //! - *commits*: a restarted core never processes again a record that a
 //!   commit declared finished;
-//! - *memory*: events held from the events topic stay within the cap.
+//! - *memory*: events held from the events topic stay within the cap, and
+//!   a lane whose endpoint is disabled or whose circuit is open holds one.
 //!
 //! [`World::heal_and_check`] then lets every endpoint recover and checks
 //! that nothing was lost.
+//!
+//! - [`schedule`]: choosers, the weighted random step, running and healing.
+//! - [`directory`]: the simulated registry.
+//! - [`script`]: helpers for scripted scenarios.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod directory;
+mod schedule;
+mod script;
+
+use directory::SimDirectory;
+pub use schedule::{Chooser, Scripted, Seeded};
+
 use bytes::Bytes;
 use herald_core::breaker::BreakerConfig;
 use herald_core::retry::Verdict;
 use herald_core::schedule::RetryPolicy;
-use herald_core::Endpoint;
-use herald_proto::v1::{EndpointRecord, EventEnvelope};
+use herald_proto::v1::EventEnvelope;
 use prost::Message as _;
 
-use super::{
-    Action, CatchUp, Config, Ctx, Directory, Input, Known, Partition, Record, Topic, Trackers, Wait,
-};
+use super::{Action, CatchUp, Config, Ctx, Input, Partition, Record, Topic, Trackers, Wait};
 use crate::attempt::{Event, Outcome, Source};
-use crate::endpoint::Prepared;
 use crate::offsets::{OffsetTracker, SkipSet};
 use crate::scanner::ScanResult;
 use crate::sink::Target;
 
 /// Metadata budget, as in production.
 const MAX_METADATA: usize = 4000;
-
-/// Picks among `n` options; a proptest vector or a seeded generator.
-pub trait Chooser {
-    /// A number in `0..n` (`n >= 1`).
-    fn pick(&mut self, n: usize) -> usize;
-}
-
-/// Choices from a seed (xorshift64*).
-pub struct Seeded(pub u64);
-
-impl Chooser for Seeded {
-    fn pick(&mut self, n: usize) -> usize {
-        let mut x = self.0 | 1;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
-    }
-}
-
-/// Choices from a list (proptest shrinks it); once it runs out, from a
-/// generator seeded by the list's length.
-pub struct Scripted(pub Vec<u16>, pub usize);
-
-impl Chooser for Scripted {
-    fn pick(&mut self, n: usize) -> usize {
-        self.1 += 1;
-        match self.0.get(self.1 - 1) {
-            Some(&v) => v as usize % n,
-            None => Seeded((self.1 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).pick(n),
-        }
-    }
-}
 
 /// How a simulated receiver answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,68 +62,6 @@ struct Ep {
     ordered: bool,
     mode: Mode,
     enabled: bool,
-}
-
-struct SimDirectory {
-    base: RetryPolicy,
-    endpoints: HashMap<String, (bool, bool, i64)>,
-    version: u64,
-    cache: HashMap<String, (u64, Known)>,
-}
-
-impl Directory for SimDirectory {
-    fn lookup(&mut self, endpoint: &str) -> Known {
-        if let Some((v, k)) = self.cache.get(endpoint) {
-            if *v == self.version {
-                return k.clone();
-            }
-        }
-        let known = self.build(endpoint);
-        self.cache
-            .insert(endpoint.to_string(), (self.version, known.clone()));
-        known
-    }
-
-    fn version(&self) -> u64 {
-        self.version
-    }
-}
-
-impl SimDirectory {
-    fn build(&self, endpoint: &str) -> Known {
-        let Some(&(ordered, enabled, updated)) = self.endpoints.get(endpoint) else {
-            return Known::Deleted;
-        };
-        let e = Endpoint::from_record(EndpointRecord {
-            id: endpoint.into(),
-            url: format!("http://127.0.0.1/{endpoint}"),
-            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
-            unordered: !ordered,
-            disabled: !enabled,
-            max_in_flight: if ordered { 0 } else { 3 },
-            updated_at_ms: updated,
-            ..Default::default()
-        })
-        .expect("valid endpoint");
-        Known::Ready(Arc::new(Prepared::new(Arc::new(e), &self.base)))
-    }
-}
-
-/// What one step does.
-#[derive(Clone, Copy)]
-enum Kind {
-    FeedEvents,
-    FeedRetry,
-    Answer,
-    Land,
-    Scan,
-    Timers,
-    Commit,
-    Advance,
-    Publish,
-    Flip,
-    Late,
-    Crash,
 }
 
 struct InFlight {
@@ -320,6 +232,11 @@ impl<C: Chooser> World<C> {
         for a in actions {
             self.act(a);
         }
+        let overfull = self.core.overfull_held_back();
+        assert!(
+            overfull.is_empty(),
+            "a lane whose endpoint takes no requests holds more than one event: {overfull:?}"
+        );
         let held = self.core.held_from_events();
         assert!(
             held <= self.cfg.max_buffered + 1,
@@ -402,6 +319,11 @@ impl<C: Chooser> World<C> {
     fn publish(&mut self) {
         let i = self.choose.pick(self.eps.len());
         let ep = self.eps.keys().nth(i).expect("endpoint").clone();
+        self.publish_named(ep);
+    }
+
+    /// Appends one event for `ep` to the events log; returns its id.
+    fn publish_named(&mut self, ep: String) -> String {
         let id = format!("e{}", self.events.len());
         let env = EventEnvelope {
             event_id: id.clone(),
@@ -412,7 +334,7 @@ impl<C: Chooser> World<C> {
         };
         let list = self.per_endpoint.entry(ep.clone()).or_default();
         self.published.insert(id.clone(), (ep.clone(), list.len()));
-        list.push(id);
+        list.push(id.clone());
         let offset = self.events.len() as i64;
         self.events.push(Record {
             topic: Topic::Events,
@@ -420,6 +342,7 @@ impl<C: Chooser> World<C> {
             key: Some(Bytes::from(ep.into_bytes())),
             payload: Some(env.encode_to_vec().into()),
         });
+        id
     }
 
     /// Hands the core its next record of `topic`, if it may have one.
@@ -671,329 +594,5 @@ impl<C: Chooser> World<C> {
             self.committed[1].0.unwrap_or(0),
         ];
         self.input(Input::Suspend(false));
-    }
-
-    /// One random step; `false` when nothing was possible.
-    pub fn step(&mut self, chaos: bool) -> bool {
-        // Weighted kinds; the last four only while the chaos lasts.
-        const KINDS: [Kind; 20] = [
-            Kind::FeedEvents,
-            Kind::FeedEvents,
-            Kind::FeedEvents,
-            Kind::FeedRetry,
-            Kind::FeedRetry,
-            Kind::Answer,
-            Kind::Answer,
-            Kind::Land,
-            Kind::Land,
-            Kind::Scan,
-            Kind::Timers,
-            Kind::Commit,
-            Kind::Advance,
-            Kind::Land,
-            Kind::Publish,
-            Kind::Publish,
-            Kind::Publish,
-            Kind::Flip,
-            Kind::Late,
-            Kind::Crash,
-        ];
-        let n = if chaos { KINDS.len() } else { 14 };
-        let progressed = match KINDS[self.choose.pick(n)] {
-            Kind::FeedEvents => self.feed(0),
-            Kind::FeedRetry => self.feed(1),
-            Kind::Answer => {
-                let due: Vec<usize> = (0..self.attempts.len())
-                    .filter(|&k| self.attempts[k].due <= self.now)
-                    .collect();
-                if due.is_empty() {
-                    false
-                } else {
-                    let k = due[self.choose.pick(due.len())];
-                    self.answer(k);
-                    true
-                }
-            }
-            Kind::Land => {
-                let had = !self.writes.is_empty();
-                self.land();
-                had
-            }
-            Kind::Scan => {
-                if self.scans.is_empty() {
-                    false
-                } else {
-                    let k = self.choose.pick(self.scans.len());
-                    self.scan(k);
-                    true
-                }
-            }
-            Kind::Timers => self.fire_timers(),
-            Kind::Commit => {
-                // Not progress: the partition may be quiet with commits going on.
-                self.commit();
-                false
-            }
-            Kind::Advance => self.advance(),
-            Kind::Publish => {
-                // Bursts, so lanes overflow while their head is in flight.
-                for _ in 0..1 + self.choose.pick(4) {
-                    self.publish();
-                }
-                true
-            }
-            Kind::Flip => self.flip_endpoint(),
-            Kind::Late => {
-                if let Some((target, env)) = self.late.pop_front() {
-                    self.append(target, env);
-                    true
-                } else {
-                    false
-                }
-            }
-            Kind::Crash => {
-                if self.choose.pick(2) == 0 {
-                    self.crash();
-                } else {
-                    self.rebalance();
-                }
-                true
-            }
-        };
-        self.input(Input::Maintain);
-        progressed
-    }
-
-    fn fire_timers(&mut self) -> bool {
-        let mut fired = false;
-        if self.catch_up_asked {
-            self.catch_up_asked = false;
-            let high = self.retry.len() as i64;
-            self.input(Input::CatchUpTarget(high));
-            fired = true;
-        }
-        for ep in std::mem::take(&mut self.syncs) {
-            self.input(Input::RegistrySynced(ep, true));
-            fired = true;
-        }
-        let now = self.now;
-        let (ready, rest): (Vec<_>, Vec<_>) = self.timers.drain(..).partition(|(at, _)| *at <= now);
-        self.timers = rest;
-        for (_, ep) in ready {
-            self.input(Input::Wake(ep));
-            fired = true;
-        }
-        fired
-    }
-
-    /// Moves time to the next due attempt or timer.
-    fn advance(&mut self) -> bool {
-        let next = self
-            .attempts
-            .iter()
-            .map(|a| a.due)
-            .chain(self.timers.iter().map(|t| t.0))
-            .filter(|&t| t > self.now)
-            .min();
-        match next {
-            Some(t) => {
-                self.now = t;
-                true
-            }
-            None => {
-                self.now += 50;
-                false
-            }
-        }
-    }
-
-    fn flip_endpoint(&mut self) -> bool {
-        let i = self.choose.pick(self.eps.len());
-        let name = self.eps.keys().nth(i).expect("endpoint").clone();
-        let ep = self.eps.get_mut(&name).expect("endpoint");
-        ep.mode = match self.choose.pick(8) {
-            0..=2 => Mode::Healthy,
-            3 | 4 => Mode::Down,
-            5 | 6 => Mode::Flaky,
-            _ => Mode::Refusing,
-        };
-        true
-    }
-
-    // ----- scripted scenarios ---------------------------------------------
-
-    /// Publishes one event to endpoint `ep-<i>`; returns its id.
-    pub fn publish_to(&mut self, i: usize) -> String {
-        let ep = format!("ep-{i}");
-        let id = format!("e{}", self.events.len());
-        let env = EventEnvelope {
-            event_id: id.clone(),
-            endpoint_id: ep.clone(),
-            payload: Bytes::from_static(b"{}"),
-            created_at_ms: self.now,
-            ..Default::default()
-        };
-        let list = self.per_endpoint.entry(ep.clone()).or_default();
-        self.published.insert(id.clone(), (ep.clone(), list.len()));
-        list.push(id.clone());
-        let offset = self.events.len() as i64;
-        self.events.push(Record {
-            topic: Topic::Events,
-            offset,
-            key: Some(Bytes::from(ep.into_bytes())),
-            payload: Some(env.encode_to_vec().into()),
-        });
-        id
-    }
-
-    /// Hands the core every record it may read now.
-    pub fn feed_all(&mut self) {
-        while self.feed(0) || self.feed(1) {}
-    }
-
-    /// Answers the attempt of event `id` with 200 (`ok`) or 503.
-    pub fn answer_event(&mut self, id: &str, ok: bool) {
-        let k = self
-            .attempts
-            .iter()
-            .position(|a| a.event.envelope.event_id == id)
-            .unwrap_or_else(|| panic!("no attempt of {id} in flight"));
-        let name = self.published[id].0.clone();
-        let mode = self.eps[&name].mode;
-        self.eps.get_mut(&name).expect("endpoint").mode =
-            if ok { Mode::Healthy } else { Mode::Down };
-        self.answer(k);
-        self.eps.get_mut(&name).expect("endpoint").mode = mode;
-    }
-
-    /// Answers the attempt of event `id` with 410 Gone (final).
-    pub fn answer_gone(&mut self, id: &str) {
-        let k = self
-            .attempts
-            .iter()
-            .position(|a| a.event.envelope.event_id == id)
-            .unwrap_or_else(|| panic!("no attempt of {id} in flight"));
-        let name = self.published[id].0.clone();
-        let mode = self.eps[&name].mode;
-        self.eps.get_mut(&name).expect("endpoint").mode = Mode::Refusing;
-        self.answer(k);
-        self.eps.get_mut(&name).expect("endpoint").mode = mode;
-    }
-
-    /// Lands the producer's oldest `n` writes.
-    pub fn land_writes(&mut self, n: usize) {
-        for _ in 0..n {
-            self.land();
-        }
-    }
-
-    /// Writes waiting in the producer.
-    pub fn pending_writes(&self) -> usize {
-        self.writes.len()
-    }
-
-    /// Commits the trackers' commit points.
-    pub fn commit_now(&mut self) {
-        self.commit();
-    }
-
-    /// Crashes: none of the producer's pending writes ever lands.
-    pub fn crash_losing_writes(&mut self) {
-        self.crashes += 1;
-        self.writes.clear();
-        self.restart();
-    }
-
-    /// Crashes: the producer's pending writes land later, after the new
-    /// incarnation caught up (a zombie's writes).
-    pub fn crash_with_late_writes(&mut self) {
-        self.crashes += 1;
-        for (_, target, env) in std::mem::take(&mut self.writes) {
-            self.late.push_back((target, env));
-        }
-        self.restart();
-    }
-
-    /// Lands every zombie write now.
-    pub fn land_late(&mut self) {
-        while let Some((target, env)) = self.late.pop_front() {
-            self.append(target, env);
-        }
-    }
-
-    /// Requests sent for event `id` so far.
-    pub fn attempts_in_flight_for(&self, id: &str) -> usize {
-        self.attempts
-            .iter()
-            .filter(|a| a.event.envelope.event_id == id)
-            .count()
-    }
-
-    /// Runs `n` random steps (publishing, failing, crashing), then a final
-    /// crash so only committed state and landed writes remain.
-    pub fn run(&mut self, n: usize) {
-        for _ in 0..n {
-            self.step(true);
-        }
-        self.crash();
-    }
-
-    /// Every endpoint recovers (healthy, enabled); run until nothing is left
-    /// to do; then every published event must be delivered or dead-lettered.
-    pub fn heal_and_check(&mut self) {
-        for (name, ep) in self.eps.iter_mut() {
-            ep.mode = Mode::Healthy;
-            if !ep.enabled {
-                ep.enabled = true;
-                let e = self.dir.endpoints.get_mut(name).expect("endpoint");
-                e.1 = true;
-                e.2 += 1;
-            }
-        }
-        self.dir.version += 1;
-        while let Some((target, env)) = self.late.pop_front() {
-            self.append(target, env);
-        }
-        self.input(Input::RegistryChanged);
-        let mut idle = 0;
-        for _i in 0..2_000_000 {
-            self.heal_steps += 1;
-            if self.step(false) {
-                idle = 0;
-            } else {
-                idle += 1;
-                if idle > 400 && self.quiet() {
-                    break;
-                }
-            }
-        }
-        assert!(
-            self.quiet(),
-            "the partition never went quiet: attempts {:?}, writes {}, scans {}, pos {:?} of ({}, {}), timers {:?}, paused {}\n{}",
-            self.attempts.iter().map(|a| (a.event.envelope.event_id.clone(), a.due - self.now)).collect::<Vec<_>>(),
-            self.writes.len(),
-            self.scans.len(),
-            self.pos,
-            self.events.len(),
-            self.retry.len(),
-            self.timers,
-            self.paused,
-            self.core.describe()
-        );
-        let lost: Vec<&String> = self
-            .published
-            .keys()
-            .filter(|id| !self.delivered.contains(*id) && !self.dead.contains(*id))
-            .collect();
-        assert!(lost.is_empty(), "lost {} events: {lost:?}", lost.len());
-    }
-
-    fn quiet(&self) -> bool {
-        self.attempts.is_empty()
-            && self.writes.is_empty()
-            && self.scans.is_empty()
-            && self.pos[0] as usize == self.events.len()
-            && self.pos[1] as usize == self.retry.len()
-            && self.core.held() == 0
     }
 }

@@ -1,0 +1,141 @@
+//! Helpers for scripted scenarios: publish to one endpoint, answer one
+//! event's attempt, land or lose the producer's writes, crash with late
+//! (zombie) writes.
+
+use super::{Chooser, Mode, World};
+use crate::machine::Input;
+
+impl<C: Chooser> World<C> {
+    /// Publishes one event to endpoint `ep-<i>`; returns its id.
+    pub fn publish_to(&mut self, i: usize) -> String {
+        self.publish_named(format!("ep-{i}"))
+    }
+
+    /// Hands the core every record it may read now.
+    pub fn feed_all(&mut self) {
+        while self.feed(0) || self.feed(1) {}
+    }
+
+    /// Answers the attempt of event `id` with 200 (`ok`) or 503.
+    pub fn answer_event(&mut self, id: &str, ok: bool) {
+        self.answer_as(id, if ok { Mode::Healthy } else { Mode::Down });
+    }
+
+    /// Answers the attempt of event `id` with 410 Gone (final).
+    pub fn answer_gone(&mut self, id: &str) {
+        self.answer_as(id, Mode::Refusing);
+    }
+
+    /// Answers the attempt of event `id` as an endpoint in `mode` would.
+    fn answer_as(&mut self, id: &str, mode: Mode) {
+        let k = self
+            .attempts
+            .iter()
+            .position(|a| a.event.envelope.event_id == id)
+            .unwrap_or_else(|| panic!("no attempt of {id} in flight"));
+        let name = self.published[id].0.clone();
+        let before = std::mem::replace(&mut self.eps.get_mut(&name).expect("endpoint").mode, mode);
+        self.answer(k);
+        self.eps.get_mut(&name).expect("endpoint").mode = before;
+    }
+
+    /// Lands the producer's oldest `n` writes.
+    pub fn land_writes(&mut self, n: usize) {
+        for _ in 0..n {
+            self.land();
+        }
+    }
+
+    /// Writes waiting in the producer.
+    pub fn pending_writes(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Commits the trackers' commit points.
+    pub fn commit_now(&mut self) {
+        self.commit();
+    }
+
+    /// Crashes: none of the producer's pending writes ever lands.
+    pub fn crash_losing_writes(&mut self) {
+        self.crashes += 1;
+        self.writes.clear();
+        self.restart();
+    }
+
+    /// Crashes: the producer's pending writes land later, after the new
+    /// incarnation caught up (a zombie's writes).
+    pub fn crash_with_late_writes(&mut self) {
+        self.crashes += 1;
+        for (_, target, env) in std::mem::take(&mut self.writes) {
+            self.late.push_back((target, env));
+        }
+        self.restart();
+    }
+
+    /// Lands every zombie write now.
+    pub fn land_late(&mut self) {
+        while let Some((target, env)) = self.late.pop_front() {
+            self.append(target, env);
+        }
+    }
+
+    /// Requests sent for event `id` so far.
+    pub fn attempts_in_flight_for(&self, id: &str) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| a.event.envelope.event_id == id)
+            .count()
+    }
+
+    /// Disables endpoint `ep-<i>` in the registry.
+    pub fn disable(&mut self, i: usize) {
+        let name = format!("ep-{i}");
+        let e = self.dir.endpoints.get_mut(&name).expect("endpoint");
+        e.1 = false;
+        e.2 += 1;
+        self.dir.version += 1;
+        self.eps.get_mut(&name).expect("endpoint").enabled = false;
+        self.input(Input::RegistryChanged);
+    }
+
+    /// Events the lane of `ep-<i>` holds in memory.
+    pub fn lane_held(&self, i: usize) -> usize {
+        self.core.lane_held(&format!("ep-{i}"))
+    }
+
+    /// Where the events topic's commit would be now.
+    pub fn events_committable(&self) -> Option<i64> {
+        self.trackers.events.committable()
+    }
+
+    /// Events dead-lettered so far.
+    pub fn dead_count(&self) -> usize {
+        self.dead.len()
+    }
+
+    /// Lets `ms` pass, then fires timers, reads records and lands writes
+    /// until nothing changes.
+    pub fn pass_time(&mut self, ms: i64) {
+        self.now += ms;
+        loop {
+            let mut changed = self.fire_timers();
+            while self.feed(0) || self.feed(1) {
+                changed = true;
+            }
+            while !self.writes.is_empty() {
+                self.land();
+                changed = true;
+            }
+            while let Some(req) = self.scans.pop() {
+                self.scans.push(req);
+                self.scan(0);
+                changed = true;
+            }
+            self.input(Input::Maintain);
+            if !changed {
+                break;
+            }
+        }
+    }
+}
