@@ -46,10 +46,16 @@ const DISPATCH_LOG: &str = "warn,herald=info,herald_dispatch::consumer=info";
 /// so nothing should be dead-lettered, but the test accepts dead letters.
 fn config_toml() -> String {
     let tail = vec!["\"1s\""; 200].join(", ");
+    // HERALD_IT_STATIC=1 runs the dispatchers as static members (stable
+    // range assignment), to compare duplicate figures.
+    let static_membership = std::env::var_os("HERALD_IT_STATIC").is_some();
+    let dispatch = format!(
+        "max_buffered_per_lane = 200\ndrain_timeout_ms = 2000\nstatic_membership = {static_membership}"
+    );
     procs::config_text(
         PARTITIONS,
         &[
-            ("dispatch", "max_buffered_per_lane = 200\ndrain_timeout_ms = 2000"),
+            ("dispatch", &dispatch),
             // Outage endpoints open their circuit; it probes every 2 s.
             ("endpoint_health", "cool_down = \"2s\""),
             (

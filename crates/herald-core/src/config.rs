@@ -177,6 +177,15 @@ pub struct KafkaConfig {
     /// Herald creates it).
     #[serde(with = "crate::duration::serde_one")]
     pub attempts_retention: Duration,
+    /// How long the retry topic keeps records (its `retention.ms` when
+    /// Herald creates it). Must outlive `retry.max_age`: a record waiting
+    /// for its next attempt must still be there when it is due.
+    #[serde(with = "crate::duration::serde_one")]
+    pub retry_retention: Duration,
+    /// How long the dead-letter topic keeps dead letters (its
+    /// `retention.ms` when Herald creates it): the window for replays.
+    #[serde(with = "crate::duration::serde_one")]
+    pub dlq_retention: Duration,
     /// Replication factor of topics Herald creates.
     pub replication_factor: i32,
     /// Consumer group of the dispatchers.
@@ -201,6 +210,8 @@ impl Default for KafkaConfig {
             ops_topic: "herald.ops".into(),
             attempts_topic: "herald.attempts".into(),
             attempts_retention: Duration::from_secs(7 * 86_400),
+            retry_retention: Duration::from_secs(14 * 86_400),
+            dlq_retention: Duration::from_secs(30 * 86_400),
             replication_factor: 3,
             consumer_group: "herald-dispatch".into(),
             session_timeout_ms: 10_000,
@@ -642,6 +653,18 @@ impl Config {
         if r.max_age.is_zero() {
             return bad("retry.max_age", "must be longer than 0");
         }
+        if self.kafka.retry_retention <= r.max_age {
+            return bad(
+                "kafka.retry_retention",
+                format!(
+                    "must be longer than retry.max_age ({}s), or records waiting in the retry topic could be deleted before they are due",
+                    r.max_age.as_secs()
+                ),
+            );
+        }
+        if self.kafka.dlq_retention.is_zero() {
+            return bad("kafka.dlq_retention", "must be longer than 0");
+        }
         let v = &self.delivery;
         for c in &v.allow_cidrs {
             if let Err(e) = c.parse::<crate::egress::Cidr>() {
@@ -840,6 +863,21 @@ mod tests {
             .to_string();
         assert!(
             msg.contains("retry.max_age") && msg.contains("forever"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn retry_retention_must_outlive_the_retry_life() {
+        let mut l = ConfigLoader::new();
+        l.file(
+            "herald.toml",
+            "[retry]\nmax_age = \"20d\"\n[kafka]\nretry_retention = \"14d\"\n",
+        )
+        .unwrap();
+        let msg = l.build().unwrap_err().to_string();
+        assert!(
+            msg.contains("kafka.retry_retention") && msg.contains("retry.max_age"),
             "{msg}"
         );
     }

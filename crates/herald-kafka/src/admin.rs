@@ -81,13 +81,13 @@ pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
             name: cfg.retry_topic.clone(),
             partitions: cfg.events_partitions,
             compacted: false,
-            retention_ms: None,
+            retention_ms: Some(cfg.retry_retention.as_millis() as i64),
         },
         TopicSpec {
             name: cfg.dlq_topic.clone(),
             partitions: cfg.events_partitions,
             compacted: false,
-            retention_ms: None,
+            retention_ms: Some(cfg.dlq_retention.as_millis() as i64),
         },
         TopicSpec {
             name: cfg.ops_topic.clone(),
