@@ -116,7 +116,18 @@ impl Partition {
             if !lane.can_start(limit, ordered) {
                 return;
             }
+            if !ordered {
+                // Order does not bind an unordered lane: an event that is
+                // due goes before one still waiting out its retry delay.
+                if let Some(i) = lane.queue.iter().position(|e| e.due_ms() <= now) {
+                    if i > 0 {
+                        let due = lane.queue.remove(i).expect("index exists");
+                        lane.queue.push_front(due);
+                    }
+                }
+            }
             let front = lane.queue.front().expect("front exists");
+            let front_due = front.due_ms();
             if prepared.policy.expired(front.envelope.created_at_ms, now) {
                 let event = lane.queue.pop_front().expect("front exists");
                 lane.in_flight += 1;
@@ -130,6 +141,13 @@ impl Partition {
                 .breakers
                 .entry(endpoint.clone())
                 .or_insert_with(|| Breaker::new(self.cfg.breaker));
+            if breaker.is_open() && front_due > now {
+                // The probe of an open circuit is an event that is due: a
+                // probe waiting hours for its retry would hold the circuit
+                // half-open that long.
+                self.hold_back(endpoint, ctx);
+                return self.wake_at(endpoint, front_due);
+            }
             match breaker.permit(now) {
                 Permit::Go => {}
                 Permit::WaitUntil(t) => {
