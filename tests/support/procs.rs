@@ -140,6 +140,40 @@ impl ChildProc {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM and waits for the process to exit; it must exit 0. A
+    /// watchdog sends SIGKILL after `timeout` (the test then fails).
+    pub fn terminate(&mut self, timeout: Duration) -> Result<(), String> {
+        let pid = self.pid().to_string();
+        let signal = |sig: &str, pid: &str| {
+            std::process::Command::new("kill")
+                .args([sig, pid])
+                .status()
+                .map_err(|e| format!("kill {sig} {pid}: {e}"))
+        };
+        let status = signal("-TERM", &pid)?;
+        if !status.success() {
+            return Err(format!("kill -TERM {pid} failed: {status}"));
+        }
+        let (done, exited) = std::sync::mpsc::channel::<()>();
+        let watchdog_pid = pid.clone();
+        std::thread::spawn(move || {
+            if exited.recv_timeout(timeout).is_err() {
+                let _ = signal("-KILL", &watchdog_pid);
+            }
+        });
+        let status = self.child.wait().map_err(|e| e.to_string());
+        let _ = done.send(());
+        let status = status?;
+        if !status.success() {
+            return Err(format!(
+                "{} exited with {status} after SIGTERM (killed after {timeout:?}?); log: {}",
+                self.name,
+                self.log_path.display()
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
