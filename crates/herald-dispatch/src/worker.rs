@@ -526,8 +526,11 @@ impl Worker {
             Some(p) if p.base() == limit => p.clone(),
             _ => {
                 if self.pacers.len() > 10_000 {
-                    // Endpoints without pending work: forget their pacers.
-                    self.pacers.clear();
+                    // Endpoints without pending work: forget their pacers
+                    // (those with a lane keep their Retry-After hold and
+                    // slow-down).
+                    let core = &self.core;
+                    self.pacers.retain(|k, _| core.has_lane(k));
                 }
                 let p = Arc::new(Pacer::new(limit));
                 self.pacers.insert(key, p.clone());

@@ -232,6 +232,11 @@ impl Partition {
         self.held_events
     }
 
+    /// Whether `endpoint` has a lane (pending work) in this partition.
+    pub fn has_lane(&self, endpoint: &str) -> bool {
+        self.lanes.contains_key(endpoint)
+    }
+
     /// Open lanes.
     pub fn lane_count(&self) -> usize {
         self.lanes.len()
