@@ -42,8 +42,10 @@ pub enum CopyFate {
     Settled,
     /// Failed and will be retried: the copy carries this attempt state.
     Retry(AttemptState),
-    /// Gave up: the copy is dead-lettered with this reason and state.
-    GaveUp(DeadReason, AttemptState),
+    /// Gave up: the copy is dead-lettered with this reason and state, and
+    /// the endpoint's events with an origin below the bound (those read when
+    /// the original gave up) follow it.
+    GaveUp(DeadReason, AttemptState, i64),
 }
 
 /// The state of one endpoint's lane.
@@ -110,6 +112,23 @@ impl Default for Lane {
 }
 
 impl Lane {
+    /// `event` leaves the lane without passing the front as a copy (dropped,
+    /// dead-lettered as a follower, expired): forget its copy record, and
+    /// say which original offset can be finished now that nothing carries
+    /// the copy forward.
+    pub fn forget_copy(&mut self, event: &Event) -> Option<Source> {
+        let Source::Retry(offset) = event.source else {
+            return None;
+        };
+        match self.copies.get(&event.origin) {
+            Some(c) if c.landed_at == Some(offset) => self
+                .copies
+                .remove(&event.origin)
+                .and_then(|c| c.finish_on_landing),
+            _ => None,
+        }
+    }
+
     /// A new, empty, live lane.
     pub fn new() -> Self {
         Self::default()

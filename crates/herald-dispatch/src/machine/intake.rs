@@ -174,6 +174,11 @@ impl Partition {
                 for r in std::mem::take(&mut self.stash) {
                     self.on_event_record(r, ctx);
                 }
+                // Nothing started while catching up: start now.
+                let lanes: Vec<Arc<str>> = self.lanes.keys().cloned().collect();
+                for ep in lanes {
+                    self.after_settle(&ep, ctx);
+                }
             }
         }
     }

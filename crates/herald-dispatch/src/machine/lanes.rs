@@ -9,7 +9,7 @@ use herald_core::breaker::{Breaker, Permit};
 use herald_core::schedule::{Exhaustion, Failure, Step};
 use herald_telemetry::names;
 
-use super::{Action, Ctx, Known, Partition, Wait};
+use super::{Action, CatchUp, Ctx, Known, Partition, Wait};
 use crate::attempt::{Event, Outcome, Source};
 use crate::endpoint::Prepared;
 use crate::lane::{CopyFate, HeadCopy};
@@ -24,8 +24,9 @@ enum CopyAtFront {
     Wait,
     /// The original was delivered: finish the copy unsent.
     Settle,
-    /// The original gave up: dead-letter the copy.
-    DeadLetter(DeadReason),
+    /// The original gave up: dead-letter the copy; events below the bound
+    /// (read when the original gave up) follow it.
+    DeadLetter(DeadReason, i64),
     /// Carry on with the original's attempt state (already applied).
     Go,
 }
@@ -33,14 +34,16 @@ enum CopyAtFront {
 impl Partition {
     /// Starts as many of `endpoint`'s queued events as its lane allows.
     pub(super) fn pump(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
-        if self.suspended || self.draining {
+        // While the retry backlog is caught up nothing starts: a dead letter
+        // decided now could not see the endpoint's records not read yet.
+        if self.suspended || self.draining || self.catch_up != CatchUp::None {
             return;
         }
         let prepared = match self.known(endpoint, ctx) {
             Known::Ready(p) => p,
             Known::Deleted => return self.drop_deleted(endpoint, ctx),
             Known::Unknown if self.unknown.contains(endpoint) => {
-                return self.dead_letter_unknown(endpoint)
+                return self.dead_letter_unknown(endpoint, ctx)
             }
             // Registry lag, never deletion: wait until it caught up.
             Known::Unknown => return self.sync_registry(endpoint),
@@ -65,6 +68,10 @@ impl Partition {
                 Some(f) if ordered && front.origin < f => {
                     let event = lane.queue.pop_front().expect("front exists");
                     lane.in_flight += 1;
+                    let original = lane.forget_copy(&event);
+                    if let Some(source) = original {
+                        self.finish(source, ctx);
+                    }
                     self.dead_letter(endpoint, event, DeadReason::Predecessor);
                     continue;
                 }
@@ -80,12 +87,12 @@ impl Partition {
                     self.finish(event.source, ctx);
                     continue;
                 }
-                CopyAtFront::DeadLetter(reason) => {
+                CopyAtFront::DeadLetter(reason, bound) => {
                     let lane = self.lanes.get_mut(endpoint).expect("lane exists");
                     let event = lane.queue.pop_front().expect("front exists");
                     lane.in_flight += 1;
                     if ordered {
-                        lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
+                        lane.flush_below = Some(bound);
                     }
                     self.dead_letter(endpoint, event, reason);
                     continue;
@@ -101,6 +108,10 @@ impl Partition {
                 if (lane.in_flight == 0 || !ordered) && prepared.policy.expired(created, now) {
                     let event = lane.queue.pop_front().expect("front exists");
                     lane.in_flight += 1;
+                    if let Some(source) = lane.forget_copy(&event) {
+                        self.finish(source, ctx);
+                    }
+                    let lane = self.lanes.get_mut(endpoint).expect("lane exists");
                     if ordered {
                         lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
                     }
@@ -131,6 +142,10 @@ impl Partition {
             if prepared.policy.expired(front.envelope.created_at_ms, now) {
                 let event = lane.queue.pop_front().expect("front exists");
                 lane.in_flight += 1;
+                if let Some(source) = lane.forget_copy(&event) {
+                    self.finish(source, ctx);
+                }
+                let lane = self.lanes.get_mut(endpoint).expect("lane exists");
                 if ordered {
                     lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
                 }
@@ -196,9 +211,9 @@ impl Partition {
                 front.envelope.attempt = Some(state.clone());
                 CopyAtFront::Go
             }
-            CopyFate::GaveUp(reason, state) => {
+            CopyFate::GaveUp(reason, state, bound) => {
                 front.envelope.attempt = Some(state.clone());
-                CopyAtFront::DeadLetter(*reason)
+                CopyAtFront::DeadLetter(*reason, *bound)
             }
         };
         lane.copies.remove(&front.origin);
@@ -341,6 +356,10 @@ impl Partition {
             return;
         };
         let queued: Vec<Event> = lane.queue.drain(..).collect();
+        let originals: Vec<Source> = queued.iter().filter_map(|e| lane.forget_copy(e)).collect();
+        for source in originals {
+            self.finish(source, ctx);
+        }
         for e in queued {
             tracing::warn!(event_id = %e.envelope.event_id, endpoint_id = %endpoint, "endpoint was deleted; event dropped");
             metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted").increment(1);
@@ -350,12 +369,16 @@ impl Partition {
 
     /// Dead-letters the queued events of an endpoint the registry does not
     /// know even after catching up, in order.
-    fn dead_letter_unknown(&mut self, endpoint: &Arc<str>) {
+    fn dead_letter_unknown(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
         let Some(lane) = self.lanes.get_mut(endpoint) else {
             return;
         };
         let queued: Vec<Event> = lane.queue.drain(..).collect();
         lane.in_flight += queued.len();
+        let originals: Vec<Source> = queued.iter().filter_map(|e| lane.forget_copy(e)).collect();
+        for source in originals {
+            self.finish(source, ctx);
+        }
         for e in queued {
             self.dead_letter(endpoint, e, DeadReason::UnknownEndpoint);
         }
@@ -408,7 +431,13 @@ impl Partition {
             return;
         }
         if outcome == Outcome::Stale {
-            // The endpoint changed while the attempt waited: decide again.
+            // The endpoint changed while the attempt waited: decide again
+            // (or, for a copied head, let the copy carry it).
+            let state = event.envelope.attempt.clone().unwrap_or_default();
+            if self.settle_original(&endpoint, &event, CopyFate::Retry(state), ctx) {
+                self.clear_head(&endpoint, event.origin);
+                return self.after_settle(&endpoint, ctx);
+            }
             let lane = self.lane(&endpoint);
             lane.in_flight -= 1;
             if lane.head.as_ref().is_some_and(|(o, _)| *o == event.origin) {
@@ -448,7 +477,13 @@ impl Partition {
                 return self.after_settle(&endpoint, ctx);
             }
             Known::Unknown => {
-                // Back to the front: `pump` waits for the registry.
+                // Back to the front: `pump` waits for the registry (or, for
+                // a copied head, the copy carries it).
+                let state = event.envelope.attempt.clone().unwrap_or_default();
+                if self.settle_original(&endpoint, &event, CopyFate::Retry(state), ctx) {
+                    self.clear_head(&endpoint, event.origin);
+                    return self.after_settle(&endpoint, ctx);
+                }
                 self.clear_head(&endpoint, event.origin);
                 let lane = self.lane(&endpoint);
                 lane.in_flight -= 1;
@@ -470,7 +505,15 @@ impl Partition {
         let state = event.envelope.attempt.clone().unwrap_or_default();
         match step {
             Step::GiveUp(why) => {
-                let fate = CopyFate::GaveUp(DeadReason::Exhausted(why), state);
+                // Everything of this endpoint read so far follows it, even
+                // if the copy reaches the front later.
+                let bound = self
+                    .lanes
+                    .get(&endpoint)
+                    .map_or(self.events_seen_until, |l| {
+                        self.events_seen_until.max(l.max_origin + 1)
+                    });
+                let fate = CopyFate::GaveUp(DeadReason::Exhausted(why), state, bound);
                 if self.settle_original(&endpoint, &event, fate, ctx) {
                     // The copy is dead-lettered when it reaches the front.
                     self.clear_head(&endpoint, event.origin);

@@ -115,6 +115,27 @@ fn parked_lane_holds_one_event_and_ages_into_dead_letters() {
     w.heal_and_check();
 }
 
+/// A copied head whose attempt comes back unsent (the endpoint changed while
+/// it waited) is carried by its copy: the copy is never stranded waiting for
+/// an original that no longer runs, and the lane retires at the end.
+#[test]
+fn stale_original_of_a_head_copy_is_carried_by_the_copy() {
+    let mut w = world();
+    let ids: Vec<String> = (0..4).map(|_| w.publish_to(0)).collect();
+    w.feed_all();
+    assert_eq!(w.attempts_in_flight_for(&ids[0]), 1);
+    w.disable(0);
+    w.answer_stale(&ids[0]);
+    w.pass_time(0);
+    w.pass_time(3_600_001);
+    assert_eq!(
+        w.dead_letters_of(&ids[0]),
+        1,
+        "the copy alone carried the head to the dead-letter topic"
+    );
+    w.heal_and_check();
+}
+
 /// Seeds that failed once, replayed first. 506: a crashed owner's late
 /// retry record made an ordered lane durable while older events of it were
 /// still in memory; a later event reached the retry topic ahead of them and

@@ -269,5 +269,7 @@ impl<C: Chooser> World<C> {
             && self.pos[0] as usize == self.events.len()
             && self.pos[1] as usize == self.retry.len()
             && self.core.held() == 0
+            // Every lane retires once it holds nothing (no stranded copies).
+            && self.core.lane_count() == 0
     }
 }

@@ -39,6 +39,23 @@ impl<C: Chooser> World<C> {
         self.eps.get_mut(&name).expect("endpoint").mode = before;
     }
 
+    /// The attempt of event `id` comes back unsent because its endpoint
+    /// changed while it waited.
+    pub fn answer_stale(&mut self, id: &str) {
+        let k = self
+            .attempts
+            .iter()
+            .position(|a| a.event.envelope.event_id == id)
+            .unwrap_or_else(|| panic!("no attempt of {id} in flight"));
+        let a = self.attempts.swap_remove(k);
+        self.input(Input::Attempted {
+            endpoint: a.endpoint,
+            event: a.event,
+            outcome: crate::attempt::Outcome::Stale,
+            wait: a.wait,
+        });
+    }
+
     /// Lands the producer's oldest `n` writes.
     pub fn land_writes(&mut self, n: usize) {
         for _ in 0..n {
@@ -107,6 +124,11 @@ impl<C: Chooser> World<C> {
     /// Where the events topic's commit would be now.
     pub fn events_committable(&self) -> Option<i64> {
         self.trackers.events.committable()
+    }
+
+    /// Dead letters written for event `id`.
+    pub fn dead_letters_of(&self, id: &str) -> usize {
+        self.dlq.iter().filter(|e| e.event_id == id).count()
     }
 
     /// Events dead-lettered so far.
