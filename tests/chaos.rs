@@ -5,7 +5,10 @@
 //! the test process (gRPC `PublishBatch`), as does the recording receiver.
 //! While 20,000+ events for 120 endpoints are published and delivered, a
 //! dispatcher is killed with SIGKILL and restarted at seeded points; some
-//! endpoints fail everything for the first part of the run. Afterwards every
+//! endpoints fail everything for the first part of the run, and a few are
+//! created mid-run through the ingest node and published to at once.
+//! `HERALD_IT_CHAOS=full` runs the long variant by hand: 3 dispatchers, 500
+//! endpoints, 50,000 events, 6 kills. Afterwards every
 //! acknowledged event must have been answered 2xx by the receiver or be in
 //! the dead-letter topic, no ordered endpoint may have been sent an event
 //! before its predecessor was delivered (or dead-lettered), and the number of
@@ -35,10 +38,7 @@ use support::procs::{self, BrokerProc, ChildProc};
 use support::{publish_in_order, TestNode};
 
 const PARTITIONS: i32 = 4;
-const ENDPOINTS: usize = 120;
-const PER_ENDPOINT: usize = 170;
 const BATCH: usize = 500;
-const KILLS: usize = 4;
 /// Events per endpoint published during the SIGTERM rolling restart.
 const ROLL_PER_ENDPOINT: usize = 20;
 /// Failure guard of the whole run's waits.
@@ -69,6 +69,49 @@ fn config_toml() -> String {
             ),
         ],
     )
+}
+
+/// How big a run is: the CI variant by default; `HERALD_IT_CHAOS=full` is the
+/// long one (3 dispatchers, 500 endpoints, 50,000 events, 6 kills), run by hand.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    dispatchers: usize,
+    endpoints: usize,
+    per_endpoint: usize,
+    kills: usize,
+    /// The last `late` endpoints are created mid-run, through the ingest
+    /// node, and published to at once (the dispatchers' registries may lag).
+    late: usize,
+}
+
+impl Scale {
+    fn from_env() -> Self {
+        match std::env::var("HERALD_IT_CHAOS").as_deref() {
+            Ok("full") => Scale {
+                dispatchers: 3,
+                endpoints: 500,
+                per_endpoint: 100,
+                kills: 6,
+                late: 25,
+            },
+            _ => Scale {
+                dispatchers: 2,
+                endpoints: 120,
+                per_endpoint: 170,
+                kills: 4,
+                late: 6,
+            },
+        }
+    }
+
+    fn is_late(&self, i: usize) -> bool {
+        i >= self.endpoints - self.late
+    }
+
+    /// A late endpoint's first event has this sequence number.
+    fn late_from(&self) -> usize {
+        self.per_endpoint / 3
+    }
 }
 
 fn ep_id(i: usize) -> String {
@@ -175,19 +218,26 @@ async fn no_loss_across_sigkill_and_rebalance() {
         })
     };
     let receiver = TestReceiver::with_policy(policy).await.unwrap();
-    for i in 0..ENDPOINTS {
-        ingest
-            .endpoints
-            .clone()
-            .create_endpoint(pb::CreateEndpointRequest {
-                id: ep_id(i),
-                url: receiver.url_for(&ep_id(i)),
-                ordered: Some(!unordered(i)),
-                max_in_flight: if unordered(i) { 4 } else { 0 },
-                ..Default::default()
-            })
-            .await
-            .expect("create endpoint");
+    let scale = Scale::from_env();
+    eprintln!("{scale:?}");
+    let create = |i: usize| {
+        let mut endpoints = ingest.endpoints.clone();
+        let url = receiver.url_for(&ep_id(i));
+        async move {
+            endpoints
+                .create_endpoint(pb::CreateEndpointRequest {
+                    id: ep_id(i),
+                    url,
+                    ordered: Some(!unordered(i)),
+                    max_in_flight: if unordered(i) { 4 } else { 0 },
+                    ..Default::default()
+                })
+                .await
+                .expect("create endpoint");
+        }
+    };
+    for i in (0..scale.endpoints).filter(|&i| !scale.is_late(i)) {
+        create(i).await;
     }
     let dlq = DlqTail::start(&broker.bootstrap, "herald.dlq", PARTITIONS, ledger.clone());
 
@@ -212,23 +262,36 @@ async fn no_loss_across_sigkill_and_rebalance() {
     // (a rebalance between two live dispatchers); kills happen before seeded
     // batches, while earlier ones are being delivered, and the outage ends
     // after the second kill.
-    let items: Vec<(String, String)> = (0..PER_ENDPOINT)
+    let items: Vec<(String, String)> = (0..scale.per_endpoint)
         .flat_map(|seq| {
-            (0..ENDPOINTS).map(move |i| (ep_id(i), format!(r#"{{"endpoint":{i},"seq":{seq}}}"#)))
+            (0..scale.endpoints)
+                .filter(move |&i| seq >= scale.late_from() || !scale.is_late(i))
+                .map(move |i| (ep_id(i), format!(r#"{{"endpoint":{i},"seq":{seq}}}"#)))
         })
         .collect();
+    let late_ids: HashSet<String> = (0..scale.endpoints)
+        .filter(|&i| scale.is_late(i))
+        .map(ep_id)
+        .collect();
+    let first_late_batch = items
+        .iter()
+        .position(|(ep, _)| late_ids.contains(ep))
+        .map(|i| i / BATCH);
     let total = items.len();
     let batches: Vec<&[(String, String)]> = items.chunks(BATCH).collect();
-    // Kill plan: KILLS batches spread over the run, victims alternating from
+    // Kill plan: `scale.kills` batches spread over the run, victims in turn from
     // a seeded first one, each killed once a seeded share of its batch has
     // been delivered (so deliveries are in flight).
     let kills: BTreeMap<usize, (usize, f64)> = {
-        let span = (batches.len() - 5) / KILLS;
-        let first = rng.random_range(0..2);
-        (0..KILLS)
+        let span = (batches.len() - 5) / scale.kills;
+        let first = rng.random_range(0..scale.dispatchers);
+        (0..scale.kills)
             .map(|k| {
                 let at = 3 + k * span + rng.random_range(0..span.saturating_sub(4).max(1));
-                (at, ((first + k) % 2, rng.random_range(0.1..0.5)))
+                (
+                    at,
+                    ((first + k) % scale.dispatchers, rng.random_range(0.1..0.5)),
+                )
             })
             .collect()
     };
@@ -242,7 +305,20 @@ async fn no_loss_across_sigkill_and_rebalance() {
     let mut counter = DeliveredCounter::default();
     for (b, batch) in batches.iter().enumerate() {
         if b == 1 {
-            ds.procs.push(ds.spawn(1));
+            for i in 1..scale.dispatchers {
+                ds.procs.push(ds.spawn(i));
+            }
+        }
+        if Some(b) == first_late_batch {
+            // Created through the ingest node and published to at once.
+            for i in (0..scale.endpoints).filter(|&i| scale.is_late(i)) {
+                create(i).await;
+            }
+            eprintln!(
+                "[{:>5.1}s] {} endpoints created and published to at once",
+                started.elapsed().as_secs_f64(),
+                scale.late
+            );
         }
         let Some(&(victim, share)) = kills.get(&b) else {
             published.extend(publish_in_order(&mut client, batch, BATCH).await);
@@ -280,8 +356,9 @@ async fn no_loss_across_sigkill_and_rebalance() {
     }
     outage.store(false, Ordering::SeqCst);
     tokio::task::block_in_place(|| {
-        ds.wait_assigned(0);
-        ds.wait_assigned(1);
+        for i in 0..scale.dispatchers {
+            ds.wait_assigned(i);
+        }
     });
     assert_eq!(published.len(), total);
     eprintln!(
@@ -358,7 +435,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
 
     // Order per ordered endpoint, excusing dead-lettered events only.
     let mut violations = Vec::new();
-    for i in (0..ENDPOINTS).filter(|&i| !unordered(i)) {
+    for i in (0..scale.endpoints).filter(|&i| !unordered(i)) {
         let ep = ep_id(i);
         violations.extend(ledger::order_violations(
             &entries,
@@ -382,20 +459,23 @@ async fn no_loss_across_sigkill_and_rebalance() {
     let ok_answers = entries.iter().filter(|e| e.ok()).count();
     let duplicates = ok_answers - delivered.len();
     eprintln!(
-        "[{:>5.1}s] {total} events, {} requests, {} failed answers, {duplicates} duplicate deliveries (2xx beyond the first per webhook-id), {} dead letters, {KILLS} kills",
+        "[{:>5.1}s] {total} events, {} requests, {} failed answers, {duplicates} duplicate deliveries (2xx beyond the first per webhook-id), {} dead letters, {} kills",
         started.elapsed().as_secs_f64(),
         entries.len(),
         entries.len() - ok_answers,
-        dead.len()
+        dead.len(),
+        scale.kills
     );
     // Rolling restart: while more events are published, each dispatcher in
     // turn gets SIGTERM (it drains, commits, leaves the group and exits 0)
     // and is started again. A graceful stop re-sends only what was in flight
     // at the drain deadline; the re-sends of this phase are printed.
     let mark = ledger.entries().len();
-    let roll_items: Vec<(String, String)> = (PER_ENDPOINT..PER_ENDPOINT + ROLL_PER_ENDPOINT)
+    let roll_items: Vec<(String, String)> = (scale.per_endpoint
+        ..scale.per_endpoint + ROLL_PER_ENDPOINT)
         .flat_map(|seq| {
-            (0..ENDPOINTS).map(move |i| (ep_id(i), format!(r#"{{"endpoint":{i},"seq":{seq}}}"#)))
+            (0..scale.endpoints)
+                .map(move |i| (ep_id(i), format!(r#"{{"endpoint":{i},"seq":{seq}}}"#)))
         })
         .collect();
     let mut roll_published = Vec::with_capacity(roll_items.len());
@@ -446,7 +526,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
             .push(r.event_id.clone());
     }
     let mut violations = Vec::new();
-    for i in (0..ENDPOINTS).filter(|&i| !unordered(i)) {
+    for i in (0..scale.endpoints).filter(|&i| !unordered(i)) {
         let ep = ep_id(i);
         violations.extend(ledger::order_violations(
             &entries,
