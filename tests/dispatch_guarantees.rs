@@ -18,20 +18,19 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald::node::Roles;
 use herald_dispatch::sink::header;
 use herald_proto::v1 as pb;
 use herald_testkit::{DeadEndpoint, Reply, Stall, StallingReceiver, TestReceiver};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use support::cluster::ProcessCluster;
 use support::dlq::{DeadLetter, DlqTail};
 use support::ledger::{self, Ledger};
-use support::procs::{self, BrokerProc, ChildProc};
-use support::{metric_sum, metric_sum_with, publish_in_order, TestNode, GUARD};
+use support::procs;
+use support::{metric_sum, metric_sum_with, GUARD};
 
 /// Partitions of every topic (the events and retry topics must match).
 const PARTITIONS: i32 = 4;
@@ -53,68 +52,22 @@ fn seed() -> u64 {
 
 /// A mock broker process, a dispatcher process (`herald-it-node dispatch`,
 /// so its `/metrics` are its own even when tests share a process) and an
-/// in-process ingest node, all with one config file.
+/// in-process ingest node, all with one config file ([`ProcessCluster`]).
 struct Harness {
-    // Dropped in this order: clients of the broker before the broker.
-    node: TestNode,
-    dispatcher: ChildProc,
+    c: ProcessCluster,
     metrics_url: String,
-    broker: BrokerProc,
-    dir: PathBuf,
 }
 
 impl Harness {
     async fn start(test: &str, toml: &str) -> Self {
-        let dir = procs::run_dir(test);
-        eprintln!(
-            "run directory (config, broker and dispatcher logs): {}",
-            dir.display()
-        );
-        let config = procs::write_config(&dir, toml);
-        let broker = BrokerProc::start(&dir, &config);
-        let cfg = procs::load_config(&config, &broker.bootstrap, &format!("{test}-ingest"));
-        let node = TestNode::start_with(
-            cfg,
-            Roles {
-                ingest: true,
-                dispatch: false,
-            },
-        )
-        .await;
-        let mut dispatcher = procs::spawn_dispatcher(
-            "dispatch",
-            &dir,
-            &config,
-            &broker.bootstrap,
-            "warn,herald=info,herald_dispatch=info",
-        );
-        let started =
-            tokio::task::block_in_place(|| dispatcher.wait_for_line("herald started", GUARD))
-                .unwrap_or_else(|e| panic!("{e}"));
-        let addr = procs::http_addr_of(&started)
-            .unwrap_or_else(|| panic!("no http address in {started:?}"));
-        Self {
-            node,
-            dispatcher,
-            metrics_url: format!("http://{addr}/metrics"),
-            broker,
-            dir,
-        }
+        let mut c = ProcessCluster::start(test, toml).await;
+        let metrics_url = c.spawn_dispatcher("warn,herald=info,herald_dispatch=info");
+        Self { c, metrics_url }
     }
 
     /// The dispatcher's `/metrics`, as text.
     async fn metrics(&self) -> String {
-        let a = herald_testkit::http::get(&self.metrics_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "GET {}: {e}; log: {}",
-                    self.metrics_url,
-                    self.dispatcher.log_path.display()
-                )
-            });
-        assert_eq!(a.status, 200);
-        a.text()
+        self.c.metrics(&self.metrics_url).await
     }
 
     /// Creates endpoint `id` posting to `url`.
@@ -130,25 +83,16 @@ impl Harness {
     }
 
     async fn endpoint_with(&self, req: pb::CreateEndpointRequest) {
-        let id = req.id.clone();
-        self.node
-            .endpoints
-            .clone()
-            .create_endpoint(req)
-            .await
-            .unwrap_or_else(|e| panic!("create endpoint {id}: {e}"));
+        self.c.create_endpoint(req).await;
     }
 
     async fn publish(&self, items: &[(String, String)]) -> Vec<pb::PublishResponse> {
-        publish_in_order(&mut self.node.events.clone(), items, 100).await
+        self.c.publish(items, 100).await
     }
 
     /// Stops everything; the run directory is removed (the test passed).
     async fn shutdown(self) {
-        self.node.shutdown().await;
-        drop(self.dispatcher);
-        drop(self.broker);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.c.shutdown().await;
     }
 }
 
@@ -733,7 +677,7 @@ in_memory_max = "100ms""#,
     })
     .await;
     let dlq = DlqTail::start(
-        &h.broker.bootstrap,
+        &h.c.broker.bootstrap,
         "herald.dlq",
         PARTITIONS,
         ledger.clone(),

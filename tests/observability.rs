@@ -25,86 +25,27 @@ mod support;
 #[path = "support/topic_tail.rs"]
 mod topic_tail;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use attempts_tail::AttemptsTail;
-use herald::node::Roles;
 use herald_proto::v1 as pb;
 use herald_testkit::{Policy, Reply, TestReceiver};
 use ops::OpsTail;
+use support::cluster::ProcessCluster;
 use support::dlq::DlqTail;
 use support::ledger::Ledger;
-use support::procs::{self, BrokerProc, ChildProc};
-use support::{TestNode, GUARD};
+use support::procs;
+use support::GUARD;
 
 const PARTITIONS: i32 = 2;
 
-/// Broker process, in-process ingest node and a dispatcher child process.
-struct Cluster {
-    // Dropped in this order: clients of the broker before the broker.
-    node: TestNode,
-    dispatcher: Option<ChildProc>,
-    broker: BrokerProc,
-    config: PathBuf,
-    dir: PathBuf,
+/// The shared process harness, with this file's partition count.
+async fn cluster(test: &str, sections: &[(&str, &str)]) -> ProcessCluster {
+    ProcessCluster::start(test, &procs::config_text(PARTITIONS, sections)).await
 }
 
-impl Cluster {
-    /// Starts the broker and the ingest node (no dispatcher yet).
-    async fn start(test: &str, sections: &[(&str, &str)]) -> Self {
-        let dir = procs::run_dir(test);
-        eprintln!("run directory (config and child logs): {}", dir.display());
-        let config = procs::write_config(&dir, &procs::config_text(PARTITIONS, sections));
-        let broker = BrokerProc::start(&dir, &config);
-        let cfg = procs::load_config(&config, &broker.bootstrap, &format!("{test}-ingest"));
-        let node = TestNode::start_with(
-            cfg,
-            Roles {
-                ingest: true,
-                dispatch: false,
-            },
-        )
-        .await;
-        Self {
-            node,
-            dispatcher: None,
-            broker,
-            config,
-            dir,
-        }
-    }
-
-    /// Starts the dispatcher child (JSON logs at `log_level`); returns its
-    /// `/metrics` URL.
-    fn spawn_dispatcher(&mut self, log_level: &str) -> String {
-        let mut d = procs::spawn_dispatcher(
-            "dispatch",
-            &self.dir,
-            &self.config,
-            &self.broker.bootstrap,
-            log_level,
-        );
-        let started = tokio::task::block_in_place(|| d.wait_for_line("herald started", GUARD))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = procs::http_addr_of(&started)
-            .unwrap_or_else(|| panic!("no http address in {started:?}"));
-        self.dispatcher = Some(d);
-        format!("http://{addr}/metrics")
-    }
-
-    fn attempts_tail(&self) -> AttemptsTail {
-        AttemptsTail::start(&self.broker.bootstrap, "herald.attempts", PARTITIONS)
-    }
-
-    async fn endpoint(&self, req: pb::CreateEndpointRequest) {
-        let id = req.id.clone();
-        self.node
-            .endpoints
-            .clone()
-            .create_endpoint(req)
-            .await
-            .unwrap_or_else(|e| panic!("create endpoint {id}: {e}"));
-    }
+fn attempts_tail(c: &ProcessCluster) -> AttemptsTail {
+    AttemptsTail::start(&c.broker.bootstrap, "herald.attempts", PARTITIONS)
 }
 
 fn endpoint_req(id: &str, url: &str) -> pb::CreateEndpointRequest {
@@ -131,7 +72,7 @@ fn count(m: &promtext::Exposition, name: &str, with: &[(&str, &str)]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_count() {
-    let mut c = Cluster::start(
+    let mut c = cluster(
         "obs-metrics",
         &[
             ("retry", "schedule = [\"50ms\"]\njitter = 0.0"),
@@ -150,10 +91,11 @@ async fn metrics_parse_and_count() {
     .await
     .unwrap();
     for ep in ["ok", "flaky", "broken"] {
-        c.endpoint(endpoint_req(ep, &receiver.url_for(ep))).await;
+        c.create_endpoint(endpoint_req(ep, &receiver.url_for(ep)))
+            .await;
     }
     let metrics_url = c.spawn_dispatcher("warn,herald=info");
-    let attempts = c.attempts_tail();
+    let attempts = attempts_tail(&c);
     let ops = OpsTail::start(&c.broker.bootstrap, "herald.ops");
     let ledger = Ledger::new();
     let dlq = DlqTail::start(
@@ -317,7 +259,7 @@ fn cli_attempts(server: &str, endpoint: &str, event: &str) -> serde_json::Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempt_log_shows_failed_then_successful_history() {
-    let mut c = Cluster::start(
+    let mut c = cluster(
         "obs-attempts",
         &[
             ("retry", "schedule = [\"50ms\", \"50ms\"]\njitter = 0.0"),
@@ -330,10 +272,10 @@ async fn attempt_log_shows_failed_then_successful_history() {
         TestReceiver::with_policy(Policy::fail_first_with(2, Reply::status(500).body(BODY)))
             .await
             .unwrap();
-    c.endpoint(endpoint_req("flaky", &receiver.url_for("flaky")))
+    c.create_endpoint(endpoint_req("flaky", &receiver.url_for("flaky")))
         .await;
     c.spawn_dispatcher("warn,herald=info");
-    let attempts = c.attempts_tail();
+    let attempts = attempts_tail(&c);
 
     let event = c.node.publish("flaky", "{\"n\":1}").await.event_id;
     receiver
@@ -442,7 +384,7 @@ async fn logs_never_show_secrets_or_signatures() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const OLD_SECRET: &str = "whsec_QmFzZTY0U2VjcmV0Rm9yUm90YXRpb24x";
     const NEW_SECRET: &str = "whsec_TmV3U2VjcmV0QWZ0ZXJSb3RhdGlvbjI5";
-    let mut c = Cluster::start(
+    let mut c = cluster(
         "obs-logs",
         &[
             ("retry", "schedule = [\"50ms\"]\njitter = 0.0"),
@@ -465,10 +407,10 @@ async fn logs_never_show_secrets_or_signatures() {
         secret: secret.into(),
         ..endpoint_req(id, &receiver.url_for(id))
     };
-    c.endpoint(with_secret("signed", SECRET)).await;
-    c.endpoint(with_secret("dead", SECRET)).await;
-    c.endpoint(with_secret("gone", SECRET)).await;
-    c.endpoint(with_secret("rotated", OLD_SECRET)).await;
+    c.create_endpoint(with_secret("signed", SECRET)).await;
+    c.create_endpoint(with_secret("dead", SECRET)).await;
+    c.create_endpoint(with_secret("gone", SECRET)).await;
+    c.create_endpoint(with_secret("rotated", OLD_SECRET)).await;
     c.node
         .endpoints
         .clone()
@@ -482,7 +424,7 @@ async fn logs_never_show_secrets_or_signatures() {
     // Started after every registry write: the dispatcher loads the registry
     // to its end before it dispatches, so it signs with both secrets.
     c.spawn_dispatcher("debug");
-    let attempts = c.attempts_tail();
+    let attempts = attempts_tail(&c);
     let ops = OpsTail::start(&c.broker.bootstrap, "herald.ops");
 
     let mut ids = Vec::new();

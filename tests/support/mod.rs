@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod dlq;
 pub mod ledger;
 pub mod procs;
