@@ -114,6 +114,22 @@ impl Scale {
     }
 }
 
+/// Order violations of every ordered endpoint (dead-lettered ids excused).
+fn order_violations(
+    scale: &Scale,
+    entries: &[ledger::Entry],
+    order: &BTreeMap<String, Vec<String>>,
+    dead: &HashSet<String>,
+) -> Vec<String> {
+    (0..scale.endpoints)
+        .filter(|&i| !unordered(i))
+        .flat_map(|i| {
+            let ep = ep_id(i);
+            ledger::order_violations(entries, &format!("/{ep}"), &order[&ep], dead)
+        })
+        .collect()
+}
+
 fn ep_id(i: usize) -> String {
     format!("c-{i:03}")
 }
@@ -434,16 +450,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
     );
 
     // Order per ordered endpoint, excusing dead-lettered events only.
-    let mut violations = Vec::new();
-    for i in (0..scale.endpoints).filter(|&i| !unordered(i)) {
-        let ep = ep_id(i);
-        violations.extend(ledger::order_violations(
-            &entries,
-            &format!("/{ep}"),
-            &order[&ep],
-            &dead,
-        ));
-    }
+    let violations = order_violations(&scale, &entries, &order, &dead);
     assert!(
         violations.is_empty(),
         "{} order violations (logs in {}), first ones: {:#?}",
@@ -525,16 +532,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
             .expect("endpoint")
             .push(r.event_id.clone());
     }
-    let mut violations = Vec::new();
-    for i in (0..scale.endpoints).filter(|&i| !unordered(i)) {
-        let ep = ep_id(i);
-        violations.extend(ledger::order_violations(
-            &entries,
-            &format!("/{ep}"),
-            &order[&ep],
-            &dead,
-        ));
-    }
+    let violations = order_violations(&scale, &entries, &order, &dead);
     assert!(
         violations.is_empty(),
         "{} order violations after the rolling restart, first ones: {:#?}",

@@ -144,13 +144,14 @@ impl ChildProc {
     /// watchdog sends SIGKILL after `timeout` (the test then fails).
     pub fn terminate(&mut self, timeout: Duration) -> Result<(), String> {
         let pid = self.pid().to_string();
+        // Through the shell's `kill` builtin: no procps needed on CI machines.
         let signal = |sig: &str, pid: &str| {
-            std::process::Command::new("kill")
-                .args([sig, pid])
+            std::process::Command::new("sh")
+                .args(["-c", r#"kill -s "$1" "$2""#, "sh", sig, pid])
                 .status()
-                .map_err(|e| format!("kill {sig} {pid}: {e}"))
+                .map_err(|e| format!("kill -s {sig} {pid}: {e}"))
         };
-        let status = signal("-TERM", &pid)?;
+        let status = signal("TERM", &pid)?;
         if !status.success() {
             return Err(format!("kill -TERM {pid} failed: {status}"));
         }
@@ -158,7 +159,7 @@ impl ChildProc {
         let watchdog_pid = pid.clone();
         std::thread::spawn(move || {
             if exited.recv_timeout(timeout).is_err() {
-                let _ = signal("-KILL", &watchdog_pid);
+                let _ = signal("KILL", &watchdog_pid);
             }
         });
         let status = self.child.wait().map_err(|e| e.to_string());

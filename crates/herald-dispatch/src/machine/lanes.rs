@@ -55,7 +55,6 @@ impl Partition {
             .effective_in_flight(self.cfg.default_in_flight);
         let now = ctx.now_ms;
         loop {
-            let events_seen_until = self.events_seen_until;
             let Some(lane) = self.lanes.get_mut(endpoint) else {
                 return;
             };
@@ -106,16 +105,7 @@ impl Partition {
                 let front = lane.queue.front().expect("front exists");
                 let created = front.envelope.created_at_ms;
                 if (lane.in_flight == 0 || !ordered) && prepared.policy.expired(created, now) {
-                    let event = lane.queue.pop_front().expect("front exists");
-                    lane.in_flight += 1;
-                    if let Some(source) = lane.forget_copy(&event) {
-                        self.finish(source, ctx);
-                    }
-                    let lane = self.lanes.get_mut(endpoint).expect("lane exists");
-                    if ordered {
-                        lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
-                    }
-                    self.dead_letter(endpoint, event, DeadReason::Exhausted(Exhaustion::Age));
+                    self.dead_letter_expired_front(endpoint, ordered, ctx);
                     continue;
                 }
                 self.parked.insert(endpoint.clone());
@@ -140,16 +130,7 @@ impl Partition {
             let front = lane.queue.front().expect("front exists");
             let front_due = front.due_ms();
             if prepared.policy.expired(front.envelope.created_at_ms, now) {
-                let event = lane.queue.pop_front().expect("front exists");
-                lane.in_flight += 1;
-                if let Some(source) = lane.forget_copy(&event) {
-                    self.finish(source, ctx);
-                }
-                let lane = self.lanes.get_mut(endpoint).expect("lane exists");
-                if ordered {
-                    lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
-                }
-                self.dead_letter(endpoint, event, DeadReason::Exhausted(Exhaustion::Age));
+                self.dead_letter_expired_front(endpoint, ordered, ctx);
                 continue;
             }
             let breaker = self
@@ -181,6 +162,22 @@ impl Partition {
             }
             self.launch(endpoint.clone(), prepared.clone(), event, delay);
         }
+    }
+
+    /// The lane's front event is past its maximum age: dead-letter it; for
+    /// an ordered endpoint everything read so far follows it.
+    fn dead_letter_expired_front(&mut self, endpoint: &Arc<str>, ordered: bool, ctx: &mut Ctx<'_>) {
+        let events_seen_until = self.events_seen_until;
+        let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+        let event = lane.queue.pop_front().expect("front exists");
+        lane.in_flight += 1;
+        if ordered {
+            lane.flush_below = Some(events_seen_until.max(lane.max_origin + 1));
+        }
+        if let Some(source) = lane.forget_copy(&event) {
+            self.finish(source, ctx);
+        }
+        self.dead_letter(endpoint, event, DeadReason::Exhausted(Exhaustion::Age));
     }
 
     /// Applies a tracked head copy's fate to the lane's front event, if it
