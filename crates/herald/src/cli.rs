@@ -1,7 +1,7 @@
-//! The command line: run Herald nodes (`serve`, `ingest`, `dispatch`, `dev`)
-//! and talk to them (`endpoint`, `publish`, `dlq`, `listen`). `main.rs` only
-//! calls [`main`]; test binaries call it too, so tests can run Herald as
-//! real processes.
+//! The command line: run Herald nodes (`serve`, `ingest`, `dispatch`, `dev`),
+//! talk to them (`endpoint`, `publish`, `dlq`, `listen`) and load-test them
+//! (`bench`). `main.rs` only calls [`main`]; test binaries call it too, so
+//! tests can run Herald as real processes.
 
 use std::process::ExitCode;
 
@@ -68,6 +68,9 @@ enum Command {
     },
     /// Receive webhooks locally, verify their signatures and print them.
     Listen(ListenArgs),
+    /// Load-test Herald against local receivers and the machine's raw limit
+    /// (starts `herald dev` unless --server is given; see docs/benchmarks.md).
+    Bench(herald_bench::BenchArgs),
     /// Run only an in-memory Kafka-protocol broker with Herald's topics (for
     /// tests and experiments; nothing is persisted).
     #[command(hide = true)]
@@ -119,6 +122,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Status { client, args } => client::run_status(&client, args).await,
         Command::Dlq { client, command } => client::run_dlq(&client, command).await,
         Command::Listen(args) => client::run_listen(args, shutdown_signal()).await,
+        Command::Bench(args) => run_bench(args).await,
         Command::MockBroker(f) => run_mock_broker(f).await,
     };
     match result {
@@ -177,6 +181,15 @@ async fn run_dev(flags: ServerFlags) -> anyhow::Result<()> {
     drop(broker);
     println!("Herald dev stopped.");
     result
+}
+
+async fn run_bench(args: herald_bench::BenchArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let exe = match &args.herald {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("cannot find the herald executable")?,
+    };
+    herald_bench::run(args, exe).await
 }
 
 async fn run_mock_broker(flags: ServerFlags) -> anyhow::Result<()> {

@@ -1,0 +1,149 @@
+//! `herald bench` run for real at a small scale: it starts `herald dev`
+//! (and, for `batch-ingest`, a broker process and `herald ingest`; for
+//! `many-endpoints`, a second node loading the registry), publishes, and its
+//! receivers keep a ledger. The test checks the ledger and the JSON report:
+//! every acknowledged event to a healthy endpoint delivered, in order, no
+//! duplicates, the dead endpoint's share held back, every figure present.
+//! Speed is not checked here (that is what the harness prints).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const NODE_BIN: &str = env!("CARGO_BIN_EXE_herald-it-node");
+
+/// Runs `herald bench <args> --runs 1 --json F --quiet` and returns the
+/// runs array of the report.
+fn bench(name: &str, args: &[&str]) -> Vec<Value> {
+    let json = std::env::temp_dir().join(format!(
+        "herald-it-bench-{name}-{}.json",
+        std::process::id()
+    ));
+    let out = Command::new(NODE_BIN)
+        .arg("bench")
+        .args(args)
+        .args(["--runs", "1", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run herald bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "herald bench {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("deliver/s"), "no table printed:\n{stdout}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).expect("read the JSON report"))
+        .expect("the JSON report parses");
+    let _ = std::fs::remove_file(&json);
+    doc["runs"].as_array().expect("runs array").clone()
+}
+
+fn num(run: &Value, key: &str) -> f64 {
+    run[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {run}"))
+}
+
+#[test]
+fn steady_and_one_dead_endpoint_deliver_every_healthy_event_in_order() {
+    let runs = bench(
+        "steady",
+        &[
+            "steady",
+            "one-dead-endpoint",
+            "--events",
+            "600",
+            "--endpoints",
+            "12",
+            "--publishers",
+            "3",
+            "--batch",
+            "25",
+        ],
+    );
+    assert_eq!(runs.len(), 2);
+    let steady = &runs[0];
+    assert_eq!(steady["scenario"], "steady");
+    assert_eq!(num(steady, "published"), 600.0);
+    assert_eq!(num(steady, "delivered"), 600.0);
+    for run in &runs {
+        assert_eq!(num(run, "duplicates"), 0.0, "{run}");
+        assert_eq!(num(run, "order_violations"), 0.0, "{run}");
+        assert_eq!(num(run, "undelivered"), 0.0, "{run}");
+        assert!(num(run, "raw_rate") > 0.0, "the baseline ran: {run}");
+        assert!(num(run, "delivery_rate") > 0.0);
+        assert!(run["latency_ms"]["p99"].as_f64().is_some(), "{run}");
+        assert!(num(run, "herald_cpu_secs") >= 0.0);
+        assert!(run["peak_rss_mib"]["dev"].as_f64().unwrap() > 0.0, "{run}");
+    }
+    // A fifth of the events went to the endpoint that refuses connections:
+    // all were acknowledged, none delivered, every other one delivered.
+    let dead = &runs[1];
+    assert_eq!(num(dead, "published"), 600.0);
+    assert_eq!(num(dead, "delivered"), 480.0);
+}
+
+#[test]
+fn batch_ingest_and_many_endpoints_report_their_own_figures() {
+    let runs = bench(
+        "ingest",
+        &[
+            "batch-ingest",
+            "many-endpoints",
+            "--events",
+            "300",
+            "--endpoints",
+            "6",
+            "--registered",
+            "200",
+            "--publishers",
+            "2",
+            "--batch",
+            "50",
+            "--no-baseline",
+        ],
+    );
+    let names: Vec<&str> = runs
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "batch-ingest/alone",
+            "batch-ingest/with-dispatch",
+            "many-endpoints"
+        ]
+    );
+    let alone = &runs[0];
+    assert_eq!(num(alone, "published"), 300.0);
+    assert!(
+        alone["delivery_rate"].is_null(),
+        "ingest alone delivers nothing"
+    );
+    assert!(
+        alone["peak_rss_mib"]["ingest"].as_f64().is_some(),
+        "{alone}"
+    );
+    assert!(
+        alone["peak_rss_mib"]["broker"].as_f64().is_some(),
+        "{alone}"
+    );
+    for run in &runs[1..] {
+        assert_eq!(num(run, "delivered"), 300.0, "{run}");
+        assert_eq!(num(run, "order_violations"), 0.0);
+    }
+    let many = &runs[2];
+    assert_eq!(many["extra"]["endpoints_registered"].as_f64(), Some(200.0));
+    assert!(
+        many["extra"]["registry_load_secs"].as_f64().unwrap() > 0.0,
+        "{many}"
+    );
+    assert!(
+        many["extra"]["registry_node_peak_rss_mib"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
