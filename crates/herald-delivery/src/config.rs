@@ -45,7 +45,7 @@ impl Default for DeliveryConfig {
             request_timeout: Duration::from_secs(15),
             max_response_body: 4096,
             user_agent: format!("Herald/{}", env!("CARGO_PKG_VERSION")),
-            pool_idle_per_host: 128,
+            pool_idle_per_host: 1024,
             http2: true,
             egress: EgressPolicy::default(),
             proxy: None,

@@ -192,7 +192,7 @@ pub async fn run_dispatcher(
     }
     // Quiet partitions should not add latency (librdkafka waits up to 500 ms).
     if !settings.kafka.client.contains_key("fetch.wait.max.ms") {
-        config.set("fetch.wait.max.ms", "50");
+        config.set("fetch.wait.max.ms", d.fetch_wait_max_ms.to_string());
     }
     let consumer: Arc<DispatchConsumer> = Arc::new(config.create_with_context(context)?);
     consumer.subscribe(&[&settings.kafka.events_topic, &settings.kafka.retry_topic])?;

@@ -73,6 +73,9 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         ("kafka.replication_factor", Value::Integer(1)),
         ("kafka.session_timeout_ms", Value::Integer(6000)),
         ("dispatch.commit_interval_ms", Value::Integer(200)),
+        // The embedded broker answers a waiting fetch only when the wait
+        // ends, so the wait is dev's latency floor (docs/benchmarks.md).
+        ("dispatch.fetch_wait_max_ms", Value::Integer(5)),
         ("node.id", Value::String("dev".into())),
         // Developers deliver to their own machine.
         (

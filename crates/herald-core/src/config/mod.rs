@@ -249,6 +249,12 @@ pub struct DispatchConfig {
     pub max_buffered_per_lane: usize,
     /// On shutdown, how long in-flight deliveries may finish, milliseconds.
     pub drain_timeout_ms: u64,
+    /// How long the dispatcher's fetch waits for new records, milliseconds
+    /// (librdkafka `fetch.wait.max.ms`). A real Kafka broker answers a
+    /// waiting fetch as soon as data arrives, so this only bounds idle
+    /// polling; the embedded dev broker answers only at the end of the wait,
+    /// so there it is the latency floor (`herald dev` uses 5).
+    pub fetch_wait_max_ms: u64,
     /// Join the consumer group as a static member (`group.instance.id` =
     /// the node id): a stable assignment, and on Kafka no rebalance when a
     /// node restarts within the session timeout. Node ids must be unique.
@@ -267,6 +273,7 @@ impl Default for DispatchConfig {
             default_rate_limit_per_second: 0,
             default_rate_limit_burst: 0,
             drain_timeout_ms: 10_000,
+            fetch_wait_max_ms: 50,
             static_membership: false,
         }
     }
@@ -297,7 +304,7 @@ impl Default for DeliveryConfig {
             connect_timeout_ms: 5_000,
             timeout_ms: 15_000,
             max_response_body_bytes: 4096,
-            pool_idle_per_host: 64,
+            pool_idle_per_host: 1024,
             allow_cidrs: Vec::new(),
             proxy: None,
         }

@@ -58,6 +58,9 @@ impl Config {
         if d.max_buffered_per_partition == 0 {
             return bad("dispatch.max_buffered_per_partition", "must be at least 1");
         }
+        if !(1..=60_000).contains(&d.fetch_wait_max_ms) {
+            return bad("dispatch.fetch_wait_max_ms", "must be between 1 and 60000");
+        }
         if d.max_buffered_per_lane < 2 {
             return bad("dispatch.max_buffered_per_lane", "must be at least 2");
         }
