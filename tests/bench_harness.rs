@@ -1,6 +1,7 @@
 //! `herald bench` run for real at a small scale: it starts `herald dev`
 //! (and, for `batch-ingest`, a broker process and `herald ingest`; for
-//! `many-endpoints`, a second node loading the registry), publishes, and its
+//! `many-endpoints`, a second node loading the registry; for
+//! `failing-endpoints`, endpoints that all refuse connections), publishes, and its
 //! receivers keep a ledger. The test checks the ledger and the JSON report:
 //! every acknowledged event to a healthy endpoint delivered, in order, no
 //! duplicates, the dead endpoint's share held back, every figure present.
@@ -60,6 +61,8 @@ fn steady_and_one_dead_endpoint_deliver_every_healthy_event_in_order() {
             "3",
             "--batch",
             "25",
+            "--baseline-requests",
+            "500",
         ],
     );
     assert_eq!(runs.len(), 2);
@@ -91,6 +94,9 @@ fn batch_ingest_and_many_endpoints_report_their_own_figures() {
         &[
             "batch-ingest",
             "many-endpoints",
+            "failing-endpoints",
+            "--idle-secs",
+            "1",
             "--events",
             "300",
             "--endpoints",
@@ -113,7 +119,8 @@ fn batch_ingest_and_many_endpoints_report_their_own_figures() {
         [
             "batch-ingest/alone",
             "batch-ingest/with-dispatch",
-            "many-endpoints"
+            "many-endpoints",
+            "failing-endpoints",
         ]
     );
     let alone = &runs[0];
@@ -130,7 +137,7 @@ fn batch_ingest_and_many_endpoints_report_their_own_figures() {
         alone["peak_rss_mib"]["broker"].as_f64().is_some(),
         "{alone}"
     );
-    for run in &runs[1..] {
+    for run in &runs[1..3] {
         assert_eq!(num(run, "delivered"), 300.0, "{run}");
         assert_eq!(num(run, "order_violations"), 0.0);
     }
@@ -146,4 +153,10 @@ fn batch_ingest_and_many_endpoints_report_their_own_figures() {
             .unwrap()
             > 0.0
     );
+    // Every endpoint refuses connections: all acknowledged, none delivered,
+    // the node's memory read after it retried for a while.
+    let failing = &runs[3];
+    assert_eq!(num(failing, "published"), 300.0);
+    assert_eq!(failing["extra"]["failing_endpoints"].as_f64(), Some(6.0));
+    assert!(failing["peak_rss_mib"]["dev"].as_f64().unwrap() > 0.0);
 }

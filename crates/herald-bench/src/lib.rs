@@ -78,6 +78,9 @@ pub struct BenchArgs {
     /// Skip the raw hyper baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Requests the raw baseline sends per run.
+    #[arg(long, default_value_t = 100_000)]
+    pub baseline_requests: u64,
     /// Raw baseline concurrency (default: one per endpoint, as Herald's
     /// ordered lanes).
     #[arg(long)]
@@ -124,6 +127,7 @@ pub async fn run(args: BenchArgs, herald_exe: PathBuf) -> anyhow::Result<()> {
         ports: args.ports,
         payload_bytes: args.payload_bytes,
         baseline: !args.no_baseline,
+        baseline_requests: args.baseline_requests.max(1),
         baseline_concurrency: args.baseline_concurrency,
         timeout: Duration::from_secs(args.timeout_secs),
         unordered: args.unordered,
@@ -172,6 +176,9 @@ pub async fn run(args: BenchArgs, herald_exe: PathBuf) -> anyhow::Result<()> {
         .collect();
     println!("{}", report::table(&summaries));
     for l in report::extras(&summaries, &runs) {
+        println!("{l}");
+    }
+    if let Some(l) = report::dead_vs_steady(&summaries) {
         println!("{l}");
     }
     if let Some(path) = &args.json {

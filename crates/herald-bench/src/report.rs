@@ -237,6 +237,22 @@ pub fn extras(summaries: &[Summary], runs: &[RunFigures]) -> Vec<String> {
     lines
 }
 
+/// With both `steady` and `one-dead-endpoint` in the run: the healthy
+/// endpoints' delivery rate beside the dead endpoint, as a share of the
+/// steady rate (each normalised by its own raw rate when both have one, so
+/// machine noise between the two cancels).
+pub fn dead_vs_steady(summaries: &[Summary]) -> Option<String> {
+    let find = |n: &str| summaries.iter().find(|s| s.scenario == n);
+    let (steady, dead) = (find("steady")?, find("one-dead-endpoint")?);
+    let plain = dead.get("delivery_rate")? / steady.get("delivery_rate")?;
+    let mut line =
+        format!("one-dead-endpoint: healthy deliveries/s ÷ steady deliveries/s = {plain:.2}");
+    if let (Some(d), Some(s)) = (dead.get("delivery_vs_raw"), steady.get("delivery_vs_raw")) {
+        line += &format!(" ({:.2} as ratios to the raw rate)", d / s);
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +281,12 @@ mod tests {
         );
         assert_eq!(s.get("delivery_vs_raw"), Some(0.5));
         assert_eq!(s.get("raw_rate"), Some(100.0));
-        assert!(table(&[s]).contains("0.50"));
+        assert!(table(std::slice::from_ref(&s)).contains("0.50"));
+        let dead = Summary {
+            scenario: "one-dead-endpoint".into(),
+            ..Summary::of("one-dead-endpoint", &[run(45.0, 100.0)])
+        };
+        let line = dead_vs_steady(&[s, dead]).unwrap();
+        assert!(line.contains("= 0.90 (0.90 as ratios"), "{line}");
     }
 }

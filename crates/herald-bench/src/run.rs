@@ -31,6 +31,8 @@ pub struct Context {
     pub payload_bytes: usize,
     /// Measure the raw baseline.
     pub baseline: bool,
+    /// Requests the baseline sends.
+    pub baseline_requests: u64,
     /// Baseline concurrency (None: one per healthy endpoint).
     pub baseline_concurrency: Option<usize>,
     /// Give up waiting for deliveries after this long.
@@ -59,7 +61,7 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
 
     if ctx.baseline && case.deliver {
         let rx = Receivers::start(ctx.ports, w.endpoints, &secret, 0).await?;
-        let requests = case.events.min(200_000);
+        let requests = ctx.baseline_requests;
         let conc = ctx.baseline_concurrency.unwrap_or(healthy).max(1);
         let b = baseline::run(
             &rx,
@@ -84,7 +86,7 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         concurrency: 64,
     };
     let url = |i: usize| {
-        if case.dead_every.is_some() && i == crate::workload::DEAD_ENDPOINT {
+        if case.refuse_all || (case.dead_every.is_some() && i == crate::workload::DEAD_ENDPOINT) {
             dead_url.clone()
         } else {
             rx.url_for(i)
@@ -110,7 +112,7 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         target::wait_assigned(m).await?;
     }
     let before = herald.sample()?;
-    if let Some(quiet) = case.idle {
+    if let Some(quiet) = case.idle.filter(|_| !case.refuse_all) {
         tokio::time::sleep(quiet).await;
         let cpu = cpu_since(&herald, &before)?;
         fig.herald_cpu_secs = cpu;
@@ -160,6 +162,13 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
     ticker.abort();
     bar.finish_and_clear();
     result?;
+    if let Some(hold) = case.idle.filter(|_| case.refuse_all) {
+        // Every attempt fails: let the node retry, back off and open
+        // circuits for a while, then read its memory.
+        tokio::time::sleep(hold).await;
+        fig.extra
+            .insert("failing_endpoints".into(), w.endpoints as f64);
+    }
 
     let cpu = cpu_since(&herald, &before)?;
     fill_rss(&mut fig, &herald)?;

@@ -26,6 +26,10 @@ pub enum Scenario {
     /// 20 % of the traffic goes to an endpoint that refuses connections;
     /// the figures are the healthy endpoints'.
     OneDeadEndpoint,
+    /// Every endpoint refuses connections: events are published, then the
+    /// node is watched for `--idle-secs` while it retries; the figure is
+    /// its peak RSS (memory per failing endpoint stays bounded).
+    FailingEndpoints,
     /// 100,000 registered endpoints (`--registered`): a new node's registry
     /// load time and peak RSS, then steady traffic to 1,000 of them.
     ManyEndpoints,
@@ -76,8 +80,10 @@ pub struct Case {
     pub fail_per_mille: u32,
     /// Every n-th event to a dead endpoint.
     pub dead_every: Option<u64>,
-    /// Quiet time measured instead of traffic.
+    /// Quiet time measured instead of traffic (after it, with `refuse_all`).
     pub idle: Option<Duration>,
+    /// Every endpoint points at a port that refuses connections.
+    pub refuse_all: bool,
 }
 
 /// The knobs of the command line that shape cases.
@@ -116,6 +122,7 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
         fail_per_mille: 0,
         dead_every: None,
         idle: None,
+        refuse_all: false,
     };
     match s {
         Scenario::Steady => vec![base],
@@ -159,6 +166,13 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
         Scenario::OneDeadEndpoint => vec![Case {
             dead_every: Some(5),
             events: k.events.unwrap_or(100_000),
+            ..base
+        }],
+        Scenario::FailingEndpoints => vec![Case {
+            events: k.events.unwrap_or(50_000),
+            deliver: false,
+            refuse_all: true,
+            idle: Some(Duration::from_secs(k.idle_secs.max(1))),
             ..base
         }],
         Scenario::ManyEndpoints => vec![Case {
