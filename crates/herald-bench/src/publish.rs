@@ -58,6 +58,8 @@ pub struct Registration {
     pub ordered: bool,
     /// Creates at once.
     pub concurrency: usize,
+    /// Retry delays (empty: the node's default).
+    pub retry_schedule_ms: Vec<u64>,
 }
 
 /// Registers endpoints `indices` of `w`, endpoint `i` at `url(i)`; returns
@@ -82,6 +84,7 @@ pub async fn register(
             secret: reg.secret.clone(),
             ordered: Some(reg.ordered),
             description: "herald bench".into(),
+            retry_schedule_ms: reg.retry_schedule_ms.clone(),
             ..Default::default()
         };
         set.spawn(async move {

@@ -84,6 +84,7 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         secret: secret.to_whsec(),
         ordered: !ctx.unordered,
         concurrency: 64,
+        retry_schedule_ms: case.retry_schedule_ms.clone(),
     };
     let url = |i: usize| {
         if case.refuse_all || (case.dead_every.is_some() && i == crate::workload::DEAD_ENDPOINT) {

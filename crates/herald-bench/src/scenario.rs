@@ -20,7 +20,8 @@ pub enum Scenario {
     SinglePublish,
     /// A fixed publish rate (`--rate`), for latency.
     Paced,
-    /// The receivers answer 10 % of requests with a 500.
+    /// The receivers answer 10 % of requests with a 500 (endpoints retry
+    /// after 100 ms, 200 ms, 400 ms, ...).
     #[value(name = "failing-10pct")]
     Failing10Pct,
     /// 20 % of the traffic goes to an endpoint that refuses connections;
@@ -84,6 +85,9 @@ pub struct Case {
     pub idle: Option<Duration>,
     /// Every endpoint points at a port that refuses connections.
     pub refuse_all: bool,
+    /// Retry delays the endpoints are registered with (empty: the node's
+    /// default, whose first two delays are 5 s and 5 min).
+    pub retry_schedule_ms: Vec<u64>,
 }
 
 /// The knobs of the command line that shape cases.
@@ -123,6 +127,7 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
         dead_every: None,
         idle: None,
         refuse_all: false,
+        retry_schedule_ms: Vec::new(),
     };
     match s {
         Scenario::Steady => vec![base],
@@ -160,6 +165,8 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
         }],
         Scenario::Failing10Pct => vec![Case {
             fail_per_mille: 100,
+            // A run measures the cost of retrying, not hours of waiting.
+            retry_schedule_ms: vec![100, 200, 400, 800, 1_600, 3_200],
             events: k.events.unwrap_or(50_000),
             ..base
         }],

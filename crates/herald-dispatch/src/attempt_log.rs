@@ -10,15 +10,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use herald_kafka::Producer;
 use herald_proto::v1::AttemptRecord;
 use herald_telemetry::names;
 use prost::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 /// Writer of attempt records. Cheap to clone.
 #[derive(Clone)]
 pub struct AttemptLog {
-    producer: FutureProducer,
+    producer: Producer,
     topic: Arc<str>,
     node: Arc<str>,
 }
@@ -49,7 +50,7 @@ pub struct Entry<'a> {
 
 impl AttemptLog {
     /// Writes to `topic` through `producer`, naming this `node`.
-    pub fn new(producer: FutureProducer, topic: &str, node: &str) -> Self {
+    pub fn new(producer: Producer, topic: &str, node: &str) -> Self {
         Self {
             producer,
             topic: topic.into(),

@@ -102,11 +102,10 @@ pub async fn run_dispatcher(
     // Best-effort records (attempt log, operational events) on a producer of
     // their own: a slow or full attempts topic never holds up a retry or a
     // dead letter.
-    let best_effort: rdkafka::producer::FutureProducer = herald_kafka::producer_config(
+    let best_effort = herald_kafka::Producer::new(&herald_kafka::producer_config(
         &settings.kafka,
         &format!("herald-dispatch-log-{}", settings.node_id),
-    )
-    .create()?;
+    ))?;
     let attempts = Arc::new(AttemptContext {
         deliverer: Deliverer::new(settings.delivery.clone())?,
         log: d.attempt_log.then(|| {

@@ -12,11 +12,12 @@
 use herald_core::config::KafkaConfig;
 use herald_core::schedule::Exhaustion;
 use herald_core::time::now_ms;
+use herald_kafka::Producer;
 use herald_proto::v1::EventEnvelope;
 use prost::Message as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 
 /// Sorts a synchronous produce error.
@@ -80,7 +81,7 @@ pub enum Target {
 /// retry the head when the local queue is full.
 #[derive(Clone)]
 pub struct Sink {
-    producer: FutureProducer,
+    producer: Producer,
     events_topic: String,
     retry_topic: String,
     dlq_topic: String,
@@ -106,7 +107,7 @@ impl Sink {
             herald_kafka::producer_config(cfg, &format!("herald-dispatch-sink-{node_id}"));
         // Never drop a write: librdkafka retries until the broker has it.
         config.set("message.timeout.ms", "0");
-        let producer = config.create()?;
+        let producer = Producer::new(&config)?;
         Ok(Self {
             producer,
             events_topic: cfg.events_topic.clone(),

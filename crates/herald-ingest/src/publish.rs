@@ -8,13 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_core::config::{GrpcConfig, KafkaConfig};
 use herald_core::{ids, time::now_ms, validate};
+use herald_kafka::{DeliveryFuture, Producer};
 use herald_proto::v1::{AttemptState, EventEnvelope, PublishRequest, PublishResponse};
 use herald_registry::Registry;
 use herald_telemetry::names;
 use prost::Message as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use tonic::Status;
 
@@ -69,7 +70,7 @@ impl PublishError {
 /// Writes events to the events topic. Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Producer,
     topic: Arc<str>,
     registry: Registry,
     max_payload: usize,
@@ -84,8 +85,10 @@ impl Publisher {
         node_id: &str,
         registry: Registry,
     ) -> Result<Self, KafkaError> {
-        let producer =
-            herald_kafka::producer_config(kafka, &format!("herald-ingest-{node_id}")).create()?;
+        let producer = Producer::new(&herald_kafka::producer_config(
+            kafka,
+            &format!("herald-ingest-{node_id}"),
+        ))?;
         Ok(Self {
             producer,
             topic: kafka.events_topic.as_str().into(),
@@ -129,7 +132,7 @@ impl Publisher {
     }
 
     /// The producer (for records that are not events, e.g. replay markers).
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &Producer {
         &self.producer
     }
 

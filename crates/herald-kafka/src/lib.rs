@@ -1,5 +1,6 @@
 //! Kafka plumbing shared by every Herald role: client configuration, topic
-//! creation, and the embedded in-memory broker of `herald dev`.
+//! creation, the producer every role writes with, and the embedded
+//! in-memory broker of `herald dev`.
 //!
 //! Owns how Herald talks to Kafka in general; what it reads and writes lives
 //! with the roles (`herald-ingest`, `herald-dispatch`, `herald-registry`).
@@ -8,11 +9,13 @@
 pub mod admin;
 pub mod clients;
 pub mod dev;
+pub mod producer;
 pub mod scan;
 
 pub use admin::{ensure_topics, TopicError};
 pub use clients::{base_config, consumer_config, producer_config};
 pub use dev::DevBroker;
+pub use producer::{DeliveryFuture, Producer};
 
 /// Header names Herald puts on Kafka records (events: the event id; retry
 /// and dead-letter records: attempt state and provenance; replay markers).

@@ -13,9 +13,10 @@ use crate::store::Registry;
 use bytes::Bytes;
 use herald_core::ids::new_event_id;
 use herald_core::time::now_ms;
+use herald_kafka::Producer;
 use herald_proto::v1::{AttemptState, EventEnvelope};
 use prost::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 /// Kinds of operational events.
 pub mod kind {
@@ -34,7 +35,7 @@ pub mod kind {
 /// Writer of operational events. Cheap to clone.
 #[derive(Clone)]
 pub struct Ops {
-    producer: FutureProducer,
+    producer: Producer,
     ops_topic: Arc<str>,
     events_topic: Arc<str>,
     operator_endpoint: Option<Arc<str>>,
@@ -45,7 +46,7 @@ pub struct Ops {
 impl Ops {
     /// Writes through `producer` to the topics named.
     pub fn new(
-        producer: FutureProducer,
+        producer: Producer,
         ops_topic: &str,
         events_topic: &str,
         operator_endpoint: &str,

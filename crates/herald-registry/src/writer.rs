@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use herald_core::config::KafkaConfig;
 use herald_core::Endpoint;
+use herald_kafka::Producer;
 use prost::Message as _;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::store::Registry;
 
@@ -25,7 +26,7 @@ pub enum WriteError {
 /// Puts and deletes endpoints.
 #[derive(Clone)]
 pub struct RegistryWriter {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     registry: Registry,
     apply_timeout: Duration,
@@ -34,9 +35,10 @@ pub struct RegistryWriter {
 impl RegistryWriter {
     /// A writer for `cfg.endpoints_topic` that waits on `registry`.
     pub fn new(cfg: &KafkaConfig, node_id: &str, registry: Registry) -> Result<Self, KafkaError> {
-        let producer =
-            herald_kafka::producer_config(cfg, &format!("herald-registry-writer-{node_id}"))
-                .create()?;
+        let producer = Producer::new(&herald_kafka::producer_config(
+            cfg,
+            &format!("herald-registry-writer-{node_id}"),
+        ))?;
         Ok(Self {
             producer,
             topic: cfg.endpoints_topic.clone(),
