@@ -60,56 +60,35 @@ fn bench_signing(c: &mut Criterion) {
     let header_one = one.signature_header(EVENT_ID, ts, &body);
     let verify_one = Verifier::new(vec![new.clone()]);
     let ts_text = ts.to_string();
-    g.bench_function("verify/1_secret", |b| {
-        b.iter(|| {
-            black_box(&verify_one)
-                .verify(
-                    black_box(EVENT_ID),
-                    black_box(&ts_text),
-                    black_box(&header_one),
-                    black_box(&body),
-                    ts,
-                )
-                .expect("signature verifies")
-        })
-    });
+    let mut bench_verify = |name: &str, verifier: &Verifier, header: &str| {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(verifier)
+                    .verify(
+                        black_box(EVENT_ID),
+                        black_box(&ts_text),
+                        black_box(header),
+                        black_box(&body),
+                        ts,
+                    )
+                    .expect("signature verifies")
+            })
+        });
+    };
+    bench_verify("verify/1_secret", &verify_one, &header_one);
 
     // Mid-rotation: the header carries both signatures (new first) and the
     // receiver still holds only the old secret, so the match is the second
     // candidate (one HMAC, two base64 decodes).
     let header_two = two.signature_header(EVENT_ID, ts, &body);
     let verify_old = Verifier::new(vec![old.clone()]);
-    g.bench_function("verify/rotation_header", |b| {
-        b.iter(|| {
-            black_box(&verify_old)
-                .verify(
-                    black_box(EVENT_ID),
-                    black_box(&ts_text),
-                    black_box(&header_two),
-                    black_box(&body),
-                    ts,
-                )
-                .expect("signature verifies")
-        })
-    });
+    bench_verify("verify/rotation_header", &verify_old, &header_two);
 
     // The receiver tries its secrets in order: holding [old, new] against a
     // header signed only with `new` costs two HMACs (the worst case a
     // rotation produces).
     let verify_two = Verifier::new(vec![old, new]);
-    g.bench_function("verify/2_secrets_worst", |b| {
-        b.iter(|| {
-            black_box(&verify_two)
-                .verify(
-                    black_box(EVENT_ID),
-                    black_box(&ts_text),
-                    black_box(&header_one),
-                    black_box(&body),
-                    ts,
-                )
-                .expect("signature verifies")
-        })
-    });
+    bench_verify("verify/2_secrets_worst", &verify_two, &header_one);
     g.finish();
 }
 

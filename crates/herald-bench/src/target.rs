@@ -204,19 +204,21 @@ impl Launcher {
     /// endpoint registry is loaded; returns it and how long that took.
     pub fn registry_node(&self, bootstrap: &str) -> anyhow::Result<(Proc, Duration)> {
         let started = Instant::now();
-        let mut cmd = self.command("ingest");
-        cmd.args([
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ]);
-        cmd.args(["--brokers", bootstrap, "--log-format", "json"]);
-        cmd.args(["--log-level", "info", "--node-id", "bench-registry"]);
-        cmd.args(["--config", &self.node_config()?.display().to_string()]);
+        let cmd = self.node_command("ingest", bootstrap, "bench-registry")?;
         let (proc, lines) = self.spawn_logging(cmd, "registry-node")?;
         wait_for(&lines, "endpoint registry loaded", |_| Some(()))?;
         Ok((proc, started.elapsed()))
+    }
+
+    /// `herald SUB` against `bootstrap` on port 0, logging JSON at info.
+    fn node_command(&self, sub: &str, bootstrap: &str, node_id: &str) -> anyhow::Result<Command> {
+        let mut cmd = self.command(sub);
+        cmd.args(["--grpc-listen", "127.0.0.1:0"]);
+        cmd.args(["--http-listen", "127.0.0.1:0"]);
+        cmd.args(["--brokers", bootstrap, "--log-format", "json"]);
+        cmd.args(["--log-level", "info", "--node-id", node_id]);
+        cmd.args(["--config", &self.node_config()?.display().to_string()]);
+        Ok(cmd)
     }
 
     fn node(
@@ -225,16 +227,7 @@ impl Launcher {
         bootstrap: &str,
         sub: &str,
     ) -> anyhow::Result<(Proc, Option<String>)> {
-        let mut cmd = self.command(sub);
-        cmd.args([
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ]);
-        cmd.args(["--brokers", bootstrap, "--log-format", "json"]);
-        cmd.args(["--log-level", "info", "--node-id", role]);
-        cmd.args(["--config", &self.node_config()?.display().to_string()]);
+        let cmd = self.node_command(sub, bootstrap, role)?;
         let (proc, lines) = self.spawn_logging(cmd, role)?;
         let grpc = wait_for(&lines, "herald started", |l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
