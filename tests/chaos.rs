@@ -144,6 +144,20 @@ fn unordered(i: usize) -> bool {
     i % 15 == 7
 }
 
+/// Duplicate deliveries (a 2xx for an id already answered 2xx) by where
+/// they landed in the ledger: before `marks[0]`, between `marks[k-1]` and
+/// `marks[k]`, ... (one more window than marks).
+fn duplicates_per_window(entries: &[ledger::Entry], marks: &[usize]) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    let mut windows = vec![0; marks.len() + 1];
+    for (i, e) in entries.iter().enumerate() {
+        if e.ok() && !seen.insert(e.id.as_str()) {
+            windows[marks.partition_point(|&m| m <= i)] += 1;
+        }
+    }
+    windows
+}
+
 /// Counts distinct ids answered 2xx, incrementally over a growing ledger.
 #[derive(Default)]
 struct DeliveredCounter {
@@ -318,6 +332,9 @@ async fn no_loss_across_sigkill_and_rebalance() {
     let mut client = ingest.events.clone();
     let mut published = Vec::with_capacity(total);
     let mut kill_no = 0;
+    // Ledger length at each kill: re-sends after kill k land between mark k
+    // and mark k+1.
+    let mut kill_marks = Vec::new();
     let mut counter = DeliveredCounter::default();
     for (b, batch) in batches.iter().enumerate() {
         if b == 1 {
@@ -356,6 +373,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
             });
         let pid = ds.procs[victim].pid();
         ds.procs[victim].kill9();
+        kill_marks.push(ledger.entries().len());
         eprintln!(
             "[{:>5.1}s] kill -9 {} (pid {pid}) during batch {b}: {} published, {} delivered",
             started.elapsed().as_secs_f64(),
@@ -473,6 +491,13 @@ async fn no_loss_across_sigkill_and_rebalance() {
         dead.len(),
         scale.kills
     );
+    let windows = duplicates_per_window(&entries, &kill_marks);
+    eprintln!(
+        "duplicates per window: before the first kill (joins) {}, after each kill {:?}",
+        windows[0],
+        &windows[1..]
+    );
+    assert_eq!(windows.iter().sum::<usize>(), duplicates);
     // Rolling restart: while more events are published, each dispatcher in
     // turn gets SIGTERM (it drains, commits, leaves the group and exits 0)
     // and is started again. A graceful stop re-sends only what was in flight
@@ -575,4 +600,23 @@ async fn no_loss_across_sigkill_and_rebalance() {
     if std::env::var_os("HERALD_IT_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn duplicates_are_attributed_to_the_window_they_land_in() {
+    let e = |id: &str, status: u16| ledger::Entry {
+        path: "/ep".into(),
+        id: id.into(),
+        status,
+    };
+    let entries = [
+        e("a", 200),
+        e("a", 200), // window 0
+        e("b", 500),
+        e("b", 200), // first 2xx of b: not a duplicate
+        e("a", 200), // window 1 (index 4 >= mark 3)
+        e("b", 200), // window 2 (index 5 >= mark 5)
+    ];
+    assert_eq!(duplicates_per_window(&entries, &[3, 5]), vec![1, 1, 1]);
+    assert_eq!(duplicates_per_window(&entries, &[]), vec![3]);
 }
