@@ -10,5 +10,5 @@ pub mod server;
 pub mod worst;
 
 pub use health::Health;
-pub use server::{install_recorder, serve_http, MetricsHandle};
+pub use server::{install_recorder, serve_http, upkeep, MetricsHandle};
 pub use worst::Worst;

@@ -37,6 +37,25 @@ pub fn install_recorder() -> MetricsHandle {
         .clone()
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds histogram samples into their buckets every few seconds until
+/// `shutdown`. The recorder otherwise keeps every raw sample until the next
+/// scrape, so a node that nobody scrapes would grow by a few words per
+/// delivery without bound.
+pub async fn upkeep(metrics: MetricsHandle, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => metrics.run_upkeep(),
+        }
+    }
+}
+
 fn describe() {
     use crate::names::*;
     metrics::describe_counter!(
@@ -187,5 +206,30 @@ fn route<B>(
             "text/plain",
             "not found: try /metrics, /healthz or /readyz\n".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn upkeep_folds_samples_without_losing_them_and_stops_on_shutdown() {
+        let handle = install_recorder();
+        for _ in 0..3 {
+            metrics::histogram!("herald_test_upkeep_seconds").record(0.02);
+        }
+        // Paused time: ticks at 0 s and 5 s, then the shutdown at 6 s.
+        upkeep(
+            handle.clone(),
+            tokio::time::sleep(std::time::Duration::from_secs(6)),
+        )
+        .await;
+        let text = handle.render();
+        assert!(
+            text.contains("herald_test_upkeep_seconds_count 3"),
+            "{text}"
+        );
+        assert!(text.contains("herald_test_upkeep_seconds_bucket{le=\"0.025\"} 3"));
     }
 }

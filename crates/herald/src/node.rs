@@ -80,6 +80,10 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         .with_context(|| format!("cannot listen on {} (http.listen)", cfg.http.listen))?;
     let http_addr = http.local_addr()?;
     let worst = herald_telemetry::Worst::new(cfg.dispatch.worst_endpoints);
+    rest.push(tokio::spawn(herald_telemetry::upkeep(
+        metrics.clone(),
+        stop_rest.clone().cancelled_owned(),
+    )));
     rest.push(tokio::spawn(serve_http(
         http,
         metrics,
