@@ -101,6 +101,37 @@ pub struct AttemptContext {
     pub rules: RetryRules,
     /// Where attempts are recorded (None = not recorded).
     pub log: Option<AttemptLog>,
+    /// Metric handles of the delivered path, looked up once.
+    pub delivered: DeliveredMetrics,
+}
+
+/// The metrics every successful attempt updates, registered once (a
+/// lookup hashes the name and labels each time; this path runs for every
+/// delivery). Build it after the recorder is installed.
+#[derive(Clone)]
+pub struct DeliveredMetrics {
+    attempts: metrics::Counter,
+    latency: metrics::Histogram,
+    events: metrics::Counter,
+    end_to_end: metrics::Histogram,
+}
+
+impl DeliveredMetrics {
+    /// Registers the handles with the installed recorder.
+    pub fn new() -> Self {
+        Self {
+            attempts: metrics::counter!(names::DELIVERY_ATTEMPTS, "outcome" => "success", "status_class" => "2xx"),
+            latency: metrics::histogram!(names::DELIVERY_LATENCY, "outcome" => "success"),
+            events: metrics::counter!(names::EVENTS_DELIVERED),
+            end_to_end: metrics::histogram!(names::END_TO_END_LATENCY),
+        }
+    }
+}
+
+impl Default for DeliveredMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl AttemptContext {
@@ -165,7 +196,7 @@ impl AttemptContext {
         } else {
             describe(&result)
         };
-        observe(&prepared, &event, &result, &outcome);
+        observe(&self.delivered, &prepared, &event, &result, &outcome);
         if let Some(log) = &self.log {
             let state = event.envelope.attempt.as_ref();
             log.record(Entry {
@@ -255,23 +286,35 @@ fn outcome_label(r: &AttemptResult, outcome: &Outcome) -> &'static str {
     }
 }
 
-fn observe(prepared: &Prepared, event: &Event, r: &AttemptResult, outcome: &Outcome) {
+fn observe(
+    m: &DeliveredMetrics,
+    prepared: &Prepared,
+    event: &Event,
+    r: &AttemptResult,
+    outcome: &Outcome,
+) {
     let label = match outcome {
         Outcome::Aborted | Outcome::Stale => return,
         _ => outcome_label(r, outcome),
     };
-    metrics::counter!(names::DELIVERY_ATTEMPTS, "outcome" => label, "status_class" => names::status_class(r.status))
-        .increment(1);
-    metrics::histogram!(names::DELIVERY_LATENCY, "outcome" => label)
-        .record(r.latency.as_secs_f64());
+    let class = names::status_class(r.status);
+    if matches!(outcome, Outcome::Delivered) && class == "2xx" {
+        m.attempts.increment(1);
+        m.latency.record(r.latency.as_secs_f64());
+    } else {
+        metrics::counter!(names::DELIVERY_ATTEMPTS, "outcome" => label, "status_class" => class)
+            .increment(1);
+        metrics::histogram!(names::DELIVERY_LATENCY, "outcome" => label)
+            .record(r.latency.as_secs_f64());
+    }
     let ep = &prepared.endpoint.id;
     let id = &event.envelope.event_id;
     let attempt = event.attempts();
     match outcome {
         Outcome::Delivered => {
-            metrics::counter!(names::EVENTS_DELIVERED).increment(1);
+            m.events.increment(1);
             let age_ms = (now_ms() - event.envelope.created_at_ms).max(0);
-            metrics::histogram!(names::END_TO_END_LATENCY).record(age_ms as f64 / 1000.0);
+            m.end_to_end.record(age_ms as f64 / 1000.0);
             tracing::debug!(event_id = %id, endpoint_id = %ep, attempt, status = r.status, "delivered");
         }
         Outcome::Failed { verdict, .. } => tracing::info!(

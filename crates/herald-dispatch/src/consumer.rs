@@ -107,6 +107,7 @@ pub async fn run_dispatcher(
         &format!("herald-dispatch-log-{}", settings.node_id),
     ))?;
     let attempts = Arc::new(AttemptContext {
+        delivered: crate::attempt::DeliveredMetrics::new(),
         deliverer: Deliverer::new(settings.delivery.clone())?,
         log: d.attempt_log.then(|| {
             AttemptLog::new(

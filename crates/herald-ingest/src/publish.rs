@@ -143,6 +143,9 @@ impl Publisher {
             }
         }
         let mut out = Vec::with_capacity(slots.len());
+        // One metric update per outcome per call, not per event: a lookup
+        // costs about as much as validating a small event.
+        let mut outcomes: Vec<(&'static str, u64)> = Vec::new();
         for slot in slots {
             let result = match slot {
                 Slot::Done(r) => r,
@@ -172,8 +175,14 @@ impl Publisher {
                 Ok(_) => "ok",
                 Err(e) => e.outcome(),
             };
-            metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => outcome).increment(1);
+            match outcomes.iter_mut().find(|(o, _)| *o == outcome) {
+                Some((_, n)) => *n += 1,
+                None => outcomes.push((outcome, 1)),
+            }
             out.push(result);
+        }
+        for (outcome, n) in outcomes {
+            metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => outcome).increment(n);
         }
         out
     }
