@@ -193,8 +193,19 @@ async fn accept_loop(
 ) {
     let mut conns = JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, most likely (see `ulimit -n` in
+                // docs/benchmarks.md): say so once, back off.
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, Relaxed) {
+                    eprintln!("receiver: accept failed ({e}); raise `ulimit -n`?");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let (ledger, verifier) = (ledger.clone(), verifier.clone());
