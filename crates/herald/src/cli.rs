@@ -176,6 +176,7 @@ async fn run_dev(flags: ServerFlags) -> anyhow::Result<()> {
         cfg.kafka.endpoints_topic
     );
     println!("WARNING: dev mode keeps everything in memory; nothing is persisted. Loopback targets are allowed.");
+    println!("WARNING: the embedded broker keeps about 5 MiB per partition and drops the oldest records beyond that, even unread ones (docs/topics.md).");
     println!("Press Ctrl-C to stop.");
     let result = node.run_until(shutdown_signal()).await;
     drop(broker);
