@@ -205,7 +205,7 @@ impl Launcher {
     pub fn registry_node(&self, bootstrap: &str) -> anyhow::Result<(Proc, Duration)> {
         let started = Instant::now();
         let cmd = self.node_command("ingest", bootstrap, "bench-registry")?;
-        let (proc, lines) = self.spawn_logging(cmd, "registry-node")?;
+        let (proc, lines) = self.spawn(cmd, "registry-node")?;
         wait_for(&lines, "endpoint registry loaded", |_| Some(()))?;
         Ok((proc, started.elapsed()))
     }
@@ -228,7 +228,7 @@ impl Launcher {
         sub: &str,
     ) -> anyhow::Result<(Proc, Option<String>)> {
         let cmd = self.node_command(sub, bootstrap, role)?;
-        let (proc, lines) = self.spawn_logging(cmd, role)?;
+        let (proc, lines) = self.spawn(cmd, role)?;
         let grpc = wait_for(&lines, "herald started", |l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
             let g = v.get("grpc").or_else(|| v.get("fields")?.get("grpc"))?;
@@ -269,37 +269,26 @@ impl Launcher {
         cmd
     }
 
-    /// Spawns with stdout read line by line (the banner), stderr to a log.
+    /// Spawns with stdout (the dev banner) and stderr (the log) both read
+    /// line by line and copied to `DIR/ROLE.log`.
     fn spawn(
         &self,
         mut cmd: Command,
         role: &'static str,
     ) -> anyhow::Result<(Proc, mpsc::Receiver<String>)> {
         let log = std::fs::File::create(self.dir.join(format!("{role}.log")))?;
-        cmd.stdout(Stdio::piped()).stderr(log).stdin(Stdio::null());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.exe.display()))?;
-        let out = child.stdout.take().context("child stdout")?;
-        Ok((proc_of(role, child), forward_lines(out, None)))
-    }
-
-    /// Spawns with its (JSON) log on stderr read line by line and copied to
-    /// a file.
-    fn spawn_logging(
-        &self,
-        mut cmd: Command,
-        role: &'static str,
-    ) -> anyhow::Result<(Proc, mpsc::Receiver<String>)> {
-        let log = std::fs::File::create(self.dir.join(format!("{role}.log")))?;
-        cmd.stdout(Stdio::null())
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.exe.display()))?;
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().context("child stdout")?;
         let err = child.stderr.take().context("child stderr")?;
-        Ok((proc_of(role, child), forward_lines(err, Some(log))))
+        forward_lines(out, log.try_clone()?, tx.clone());
+        forward_lines(err, log, tx);
+        Ok((proc_of(role, child), rx))
     }
 }
 
@@ -311,24 +300,21 @@ fn proc_of(role: &'static str, child: Child) -> Proc {
     }
 }
 
-/// Reads `out` on a thread, forwarding each line and copying it to `log`
-/// (and draining the pipe so the child never blocks on a full one).
+/// Reads `out` on a thread, forwarding each line to `tx` and copying it to
+/// `log` (and draining the pipe so the child never blocks on a full one).
 fn forward_lines(
     out: impl Read + Send + 'static,
-    mut log: Option<std::fs::File>,
-) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
+    mut log: std::fs::File,
+    tx: mpsc::Sender<String>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
-            if let Some(f) = &mut log {
-                let _ = writeln!(f, "{line}");
-            }
+            let _ = writeln!(log, "{line}");
             // Nobody listens any more: keep draining.
             let _ = tx.send(line);
         }
     });
-    rx
 }
 
 /// Waits for a line containing `needle` and returns what `pick` makes of it.
