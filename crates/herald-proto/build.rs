@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".herald.v1.EventEnvelope.payload")
         .bytes(".herald.v1.AttemptRecord.response_body")
+        .codec_path("crate::codec::StrictCodec")
         .file_descriptor_set_path(out.join("herald_descriptor.bin"))
         .compile_protos(&files, &[root])?;
     Ok(())

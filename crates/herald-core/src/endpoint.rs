@@ -4,6 +4,7 @@
 //! registry stores records, the dispatcher and the API work with this type.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use herald_proto::v1::EndpointRecord;
 
@@ -81,10 +82,16 @@ impl Endpoint {
             ));
         }
         validate::headers(rec.headers.iter())?;
+        // Numbers are capped at the API's upper bounds rather than refused: a
+        // record written by another tool (or an older node) still yields a
+        // usable endpoint, and nothing downstream sees an extreme value.
         let rate_limit = (rec.rate_limit_per_second > 0).then(|| RateLimit {
-            per_second: rec.rate_limit_per_second,
-            burst: rec.rate_limit_burst.max(1),
+            per_second: rec.rate_limit_per_second.min(validate::MAX_RATE_PER_SECOND),
+            burst: rec.rate_limit_burst.clamp(1, validate::MAX_RATE_PER_SECOND),
         });
+        let delay = |ms: u64| {
+            Duration::from_millis(ms.clamp(1, validate::MAX_RETRY_DELAY_MS))
+        };
         Ok(Self {
             id: rec.id,
             url,
@@ -93,18 +100,24 @@ impl Endpoint {
             enabled: !rec.disabled,
             ordered: !rec.unordered,
             rate_limit,
-            max_in_flight: rec.max_in_flight,
+            max_in_flight: rec.max_in_flight.min(validate::MAX_IN_FLIGHT),
             headers: rec.headers.into_iter().collect(),
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
             retry_schedule: rec
                 .retry_schedule_ms
                 .iter()
-                .map(|&ms| std::time::Duration::from_millis(ms))
+                .take(validate::MAX_RETRY_SCHEDULE_LEN)
+                .map(|&ms| delay(ms))
                 .collect(),
-            max_age: (rec.max_age_ms > 0).then(|| std::time::Duration::from_millis(rec.max_age_ms)),
-            timeout: (rec.timeout_ms > 0)
-                .then(|| std::time::Duration::from_millis(u64::from(rec.timeout_ms))),
+            max_age: (rec.max_age_ms > 0).then(|| {
+                Duration::from_millis(rec.max_age_ms.min(validate::MAX_MAX_AGE_MS))
+            }),
+            timeout: (rec.timeout_ms > 0).then(|| {
+                Duration::from_millis(u64::from(
+                    rec.timeout_ms.min(validate::MAX_TIMEOUT_MS),
+                ))
+            }),
         })
     }
 
@@ -215,6 +228,26 @@ mod tests {
             ]
         );
         assert_eq!(p.max_age, std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn extreme_record_values_are_capped() {
+        let mut r = record();
+        r.rate_limit_per_second = u32::MAX;
+        r.rate_limit_burst = u32::MAX;
+        r.max_in_flight = u32::MAX;
+        r.retry_schedule_ms = vec![u64::MAX; 1000];
+        r.max_age_ms = u64::MAX;
+        r.timeout_ms = u32::MAX;
+        let ep = Endpoint::from_record(r).unwrap();
+        let rl = ep.rate_limit.unwrap();
+        assert_eq!(rl.per_second, validate::MAX_RATE_PER_SECOND);
+        assert_eq!(rl.burst, validate::MAX_RATE_PER_SECOND);
+        assert_eq!(ep.max_in_flight, validate::MAX_IN_FLIGHT);
+        assert_eq!(ep.retry_schedule.len(), validate::MAX_RETRY_SCHEDULE_LEN);
+        assert!(ep.retry_schedule.iter().all(|d| d.as_millis() as u64 == validate::MAX_RETRY_DELAY_MS));
+        assert_eq!(ep.max_age.unwrap().as_millis() as u64, validate::MAX_MAX_AGE_MS);
+        assert_eq!(ep.timeout.unwrap().as_millis() as u32, validate::MAX_TIMEOUT_MS);
     }
 
     #[test]

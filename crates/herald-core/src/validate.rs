@@ -4,6 +4,7 @@
 //! gRPC layer can answer `INVALID_ARGUMENT` with a message a caller can act on.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Longest event type accepted.
 pub const MAX_EVENT_TYPE_LEN: usize = 256;
@@ -11,6 +12,30 @@ pub const MAX_EVENT_TYPE_LEN: usize = 256;
 pub const MAX_CUSTOM_HEADERS: usize = 32;
 /// Longest URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
+/// Longest endpoint description accepted.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+/// Longest custom header name accepted.
+pub const MAX_HEADER_NAME_LEN: usize = 128;
+/// Longest custom header value accepted.
+pub const MAX_HEADER_VALUE_LEN: usize = 4096;
+/// Highest `rate_limit.per_second` and `rate_limit.burst` accepted.
+pub const MAX_RATE_PER_SECOND: u32 = 100_000;
+/// Highest `max_in_flight` accepted.
+pub const MAX_IN_FLIGHT: u32 = 1_000;
+/// Shortest and longest delay of a per-endpoint retry schedule, and its length.
+pub const MIN_RETRY_DELAY_MS: u64 = 50;
+/// Longest delay of a per-endpoint retry schedule (7 days).
+pub const MAX_RETRY_DELAY_MS: u64 = 7 * 86_400_000;
+/// Most delays in a per-endpoint retry schedule.
+pub const MAX_RETRY_SCHEDULE_LEN: usize = 50;
+/// Shortest and longest per-endpoint `timeout_ms` (0 = the node default).
+pub const MIN_TIMEOUT_MS: u32 = 100;
+/// Longest per-endpoint `timeout_ms`; the node's `delivery.timeout_ms` also caps it.
+pub const MAX_TIMEOUT_MS: u32 = 300_000;
+/// Shortest and longest per-endpoint `max_age_ms` (0 = the node default).
+pub const MIN_MAX_AGE_MS: u64 = 1_000;
+/// Longest per-endpoint `max_age_ms` (30 days).
+pub const MAX_MAX_AGE_MS: u64 = 30 * 86_400_000;
 
 /// Header names Herald sets itself; custom headers may not replace them.
 pub const RESERVED_HEADERS: &[&str] = &[
@@ -20,6 +45,15 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "connection",
     "transfer-encoding",
     "user-agent",
+    // Hop-by-hop headers (RFC 9110 section 7.6.1) and others a client never forwards.
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "expect",
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -148,7 +182,22 @@ pub fn url(value: &str) -> Result<http::Uri, FieldError> {
 /// One custom header: a valid name that Herald does not set itself, and a
 /// value of visible ASCII characters.
 pub fn header(name: &str, value: &str) -> Result<(), FieldError> {
-    let field = format!("headers[{name}]");
+    let field = format!("headers[{}]", crate::text::bounded(name, MAX_HEADER_NAME_LEN));
+    if name.len() > MAX_HEADER_NAME_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("name is longer than {MAX_HEADER_NAME_LEN} bytes"),
+        ));
+    }
+    if value.len() > MAX_HEADER_VALUE_LEN {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "value is {} bytes; at most {MAX_HEADER_VALUE_LEN} allowed",
+                value.len()
+            ),
+        ));
+    }
     let name_ok = !name.is_empty()
         && name
             .bytes()
@@ -189,6 +238,110 @@ pub fn headers<'a>(
         header(k, v)?;
     }
     Ok(())
+}
+
+/// An endpoint description: at most [`MAX_DESCRIPTION_LEN`] bytes, no
+/// control characters other than line breaks and tabs.
+pub fn description(value: &str) -> Result<(), FieldError> {
+    if value.len() > MAX_DESCRIPTION_LEN {
+        return Err(FieldError::new(
+            "description",
+            format!(
+                "is {} bytes; at most {MAX_DESCRIPTION_LEN} allowed",
+                value.len()
+            ),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(FieldError::new(
+            "description",
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    Ok(())
+}
+
+/// A rate limit as the API takes it: `per_second` 0 means none; a `burst`
+/// of 0 means "as many as `per_second`". Both are at most
+/// [`MAX_RATE_PER_SECOND`].
+pub fn rate_limit(per_second: u32, burst: u32) -> Result<Option<(u32, u32)>, FieldError> {
+    if per_second == 0 {
+        return Ok(None);
+    }
+    if per_second > MAX_RATE_PER_SECOND {
+        return Err(FieldError::new(
+            "rate_limit.per_second",
+            format!("is {per_second}; at most {MAX_RATE_PER_SECOND} requests per second (0 = no limit)"),
+        ));
+    }
+    if burst > MAX_RATE_PER_SECOND {
+        return Err(FieldError::new(
+            "rate_limit.burst",
+            format!("is {burst}; at most {MAX_RATE_PER_SECOND}"),
+        ));
+    }
+    Ok(Some((per_second, if burst == 0 { per_second } else { burst })))
+}
+
+/// `max_in_flight`: 0 (the node default) to [`MAX_IN_FLIGHT`].
+pub fn max_in_flight(value: u32) -> Result<u32, FieldError> {
+    if value > MAX_IN_FLIGHT {
+        return Err(FieldError::new(
+            "max_in_flight",
+            format!("is {value}; at most {MAX_IN_FLIGHT} (0 = the node default)"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A per-endpoint retry schedule: at most [`MAX_RETRY_SCHEDULE_LEN`]
+/// delays, each from [`MIN_RETRY_DELAY_MS`] to [`MAX_RETRY_DELAY_MS`].
+pub fn retry_schedule(field: &str, delays_ms: &[u64]) -> Result<Vec<Duration>, FieldError> {
+    if delays_ms.len() > MAX_RETRY_SCHEDULE_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("at most {MAX_RETRY_SCHEDULE_LEN} delays"),
+        ));
+    }
+    if let Some(bad) = delays_ms
+        .iter()
+        .find(|&&d| !(MIN_RETRY_DELAY_MS..=MAX_RETRY_DELAY_MS).contains(&d))
+    {
+        return Err(FieldError::new(
+            field,
+            format!("delay {bad} ms is out of range ({MIN_RETRY_DELAY_MS} ms to {MAX_RETRY_DELAY_MS} ms)"),
+        ));
+    }
+    Ok(delays_ms.iter().map(|&d| Duration::from_millis(d)).collect())
+}
+
+/// A per-endpoint attempt timeout: 0 (the node default) or
+/// [`MIN_TIMEOUT_MS`] to [`MAX_TIMEOUT_MS`].
+pub fn timeout_ms(field: &str, ms: u32) -> Result<Option<Duration>, FieldError> {
+    match ms {
+        0 => Ok(None),
+        ms if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&ms) => Err(FieldError::new(
+            field,
+            format!("is {ms}; must be 0 (the node default) or {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS} ms (the node's delivery.timeout_ms also caps it)"),
+        )),
+        ms => Ok(Some(Duration::from_millis(u64::from(ms)))),
+    }
+}
+
+/// A per-endpoint maximum event age: 0 (the node default) or
+/// [`MIN_MAX_AGE_MS`] to [`MAX_MAX_AGE_MS`].
+pub fn max_age_ms(field: &str, ms: u64) -> Result<Option<Duration>, FieldError> {
+    match ms {
+        0 => Ok(None),
+        ms if !(MIN_MAX_AGE_MS..=MAX_MAX_AGE_MS).contains(&ms) => Err(FieldError::new(
+            field,
+            format!("is {ms}; must be 0 (the node default) or {MIN_MAX_AGE_MS} ms to 30 days"),
+        )),
+        ms => Ok(Some(Duration::from_millis(ms))),
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +396,40 @@ mod tests {
         assert!(header("X-A", "line\r\nbreak").is_err());
         let e = header("Content-Type", "text/plain").unwrap_err();
         assert_eq!(e.field, "headers[Content-Type]");
+    }
+
+    #[test]
+    fn numeric_bounds() {
+        assert_eq!(rate_limit(0, 5).unwrap(), None);
+        assert_eq!(rate_limit(10, 0).unwrap(), Some((10, 10)));
+        let e = rate_limit(u32::MAX, 1).unwrap_err();
+        assert_eq!(e.field, "rate_limit.per_second");
+        assert!(e.message.contains("at most 100000"), "{e}");
+        assert_eq!(rate_limit(10, u32::MAX).unwrap_err().field, "rate_limit.burst");
+        assert!(max_in_flight(u32::MAX).is_err());
+        assert_eq!(max_in_flight(8).unwrap(), 8);
+        assert!(retry_schedule("s", &[1]).unwrap_err().message.contains("50 ms"));
+        assert!(retry_schedule("s", &[u64::MAX]).is_err());
+        assert!(retry_schedule("s", &[100; 51]).is_err());
+        assert_eq!(retry_schedule("s", &[50, 100]).unwrap().len(), 2);
+        assert!(timeout_ms("t", 1).is_err());
+        assert!(timeout_ms("t", u32::MAX).is_err());
+        assert_eq!(timeout_ms("t", 0).unwrap(), None);
+        assert!(max_age_ms("a", u64::MAX).is_err());
+        assert!(max_age_ms("a", 10).is_err());
+    }
+
+    #[test]
+    fn sizes_and_hop_by_hop_headers() {
+        assert!(description(&"d".repeat(1025)).is_err());
+        assert!(description("two\nlines").is_ok());
+        assert!(description("bell\u{7}").is_err());
+        assert!(header("X-A", &"v".repeat(4097)).is_err());
+        assert!(header(&"n".repeat(129), "v").is_err());
+        for name in ["TE", "Upgrade", "keep-alive", "CONNECTION", "Host", "user-agent", "Trailer"] {
+            let e = header(name, "x").unwrap_err();
+            assert!(e.message.contains("set by Herald"), "{name}: {e}");
+        }
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct EndpointApi {
     egress: Arc<EgressPolicy>,
     /// Reports endpoints enabled or disabled through the API.
     ops: Ops,
+    /// Most endpoints the registry may hold (`grpc.max_endpoints`).
+    max_endpoints: usize,
 }
 
 impl EndpointApi {
@@ -42,7 +44,14 @@ impl EndpointApi {
             writer,
             egress: Arc::new(egress),
             ops,
+            max_endpoints: usize::MAX,
         }
+    }
+
+    /// Refuses creates once the registry holds `max` endpoints.
+    pub fn with_max_endpoints(mut self, max: usize) -> Self {
+        self.max_endpoints = max;
+        self
     }
 
     /// Refuses URLs whose host resolves to an address deliveries may not
@@ -115,57 +124,23 @@ pub fn view(ep: &Endpoint) -> pb::Endpoint {
     }
 }
 
-/// Longest per-endpoint timeout accepted (the node's `delivery.timeout_ms`
-/// still caps it when it is lower).
-const MAX_TIMEOUT_MS: u32 = 300_000;
-
 fn timeout(field: &str, ms: u32) -> Result<Option<Duration>, Status> {
-    match ms {
-        0 => Ok(None),
-        ms if ms > MAX_TIMEOUT_MS => Err(invalid(FieldError::new(
-            field,
-            format!("at most {MAX_TIMEOUT_MS} ms (the node's delivery.timeout_ms also caps it)"),
-        ))),
-        ms => Ok(Some(Duration::from_millis(u64::from(ms)))),
-    }
+    validate::timeout_ms(field, ms).map_err(invalid)
 }
 
-/// Most delays in a per-endpoint retry schedule, and the longest delay.
-const MAX_SCHEDULE_LEN: usize = 50;
-const MAX_DELAY_MS: u64 = 7 * 86_400_000;
-
 fn schedule(field: &str, delays_ms: &[u64]) -> Result<Vec<Duration>, Status> {
-    if delays_ms.len() > MAX_SCHEDULE_LEN {
-        return Err(invalid(FieldError::new(
-            field,
-            format!("at most {MAX_SCHEDULE_LEN} delays"),
-        )));
-    }
-    if let Some(bad) = delays_ms.iter().find(|&&d| d == 0 || d > MAX_DELAY_MS) {
-        return Err(invalid(FieldError::new(
-            field,
-            format!("delay {bad} ms is out of range (1 ms to {MAX_DELAY_MS} ms)"),
-        )));
-    }
-    Ok(delays_ms
-        .iter()
-        .map(|&d| Duration::from_millis(d))
-        .collect())
+    validate::retry_schedule(field, delays_ms).map_err(invalid)
 }
 
 fn max_age(field: &str, ms: u64) -> Result<Option<Duration>, Status> {
-    match ms {
-        0 => Ok(None),
-        ms if ms > 30 * 86_400_000 => Err(invalid(FieldError::new(field, "at most 30 days"))),
-        ms => Ok(Some(Duration::from_millis(ms))),
-    }
+    validate::max_age_ms(field, ms).map_err(invalid)
 }
 
-fn rate_limit(r: Option<pb::RateLimit>) -> Option<RateLimit> {
-    r.filter(|r| r.per_second > 0).map(|r| RateLimit {
-        per_second: r.per_second,
-        burst: if r.burst == 0 { r.per_second } else { r.burst },
-    })
+fn rate_limit(r: Option<pb::RateLimit>) -> Result<Option<RateLimit>, Status> {
+    let r = r.unwrap_or_default();
+    Ok(validate::rate_limit(r.per_second, r.burst)
+        .map_err(invalid)?
+        .map(|(per_second, burst)| RateLimit { per_second, burst }))
 }
 
 fn parse_secret(field: &str, s: &str) -> Result<String, Status> {
@@ -176,14 +151,8 @@ fn parse_secret(field: &str, s: &str) -> Result<String, Status> {
 
 fn check(ep: &Endpoint) -> Result<(), Status> {
     validate::headers(ep.headers.iter()).map_err(invalid)?;
-    if let Some(r) = ep.rate_limit {
-        if r.burst < 1 {
-            return Err(invalid(FieldError::new(
-                "rate_limit.burst",
-                "must be at least 1",
-            )));
-        }
-    }
+    validate::description(&ep.description).map_err(invalid)?;
+    validate::max_in_flight(ep.max_in_flight).map_err(invalid)?;
     Ok(())
 }
 
@@ -213,6 +182,12 @@ impl EndpointService for EndpointApi {
                 "id: endpoint {id:?} already exists"
             )));
         }
+        if self.registry.len() >= self.max_endpoints {
+            return Err(Status::resource_exhausted(format!(
+                "the registry holds {} endpoints, the most this cluster allows (grpc.max_endpoints); delete unused endpoints or raise the limit",
+                self.registry.len()
+            )));
+        }
         let now = now_ms();
         let ep = Endpoint {
             id,
@@ -221,7 +196,7 @@ impl EndpointService for EndpointApi {
             description: req.description,
             enabled: req.enabled.unwrap_or(true),
             ordered: req.ordered.unwrap_or(true),
-            rate_limit: rate_limit(req.rate_limit),
+            rate_limit: rate_limit(req.rate_limit)?,
             max_in_flight: req.max_in_flight,
             headers: req.headers.into_iter().collect::<BTreeMap<_, _>>(),
             created_at_ms: now,
@@ -299,7 +274,7 @@ impl EndpointService for EndpointApi {
             ep.ordered = o;
         }
         if let Some(r) = req.rate_limit {
-            ep.rate_limit = rate_limit(Some(r));
+            ep.rate_limit = rate_limit(Some(r))?;
         }
         if let Some(m) = req.max_in_flight {
             ep.max_in_flight = m;

@@ -42,6 +42,24 @@ pub enum PublishError {
     /// Kafka did not acknowledge the event; it may or may not be stored.
     #[error("Kafka did not acknowledge the event: {0}; retry with the same idempotency key")]
     Kafka(#[from] KafkaError),
+    /// The record is larger than the producer or the broker accepts: a
+    /// retry can never succeed.
+    #[error("payload: the event is larger than Kafka accepts ({0}); the broker's and the producer's message.max.bytes bound it, lower than grpc.max_payload_bytes")]
+    TooLarge(KafkaError),
+}
+
+impl PublishError {
+    /// Sorts a Kafka failure: a size refusal is the caller's, the rest are
+    /// transient.
+    pub fn from_kafka(e: KafkaError) -> Self {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        match e.rdkafka_error_code() {
+            Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => {
+                PublishError::TooLarge(e)
+            }
+            _ => PublishError::Kafka(e),
+        }
+    }
 }
 
 impl PublishError {
@@ -49,7 +67,7 @@ impl PublishError {
     pub fn status(&self) -> Status {
         let msg = self.to_string();
         match self {
-            PublishError::Invalid(_) => Status::invalid_argument(msg),
+            PublishError::Invalid(_) | PublishError::TooLarge(_) => Status::invalid_argument(msg),
             PublishError::NotFound(_) => Status::not_found(msg),
             PublishError::Disabled(_) => Status::failed_precondition(msg),
             PublishError::NotReady | PublishError::Kafka(_) => Status::unavailable(msg),
@@ -59,7 +77,7 @@ impl PublishError {
     /// The `outcome` metric label.
     pub fn outcome(&self) -> &'static str {
         match self {
-            PublishError::Invalid(_) => "invalid",
+            PublishError::Invalid(_) | PublishError::TooLarge(_) => "invalid",
             PublishError::NotFound(_) => "not_found",
             PublishError::Disabled(_) => "disabled",
             PublishError::NotReady | PublishError::Kafka(_) => "kafka_error",
@@ -167,7 +185,7 @@ impl Publisher {
                         }
                         Ok(resp)
                     }
-                    Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
+                    Ok(Err((e, _))) => Err(PublishError::from_kafka(e)),
                     Err(_) => Err(PublishError::Kafka(KafkaError::Canceled)),
                 },
             };
@@ -204,7 +222,7 @@ impl Publisher {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => return Slot::Done(Err(PublishError::Kafka(e))),
+                Err((e, _)) => return Slot::Done(Err(PublishError::from_kafka(e))),
             }
         }
     }

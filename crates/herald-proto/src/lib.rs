@@ -5,6 +5,8 @@
 //! Herald stores in Kafka (`EventEnvelope`, `EndpointRecord`).
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 /// Everything in the `herald.v1` protobuf package.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

@@ -142,7 +142,8 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             &cfg.node.id,
         );
         let endpoints =
-            EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy(), ops);
+            EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy(), ops)
+                .with_max_endpoints(cfg.grpc.max_endpoints);
         let (reporter, health_service) = tonic_health::server::health_reporter();
         {
             let reg = registry.clone();

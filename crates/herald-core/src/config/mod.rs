@@ -128,6 +128,10 @@ pub struct GrpcConfig {
     pub max_batch_size: usize,
     /// Idempotency keys remembered per ingest node (most recent first out).
     pub idempotency_cache_size: usize,
+    /// Most endpoints the registry may hold; `CreateEndpoint` answers
+    /// `RESOURCE_EXHAUSTED` beyond it (every node keeps the whole registry
+    /// in memory).
+    pub max_endpoints: usize,
 }
 
 impl Default for GrpcConfig {
@@ -137,6 +141,7 @@ impl Default for GrpcConfig {
             max_payload_bytes: 256 * 1024,
             max_batch_size: 1000,
             idempotency_cache_size: 100_000,
+            max_endpoints: 1_000_000,
         }
     }
 }

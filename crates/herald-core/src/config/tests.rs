@@ -201,3 +201,23 @@ fn client_map_is_kept_whole() {
         Some("ssl")
     );
 }
+
+#[test]
+fn payload_limit_must_fit_the_producer() {
+    let msg = ConfigLoader::new()
+        .env(env(&[("HERALD_GRPC_MAX_PAYLOAD_BYTES", "2000000")]))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("grpc.max_payload_bytes"), "{msg}");
+    assert!(msg.contains("message.max.bytes (1000000)"), "{msg}");
+    let cfg = ConfigLoader::new()
+        .file(
+            "h.toml",
+            "[grpc]\nmax_payload_bytes = 2000000\n[kafka.client]\n\"message.max.bytes\" = \"4000000\"\n",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(cfg.grpc.max_payload_bytes, 2_000_000);
+}

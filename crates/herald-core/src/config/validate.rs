@@ -3,6 +3,12 @@
 
 use super::{Config, ConfigError};
 
+/// librdkafka's default `message.max.bytes`.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+/// Room for an event's envelope around its payload: ids, type, key,
+/// idempotency key, headers and record framing.
+const ENVELOPE_ROOM: usize = 16 * 1024;
+
 impl Config {
     /// Checks values that are well-typed but out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -47,6 +53,31 @@ impl Config {
         let g = &self.grpc;
         if g.max_payload_bytes == 0 || g.max_payload_bytes > 16 * 1024 * 1024 {
             return bad("grpc.max_payload_bytes", "must be between 1 and 16777216");
+        }
+        // An event is its payload plus an envelope (ids, type, headers);
+        // the producer refuses records above its message.max.bytes, and a
+        // refusal there would look transient to callers.
+        let producer_max = k
+            .client
+            .get("message.max.bytes")
+            .map(|v| v.trim().parse::<usize>())
+            .transpose()
+            .map_err(|_| ConfigError::Invalid {
+                key: "kafka.client.\"message.max.bytes\"".into(),
+                message: "must be a number of bytes".into(),
+            })?
+            .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES);
+        if g.max_payload_bytes + ENVELOPE_ROOM > producer_max {
+            return bad(
+                "grpc.max_payload_bytes",
+                format!(
+                    "is {} bytes, but with the event's envelope ({ENVELOPE_ROOM} bytes) that exceeds the producer's message.max.bytes ({producer_max}); lower it, or raise kafka.client.\"message.max.bytes\" together with the broker's message.max.bytes",
+                    g.max_payload_bytes
+                ),
+            );
+        }
+        if g.max_endpoints == 0 {
+            return bad("grpc.max_endpoints", "must be at least 1");
         }
         if g.max_batch_size == 0 {
             return bad("grpc.max_batch_size", "must be at least 1");
