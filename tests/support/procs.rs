@@ -250,7 +250,14 @@ pub fn config_text(partitions: i32, sections: &[(&str, &str)]) -> String {
         ),
         ("dispatch".into(), "commit_interval_ms = 100\n".into()),
         ("delivery".into(), "allow_cidrs = [\"127.0.0.0/8\"]\n".into()),
+        // Tests call the API without tokens; tests/auth.rs covers authentication.
+        ("auth".into(), "disabled = true\n".into()),
     ];
+    let key = herald_testkit::fixtures::master_key_file();
+    merged.push((
+        "[secrets.keys]".into(),
+        format!("id = \"test\"\nfile = {:?}\n", key.display().to_string()),
+    ));
     for (name, body) in sections {
         match merged.iter_mut().find(|(n, _)| n == name) {
             Some((_, b)) => {
@@ -262,6 +269,7 @@ pub fn config_text(partitions: i32, sections: &[(&str, &str)]) -> String {
     }
     merged
         .into_iter()
+        // A name in brackets is an array of tables, written `[[name]]`.
         .map(|(name, body)| format!("[{name}]\n{body}\n"))
         .collect()
 }

@@ -247,8 +247,16 @@ impl Launcher {
         let path = self.dir.join("node.toml");
         let mut text = String::from(
             "[kafka]\nevents_partitions = 4\nreplication_factor = 1\n\n\
-             [delivery]\nallow_cidrs = [\"127.0.0.0/8\"]\n",
+             [delivery]\nallow_cidrs = [\"127.0.0.0/8\"]\n\n\
+             # The harness's publishers send no token (a loopback node it started).\n\
+             [auth]\ndisabled = true\n",
         );
+        let key = self.dir.join("master.key");
+        std::fs::write(&key, herald_registry::keys::generate_key())?;
+        text.push_str(&format!(
+            "\n[[secrets.keys]]\nid = \"bench\"\nfile = {:?}\n",
+            key.display().to_string()
+        ));
         if let Some(user) = &self.config {
             text = std::fs::read_to_string(user)
                 .with_context(|| format!("cannot read {}", user.display()))?;

@@ -3,7 +3,7 @@
 //! [`Endpoint`] is the validated form of the registry's `EndpointRecord`; the
 //! registry stores records, the dispatcher and the API work with this type.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use herald_proto::v1::EndpointRecord;
@@ -40,6 +40,12 @@ pub struct Endpoint {
     pub max_in_flight: u32,
     /// Custom headers sent with every delivery.
     pub headers: BTreeMap<String, String>,
+    /// Names of the custom headers whose values are secret (sealed in the
+    /// registry topic, never shown by the API).
+    pub sensitive_headers: BTreeSet<String>,
+    /// When the previous secret (`secrets[1]`) stops signing, unix ms; 0 =
+    /// it signs until the next rotation.
+    pub previous_secret_expires_at_ms: i64,
     /// Unix milliseconds.
     pub created_at_ms: i64,
     /// Unix milliseconds.
@@ -66,6 +72,7 @@ impl std::fmt::Debug for Endpoint {
             .field("rate_limit", &self.rate_limit)
             .field("max_in_flight", &self.max_in_flight)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("sensitive_headers", &self.sensitive_headers)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +109,8 @@ impl Endpoint {
             rate_limit,
             max_in_flight: rec.max_in_flight.min(validate::MAX_IN_FLIGHT),
             headers: rec.headers.into_iter().collect(),
+            sensitive_headers: BTreeSet::new(),
+            previous_secret_expires_at_ms: rec.previous_secret_expires_at_ms,
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
             retry_schedule: rec
@@ -143,6 +152,20 @@ impl Endpoint {
                 .collect(),
             max_age_ms: self.max_age.map_or(0, |d| d.as_millis() as u64),
             timeout_ms: self.timeout.map_or(0, |d| d.as_millis() as u32),
+            previous_secret_expires_at_ms: self.previous_secret_expires_at_ms,
+            ..Default::default()
+        }
+    }
+
+    /// The secrets that sign at `now_ms`: the newest always, the previous
+    /// one until its grace period ends.
+    pub fn signing_secrets(&self, now_ms: i64) -> &[String] {
+        let expired =
+            self.previous_secret_expires_at_ms > 0 && now_ms >= self.previous_secret_expires_at_ms;
+        if expired {
+            &self.secrets[..self.secrets.len().min(1)]
+        } else {
+            &self.secrets
         }
     }
 
@@ -248,6 +271,16 @@ mod tests {
         assert!(ep.retry_schedule.iter().all(|d| d.as_millis() as u64 == validate::MAX_RETRY_DELAY_MS));
         assert_eq!(ep.max_age.unwrap().as_millis() as u64, validate::MAX_MAX_AGE_MS);
         assert_eq!(ep.timeout.unwrap().as_millis() as u32, validate::MAX_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn previous_secret_signs_until_its_grace_ends() {
+        let mut ep = Endpoint::from_record(record()).unwrap();
+        ep.secrets.push("whsec_old".into());
+        assert_eq!(ep.signing_secrets(5).len(), 2, "no expiry: both sign");
+        ep.previous_secret_expires_at_ms = 100;
+        assert_eq!(ep.signing_secrets(99).len(), 2);
+        assert_eq!(ep.signing_secrets(100), &ep.secrets[..1]);
     }
 
     #[test]

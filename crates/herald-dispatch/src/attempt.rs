@@ -170,7 +170,7 @@ impl AttemptContext {
             msg_id: &event.envelope.event_id,
             timestamp: started_ms / 1000,
             body: event.envelope.payload.clone(),
-            signer: &prepared.signer,
+            signer: prepared.signer_at(started_ms),
             headers: &prepared.headers,
             timeout: prepared.endpoint.timeout,
         };

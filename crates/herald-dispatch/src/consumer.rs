@@ -63,6 +63,9 @@ pub struct DispatchSettings {
     pub node_id: String,
     /// Where workers report their worst endpoints (for `/metrics`).
     pub worst: herald_telemetry::Worst,
+    /// Master keys: an endpoint the dispatcher disables is written back
+    /// with its secrets sealed.
+    pub ring: std::sync::Arc<herald_registry::KeyRing>,
 }
 
 /// The dispatcher could not start.
@@ -155,6 +158,7 @@ pub async fn run_dispatcher(
                 &settings.kafka,
                 &settings.node_id,
                 registry.clone(),
+                settings.ring.clone(),
             )?),
             ops,
             kafka: settings.kafka.clone(),

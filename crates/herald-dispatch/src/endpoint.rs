@@ -15,6 +15,9 @@ pub struct Prepared {
     pub endpoint: Arc<Endpoint>,
     /// Signs with every current secret.
     pub signer: Signer,
+    /// Signs with the newest secret only: used once the previous secret's
+    /// grace period (`previous_secret_expires_at_ms`) has ended.
+    pub newest_only: Option<Signer>,
     /// Custom headers, validated.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The node's retry policy with this endpoint's overrides.
@@ -46,7 +49,7 @@ impl Prepared {
                     None
                 }
             })
-            .collect();
+            .collect::<Vec<Secret>>();
         let headers = endpoint
             .headers
             .iter()
@@ -60,11 +63,25 @@ impl Prepared {
                 }
             })
             .collect();
+        let newest_only = (endpoint.previous_secret_expires_at_ms > 0)
+            .then(|| Signer::new(secrets.iter().take(1).cloned().collect()));
         Self {
             signer: Signer::new(secrets),
+            newest_only,
             headers,
             policy: endpoint.retry_policy(base),
             endpoint,
+        }
+    }
+}
+
+impl Prepared {
+    /// The signer for an attempt at `now_ms`: the previous secret signs
+    /// beside the newest until its grace period ends.
+    pub fn signer_at(&self, now_ms: i64) -> &Signer {
+        match &self.newest_only {
+            Some(newest) if now_ms >= self.endpoint.previous_secret_expires_at_ms => newest,
+            _ => &self.signer,
         }
     }
 }

@@ -199,6 +199,8 @@ impl EndpointService for EndpointApi {
             rate_limit: rate_limit(req.rate_limit)?,
             max_in_flight: req.max_in_flight,
             headers: req.headers.into_iter().collect::<BTreeMap<_, _>>(),
+            sensitive_headers: Default::default(),
+            previous_secret_expires_at_ms: 0,
             created_at_ms: now,
             updated_at_ms: now,
             retry_schedule: schedule("retry_schedule_ms", &req.retry_schedule_ms)?,

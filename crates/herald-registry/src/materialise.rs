@@ -16,6 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::sealing::KeyRing;
 use crate::store::Registry;
 
 /// Runs until `shutdown` resolves; returns an error only when the topic
@@ -24,6 +25,7 @@ pub async fn run_materialiser(
     cfg: KafkaConfig,
     node_id: String,
     registry: Registry,
+    ring: std::sync::Arc<KeyRing>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), KafkaError> {
     let mut config = herald_kafka::consumer_config(
@@ -105,12 +107,13 @@ pub async fn run_materialiser(
         };
         match msg.payload() {
             None => registry.apply(key, None),
-            Some(bytes) => match EndpointRecord::decode(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|r| Endpoint::from_record(r).map_err(|e| e.to_string()))
-            {
+            Some(bytes) => match decode(key, bytes, &ring) {
                 Ok(ep) => registry.apply(key, Some(ep)),
                 Err(e) => {
+                    // Every node skips the same records (the checks depend
+                    // on the record and the keys only), so views agree; the
+                    // endpoint's previous version, if any, stays in force.
+                    metrics::counter!(herald_telemetry::names::REGISTRY_SKIPPED).increment(1);
                     tracing::error!(endpoint = key, offset = msg.offset(), error = %e, "invalid registry record; skipped")
                 }
             },
@@ -121,4 +124,17 @@ pub async fn run_materialiser(
             registry.mark_loaded();
         }
     }
+}
+
+/// The endpoint a registry record holds, if it is one: it decodes, its id
+/// is its key, and its sealed values open.
+fn decode(key: &str, bytes: &[u8], ring: &KeyRing) -> Result<Endpoint, String> {
+    let rec = EndpointRecord::decode(bytes).map_err(|e| e.to_string())?;
+    if rec.id != key {
+        return Err(format!(
+            "the record's id {:?} differs from its key",
+            herald_core::text::bounded(&rec.id, 128)
+        ));
+    }
+    ring.open_endpoint(rec)
 }

@@ -10,6 +10,7 @@ use prost::Message as _;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 
+use crate::sealing::KeyRing;
 use crate::store::Registry;
 
 /// A registry write failed; nothing was changed.
@@ -30,11 +31,18 @@ pub struct RegistryWriter {
     topic: String,
     registry: Registry,
     apply_timeout: Duration,
+    /// Seals secrets before they reach the topic.
+    ring: std::sync::Arc<KeyRing>,
 }
 
 impl RegistryWriter {
     /// A writer for `cfg.endpoints_topic` that waits on `registry`.
-    pub fn new(cfg: &KafkaConfig, node_id: &str, registry: Registry) -> Result<Self, KafkaError> {
+    pub fn new(
+        cfg: &KafkaConfig,
+        node_id: &str,
+        registry: Registry,
+        ring: std::sync::Arc<KeyRing>,
+    ) -> Result<Self, KafkaError> {
         let producer = Producer::new(&herald_kafka::producer_config(
             cfg,
             &format!("herald-registry-writer-{node_id}"),
@@ -44,12 +52,14 @@ impl RegistryWriter {
             topic: cfg.endpoints_topic.clone(),
             registry,
             apply_timeout: Duration::from_secs(30),
+            ring,
         })
     }
 
-    /// Creates or replaces an endpoint.
+    /// Creates or replaces an endpoint; its secrets and sensitive header
+    /// values are sealed under the active master key.
     pub async fn put(&self, endpoint: &Endpoint) -> Result<(), WriteError> {
-        let value = endpoint.to_record().encode_to_vec();
+        let value = self.ring.seal_endpoint(endpoint).encode_to_vec();
         self.write(&endpoint.id, Some(&value)).await
     }
 

@@ -8,6 +8,9 @@ pub const EVENTS_PUBLISHED: &str = "herald_events_published_total";
 pub const PUBLISH_REQUESTS: &str = "herald_publish_requests_total";
 /// Histogram (seconds), label `method`: publish call latency, until Kafka acknowledged.
 pub const PUBLISH_LATENCY: &str = "herald_publish_duration_seconds";
+/// Counter, label `code` (`unauthenticated` | `permission_denied`): gRPC
+/// requests refused before any service ran (never the token or its name).
+pub const AUTH_REFUSALS: &str = "herald_api_auth_refusals_total";
 
 /// Counter, labels `outcome` (`success` | `retryable` | `final` | `refused`)
 /// and `status_class` (`1xx`..`5xx`, `other`, `none`): delivery attempts.
@@ -77,12 +80,17 @@ pub const COMMITS: &str = "herald_offset_commits_total";
 
 /// Gauge, label `state` (`enabled` | `disabled`): endpoints in the registry.
 pub const ENDPOINTS: &str = "herald_endpoints";
+/// Counter: registry records this node could not use (undecodable, id not
+/// equal to its key, a secret sealed under a master key it lacks); the
+/// endpoint's previous version stays in force.
+pub const REGISTRY_SKIPPED: &str = "herald_registry_records_skipped_total";
 
 /// Every name above, for tests that check dashboards and docs.
 pub const ALL: &[&str] = &[
     EVENTS_PUBLISHED,
     PUBLISH_REQUESTS,
     PUBLISH_LATENCY,
+    AUTH_REFUSALS,
     DELIVERY_ATTEMPTS,
     DELIVERY_LATENCY,
     END_TO_END_LATENCY,
@@ -108,6 +116,7 @@ pub const ALL: &[&str] = &[
     WORKER_FAILURES,
     COMMITS,
     ENDPOINTS,
+    REGISTRY_SKIPPED,
 ];
 
 /// The `status_class` label for an optional HTTP status.

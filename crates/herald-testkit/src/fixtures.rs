@@ -24,6 +24,14 @@ pub fn test_config() -> Config {
     cfg.grpc.listen = "127.0.0.1:0".parse().expect("valid address");
     cfg.http.listen = "127.0.0.1:0".parse().expect("valid address");
     cfg.dispatch.commit_interval_ms = 100;
+    // Tests call the API without tokens; tests/auth.rs covers authentication.
+    cfg.auth.disabled = true;
+    // Every node of a test process (and its child processes) shares a key.
+    cfg.secrets.keys = vec![herald_core::config::MasterKeyConfig {
+        id: "test".into(),
+        file: Some(master_key_file()),
+        env: None,
+    }];
     // Test receivers listen on loopback, which production refuses.
     cfg.delivery.allow_cidrs = vec!["127.0.0.0/8".into(), "::1/128".into()];
     // Short retries, all in memory: tests that need the retry topic set their own.
@@ -35,6 +43,18 @@ pub fn test_config() -> Config {
     // A circuit that opens in a test closes again quickly.
     cfg.endpoint_health.cool_down = std::time::Duration::from_millis(200);
     cfg
+}
+
+/// A master key file shared by every node this test process starts (in
+/// process or as child processes): `$TMPDIR/herald-test-master-<pid>.key`.
+pub fn master_key_file() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("herald-test-master-{}.key", std::process::id()));
+        std::fs::write(&path, herald_registry::keys::generate_key()).expect("write the test master key");
+        path
+    })
+    .clone()
 }
 
 /// Starts an in-memory broker with `cfg`'s topics and sets `kafka.brokers`.

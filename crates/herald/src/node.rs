@@ -92,18 +92,20 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         stop_rest.clone().cancelled_owned(),
     )));
 
+    let ring = std::sync::Arc::new(master_keys(&cfg)?);
     let registry = Registry::new();
     health.pending("registry", "loading the endpoint registry");
     {
-        let (kafka, node, reg, stop, h) = (
+        let (kafka, node, reg, stop, h, ring) = (
             cfg.kafka.clone(),
             cfg.node.id.clone(),
             registry.clone(),
             stop_rest.clone(),
             health.clone(),
+            ring.clone(),
         );
         rest.push(tokio::spawn(async move {
-            if let Err(e) = run_materialiser(kafka, node, reg, stop.cancelled_owned()).await {
+            if let Err(e) = run_materialiser(kafka, node, reg, ring, stop.cancelled_owned()).await {
                 tracing::error!(error = %e, "endpoint registry consumer stopped");
                 h.pending("registry", format!("registry consumer failed: {e}"));
             }
@@ -120,7 +122,8 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .with_context(|| format!("cannot listen on {} (grpc.listen)", cfg.grpc.listen))?;
         let addr = listener.local_addr()?;
         let publisher = Publisher::new(&cfg.kafka, &cfg.grpc, &cfg.node.id, registry.clone())?;
-        let writer = RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone())?;
+        let writer =
+            RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone(), ring.clone())?;
         let dead_letters = DeadLetterApi::new(
             &cfg.kafka,
             &cfg.node.id,
@@ -191,7 +194,12 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let reflection = reflection().build_v1()?;
         // Room for a batch of maximum-size payloads plus framing.
         let max_msg = cfg.grpc.max_payload_bytes.saturating_mul(4).max(4 << 20) + (64 << 10);
+        let auth = herald_auth::Authenticator::from_config(&cfg.auth)?;
+        if auth.is_disabled() {
+            tracing::warn!("auth.disabled = true: every gRPC caller may publish, manage endpoints and read dead letters; use this only where every caller is trusted");
+        }
         let server = tonic::transport::Server::builder()
+            .layer(herald_auth::AuthLayer::new(auth))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -222,6 +230,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             worst: worst.clone(),
             delivery: delivery_config(&cfg),
             node_id: cfg.node.id.clone(),
+            ring: ring.clone(),
         };
         Some(tokio::spawn(run_dispatcher(
             settings,
@@ -245,6 +254,21 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         dispatch,
         rest,
     })
+}
+
+/// The master key ring of `[secrets]`: the configured keys, or a random
+/// one when `secrets.ephemeral_key` allows it (`herald dev`).
+fn master_keys(cfg: &Config) -> anyhow::Result<herald_registry::KeyRing> {
+    match herald_registry::keys::load(&cfg.secrets)? {
+        Some(ring) => Ok(ring),
+        None if cfg.secrets.ephemeral_key => Ok(herald_registry::KeyRing::ephemeral()),
+        None => anyhow::bail!(
+            "config key `secrets.keys`: no master key is configured, and endpoint secrets are \
+             never written to Kafka in plaintext; create one with \
+             `herald secrets generate-key > /etc/herald/master.key` and add \
+             [[secrets.keys]] id = \"k1\", file = \"/etc/herald/master.key\" (docs/security.md)"
+        ),
+    }
 }
 
 /// The HTTP client settings from the configuration.

@@ -77,6 +77,11 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         // ends, so the wait is dev's latency floor (docs/benchmarks.md).
         ("dispatch.fetch_wait_max_ms", Value::Integer(5)),
         ("node.id", Value::String("dev".into())),
+        // One developer on loopback: no API tokens (docs/security.md).
+        ("auth.disabled", Value::Boolean(true)),
+        // Secrets are still sealed in the topic, under a key that lives as
+        // long as the process (and the embedded broker).
+        ("secrets.ephemeral_key", Value::Boolean(true)),
         // Developers deliver to their own machine.
         (
             "delivery.allow_cidrs",

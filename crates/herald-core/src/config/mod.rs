@@ -15,9 +15,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod loader;
+mod security;
 mod validate;
 
 pub use loader::ConfigLoader;
+pub use security::{AuthConfig, MasterKeyConfig, SecretsConfig, TokenConfig};
 
 /// Where a configuration value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,10 @@ pub struct Config {
     pub endpoint_health: EndpointHealthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Who may call the gRPC API.
+    pub auth: AuthConfig,
+    /// Master keys of the endpoint secrets at rest.
+    pub secrets: SecretsConfig,
 }
 
 /// `[node]`

@@ -102,7 +102,7 @@ impl Render for AttemptList {
 /// Prints the attempts matching `args` from `opts.server`.
 pub async fn run_attempts(opts: &ClientOpts, args: AttemptsArgs) -> anyhow::Result<()> {
     let server = opts.server.as_str();
-    let mut client = EventServiceClient::new(rpc::connect(server).await?);
+    let mut client = EventServiceClient::new(rpc::connect(opts).await?);
     let resp = client
         .list_attempts(ListAttemptsRequest {
             endpoint_id: args.endpoint,

@@ -185,7 +185,7 @@ impl Render for ReplayView {
 /// Runs a `herald dlq` subcommand against `opts.server`.
 pub async fn run_dlq(opts: &ClientOpts, cmd: DlqCmd) -> anyhow::Result<()> {
     let server = opts.server.as_str();
-    let mut client = DeadLetterServiceClient::new(rpc::connect(server).await?);
+    let mut client = DeadLetterServiceClient::new(rpc::connect(opts).await?);
     match cmd {
         DlqCmd::List(args) => {
             let mut all = Vec::new();

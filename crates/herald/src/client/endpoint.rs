@@ -12,7 +12,6 @@ use herald_proto::v1::{
     CreateEndpointRequest, DeleteEndpointRequest, GetEndpointRequest, HeaderMap,
     ListEndpointsRequest, RateLimit, UpdateEndpointRequest,
 };
-use tonic::transport::Channel;
 
 use super::output::{self, CreatedEndpointView, DeletedView, EndpointListView, EndpointView};
 use super::{rpc, ClientOpts, OutputFormat};
@@ -329,7 +328,7 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
     match cmd {
         EndpointCmd::Create(args) => {
             let request = create_request(args)?;
-            let mut client = client(server).await?;
+            let mut client = client(opts).await?;
             let response = client
                 .create_endpoint(request)
                 .await
@@ -338,7 +337,7 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
             output::print(opts.output, &CreatedEndpointView::from(response))
         }
         EndpointCmd::Get { id } => {
-            let mut client = client(server).await?;
+            let mut client = client(opts).await?;
             let endpoint = get(&mut client, server, id).await?;
             output::print(opts.output, &EndpointView::from(endpoint))
         }
@@ -346,7 +345,7 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
         EndpointCmd::Update(args) => {
             let rotated = args.rotate_secret.is_some();
             args.ensure_changes()?;
-            let mut client = client(server).await?;
+            let mut client = client(opts).await?;
             let current = if args.needs_current_rate() {
                 get(&mut client, server, args.id.clone()).await?.rate_limit
             } else {
@@ -371,7 +370,7 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
             output::print(opts.output, &EndpointView::from(endpoint))
         }
         EndpointCmd::Delete { id } => {
-            let mut client = client(server).await?;
+            let mut client = client(opts).await?;
             client
                 .delete_endpoint(DeleteEndpointRequest { id: id.clone() })
                 .await
@@ -381,12 +380,12 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
     }
 }
 
-async fn client(server: &str) -> anyhow::Result<EndpointServiceClient<Channel>> {
-    Ok(EndpointServiceClient::new(rpc::connect(server).await?))
+async fn client(opts: &ClientOpts) -> anyhow::Result<EndpointServiceClient<rpc::Conn>> {
+    Ok(EndpointServiceClient::new(rpc::connect(opts).await?))
 }
 
 async fn get(
-    client: &mut EndpointServiceClient<Channel>,
+    client: &mut EndpointServiceClient<rpc::Conn>,
     server: &str,
     id: String,
 ) -> anyhow::Result<herald_proto::v1::Endpoint> {
@@ -399,7 +398,7 @@ async fn get(
 
 async fn list(opts: &ClientOpts, args: ListArgs) -> anyhow::Result<()> {
     let server = opts.server.as_str();
-    let mut client = client(server).await?;
+    let mut client = client(opts).await?;
     let page_size = match (args.page_size, args.all) {
         (Some(n), _) => n,
         (None, true) => ALL_PAGE_SIZE,

@@ -45,6 +45,16 @@ pub struct ClientOpts {
     )]
     pub server: String,
 
+    /// A file holding the API token (instead of the HERALD_TOKEN variable;
+    /// a token is never taken from a flag's value, which `ps` would show).
+    #[arg(long, global = true, env = "HERALD_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
+
+    /// PEM certificate(s) of the CA that signed the server's certificate,
+    /// for an `https://` server with a private CA.
+    #[arg(long, global = true, env = "HERALD_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
     /// How results are printed: readable text, or one JSON value per command for scripts.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub output: OutputFormat,

@@ -106,7 +106,7 @@ pub async fn run_publish(opts: &ClientOpts, args: PublishArgs) -> anyhow::Result
         event_id: args.event_id.unwrap_or_default(),
     };
     let server = opts.server.as_str();
-    let mut client = EventServiceClient::new(rpc::connect(server).await?);
+    let mut client = EventServiceClient::new(rpc::connect(opts).await?);
     let response = client
         .publish(request)
         .await

@@ -1,6 +1,8 @@
 //! Connecting the client to a Herald server and reporting gRPC failures.
 //!
-//! Owns the channel set-up (address normalisation, timeouts) and the mapping
+//! Owns the channel set-up (address normalisation, timeouts, TLS for
+//! `https://` servers, the API token from `HERALD_TOKEN` or `--token-file`
+//! sent as `authorization: Bearer`) and the mapping
 //! from `tonic::Status` to an `anyhow::Error` of the form
 //! `<Method> failed at <server>: <CODE>: <message>`. It does not know any RPC.
 use std::error::Error as StdError;
@@ -8,29 +10,95 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
+
+use super::ClientOpts;
+
+/// A connection that sends the caller's credentials with every request.
+pub(crate) type Conn = InterceptedService<Channel, Credentials>;
+
+/// Adds `authorization: Bearer <token>` to every request when a token is set.
+#[derive(Clone)]
+pub(crate) struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The API token: `HERALD_TOKEN`, or the file `--token-file` names.
+fn token(opts: &ClientOpts) -> anyhow::Result<Option<String>> {
+    let from_env = std::env::var("HERALD_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    let from_file = match &opts.token_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        ),
+    };
+    let token = match (from_env, from_file) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "both HERALD_TOKEN and --token-file / HERALD_TOKEN_FILE are set; keep one"
+        ),
+        (t, None) | (None, t) => t,
+    };
+    Ok(token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
+fn credentials(opts: &ClientOpts) -> anyhow::Result<Credentials> {
+    let Some(token) = token(opts)? else {
+        return Ok(Credentials(None));
+    };
+    let value = format!("Bearer {token}")
+        .parse::<MetadataValue<Ascii>>()
+        .map_err(|_| anyhow::anyhow!("the API token contains characters a header cannot carry; copy it again from `herald token create`"))?;
+    Ok(Credentials(Some(value)))
+}
 
 /// How long to wait for the TCP/HTTP2 connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound for one RPC; publish waits for Kafka's acks=all, so be generous.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connects to the server named by `--server`; a failure names the address and
-/// says how to start a server.
-pub(crate) async fn connect(server: &str) -> anyhow::Result<Channel> {
+/// Connects to the server named by `--server` with the caller's
+/// credentials; a failure names the address and says how to start a server.
+pub(crate) async fn connect(opts: &ClientOpts) -> anyhow::Result<Conn> {
+    let credentials = credentials(opts)?;
+    let server = opts.server.as_str();
     let uri = normalize_server(server);
-    let endpoint = Endpoint::from_shared(uri.clone())
+    let mut endpoint = Endpoint::from_shared(uri.clone())
         .with_context(|| format!("invalid --server address {server:?}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
-    endpoint.connect().await.map_err(|err| {
+    if uri.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_webpki_roots();
+        if let Some(path) = &opts.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .with_context(|| format!("cannot set up TLS for {uri}"))?;
+    } else if opts.ca_cert.is_some() {
+        anyhow::bail!("--ca-cert is set but the server {uri} is not https://");
+    }
+    let channel = endpoint.connect().await.map_err(|err| {
         anyhow::anyhow!(
             "cannot connect to the Herald server at {uri} ({}); start one with `herald dev`, \
              or point --server / HERALD_SERVER at a running server",
             cause_chain(&err)
         )
-    })
+    })?;
+    Ok(InterceptedService::new(channel, credentials))
 }
 
 /// Accepts `host:port` as shorthand for `http://host:port`.

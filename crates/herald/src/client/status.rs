@@ -158,7 +158,7 @@ impl Render for StatusView {
 /// Prints the status of the cluster behind `opts.server`.
 pub async fn run_status(opts: &ClientOpts, args: StatusArgs) -> anyhow::Result<()> {
     let server = opts.server.as_str();
-    let mut client = ClusterServiceClient::new(rpc::connect(server).await?);
+    let mut client = ClusterServiceClient::new(rpc::connect(opts).await?);
     let status = client
         .get_status(GetStatusRequest {
             sample_ms: args.sample,
