@@ -34,6 +34,8 @@ pub struct EndpointApi {
     ops: Ops,
     /// Most endpoints the registry may hold (`grpc.max_endpoints`).
     max_endpoints: usize,
+    /// How long a rotated-out secret keeps signing (`secrets.rotation_grace`).
+    rotation_grace: Duration,
 }
 
 impl EndpointApi {
@@ -45,7 +47,14 @@ impl EndpointApi {
             egress: Arc::new(egress),
             ops,
             max_endpoints: usize::MAX,
+            rotation_grace: Duration::from_secs(86_400),
         }
+    }
+
+    /// Keeps a rotated-out secret signing for `grace` after a rotation.
+    pub fn with_rotation_grace(mut self, grace: Duration) -> Self {
+        self.rotation_grace = grace;
+        self
     }
 
     /// Refuses creates once the registry holds `max` endpoints.
@@ -286,9 +295,12 @@ impl EndpointService for EndpointApi {
         }
         if let Some(s) = req.rotate_secret {
             let new = parse_secret("rotate_secret", &s)?;
-            // The new secret signs; the previous one is still sent until the next rotation.
+            // The new secret signs; the previous one is still sent beside it
+            // until the grace period ends (or the next rotation).
             let previous = ep.secrets.first().cloned();
             ep.secrets = std::iter::once(new).chain(previous).collect();
+            ep.previous_secret_expires_at_ms =
+                now_ms().saturating_add(self.rotation_grace.as_millis().min(i64::MAX as u128) as i64);
         }
         if let Some(r) = req.retry_schedule {
             ep.retry_schedule = schedule("retry_schedule.delays_ms", &r.delays_ms)?;

@@ -1,0 +1,310 @@
+//! Security end to end, against a real node on the in-process broker:
+//! every RPC refuses a missing or wrong token (`UNAUTHENTICATED`) and a
+//! token without its scope (`PERMISSION_DENIED`), identically whether or
+//! not the resource exists; health and reflection stay open. Endpoint
+//! secrets never reach the registry topic in plaintext, a node with the key
+//! reads them back, and a node without it skips the record rather than sign
+//! with nothing. Hostile values get `INVALID_ARGUMENT` naming the field.
+
+mod support;
+
+use std::time::Duration;
+
+use herald_core::config::TokenConfig;
+use herald_proto::v1 as pb;
+use herald_proto::v1::cluster_service_client::ClusterServiceClient;
+use herald_proto::v1::dead_letter_service_client::DeadLetterServiceClient;
+use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
+use herald_proto::v1::event_service_client::EventServiceClient;
+use rdkafka::Message as _;
+use support::{TestNode, GUARD};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+/// Every RPC of the API, each with a request that names `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    Publish,
+    PublishBatch,
+    ListAttempts,
+    CreateEndpoint,
+    GetEndpoint,
+    ListEndpoints,
+    UpdateEndpoint,
+    DeleteEndpoint,
+    ListDeadLetters,
+    ReplayDeadLetters,
+    GetStatus,
+}
+
+const ALL: [Rpc; 11] = [
+    Rpc::Publish,
+    Rpc::PublishBatch,
+    Rpc::ListAttempts,
+    Rpc::CreateEndpoint,
+    Rpc::GetEndpoint,
+    Rpc::ListEndpoints,
+    Rpc::UpdateEndpoint,
+    Rpc::DeleteEndpoint,
+    Rpc::ListDeadLetters,
+    Rpc::ReplayDeadLetters,
+    Rpc::GetStatus,
+];
+
+impl Rpc {
+    /// The scope a token needs for this RPC (docs/security.md).
+    fn scope(self) -> &'static str {
+        match self {
+            Rpc::Publish | Rpc::PublishBatch => "publish",
+            Rpc::ListAttempts => "attempts:read",
+            Rpc::GetEndpoint | Rpc::ListEndpoints => "endpoints:read",
+            Rpc::CreateEndpoint | Rpc::UpdateEndpoint | Rpc::DeleteEndpoint => "endpoints:write",
+            Rpc::ListDeadLetters | Rpc::ReplayDeadLetters => "dlq",
+            Rpc::GetStatus => "admin",
+        }
+    }
+}
+
+fn with_token<T>(msg: T, token: Option<&str>) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.set_timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        let v: MetadataValue<_> = format!("Bearer {t}").parse().expect("ascii token");
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
+}
+
+/// Calls `rpc` about endpoint `id`; the status (Ok when the call passed).
+async fn call(ch: &Channel, rpc: Rpc, token: Option<&str>, id: &str) -> tonic::Status {
+    let publish = pb::PublishRequest {
+        endpoint_id: id.into(),
+        event_type: "t".into(),
+        payload: "{}".into(),
+        ..Default::default()
+    };
+    let r = |x: Result<(), tonic::Status>| x.err().unwrap_or_else(|| tonic::Status::ok(""));
+    let events = || EventServiceClient::new(ch.clone());
+    let endpoints = || EndpointServiceClient::new(ch.clone());
+    let dlq = || DeadLetterServiceClient::new(ch.clone());
+    match rpc {
+        Rpc::Publish => r(events().publish(with_token(publish, token)).await.map(drop)),
+        Rpc::PublishBatch => r(events()
+            .publish_batch(with_token(pb::PublishBatchRequest { events: vec![publish] }, token))
+            .await
+            .map(drop)),
+        Rpc::ListAttempts => r(events()
+            .list_attempts(with_token(pb::ListAttemptsRequest { endpoint_id: id.into(), ..Default::default() }, token))
+            .await
+            .map(drop)),
+        Rpc::CreateEndpoint => r(endpoints()
+            .create_endpoint(with_token(pb::CreateEndpointRequest { id: format!("{id}-new"), url: "http://127.0.0.1:9/x".into(), ..Default::default() }, token))
+            .await
+            .map(drop)),
+        Rpc::GetEndpoint => r(endpoints()
+            .get_endpoint(with_token(pb::GetEndpointRequest { id: id.into() }, token))
+            .await
+            .map(drop)),
+        Rpc::ListEndpoints => r(endpoints()
+            .list_endpoints(with_token(pb::ListEndpointsRequest::default(), token))
+            .await
+            .map(drop)),
+        Rpc::UpdateEndpoint => r(endpoints()
+            .update_endpoint(with_token(pb::UpdateEndpointRequest { id: id.into(), description: Some("d".into()), ..Default::default() }, token))
+            .await
+            .map(drop)),
+        Rpc::DeleteEndpoint => r(endpoints()
+            .delete_endpoint(with_token(pb::DeleteEndpointRequest { id: format!("{id}-absent") }, token))
+            .await
+            .map(drop)),
+        Rpc::ListDeadLetters => r(dlq()
+            .list_dead_letters(with_token(pb::ListDeadLettersRequest { endpoint_id: id.into(), ..Default::default() }, token))
+            .await
+            .map(drop)),
+        Rpc::ReplayDeadLetters => r(dlq()
+            .replay_dead_letters(with_token(pb::ReplayDeadLettersRequest { endpoint_id: id.into(), ..Default::default() }, token))
+            .await
+            .map(drop)),
+        Rpc::GetStatus => r(ClusterServiceClient::new(ch.clone())
+            .get_status(with_token(pb::GetStatusRequest::default(), token))
+            .await
+            .map(drop)),
+    }
+}
+
+fn token(name: &str, scopes: &[&str]) -> (String, TokenConfig) {
+    let (token, hash) = herald_auth::token::generate();
+    let cfg = TokenConfig {
+        name: name.into(),
+        hash: hash.to_string(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    };
+    (token, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_needs_a_token_with_its_scope() {
+    let mut cfg = support::config();
+    let (admin, admin_cfg) = token("ops", &["admin"]);
+    let scoped: Vec<(Rpc, String, TokenConfig)> = ALL
+        .iter()
+        .map(|&rpc| {
+            let (t, c) = token(&format!("only-{rpc:?}"), &[rpc.scope()]);
+            (rpc, t, c)
+        })
+        .collect();
+    cfg.auth.disabled = false;
+    cfg.auth.tokens = std::iter::once(admin_cfg)
+        .chain(scoped.iter().map(|(_, _, c)| c.clone()))
+        .collect();
+    let (_broker, cfg) = support::broker(cfg);
+    let node = herald::node::start(cfg, herald::node::Roles::ALL).await.expect("node starts");
+    tokio::time::timeout(GUARD, node.registry.wait_loaded()).await.expect("registry loads");
+    let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // An existing endpoint, created with the admin token.
+    let created = call(&ch, Rpc::CreateEndpoint, Some(&admin), "ep").await;
+    assert_eq!(created.code(), Code::Ok, "{created:?}");
+
+    let (wrong, _) = herald_auth::token::generate();
+    for rpc in ALL {
+        for (label, t) in [("no token", None), ("wrong token", Some(wrong.as_str())), ("malformed", Some("not a token"))] {
+            let s = call(&ch, rpc, t, "ep").await;
+            assert_eq!(s.code(), Code::Unauthenticated, "{rpc:?} with {label}: {s:?}");
+        }
+        // Every other scope's token is refused, and the refusal is the same
+        // whether or not the endpoint exists.
+        let others = scoped
+            .iter()
+            .filter(|(o, _, _)| o.scope() != rpc.scope() && o.scope() != "admin");
+        for (other, t, _) in others {
+            let exists = call(&ch, rpc, Some(t), "ep").await;
+            let absent = call(&ch, rpc, Some(t), "nope").await;
+            assert_eq!(exists.code(), Code::PermissionDenied, "{rpc:?} with {other:?}'s token: {exists:?}");
+            assert_eq!(exists.message(), absent.message(), "{rpc:?}: a refusal must not reveal existence");
+            assert!(exists.message().contains(rpc.scope()), "{rpc:?}: {exists:?}");
+        }
+        // Its own scope and admin get past authentication.
+        let (_, own, _) = scoped.iter().find(|(r, _, _)| *r == rpc).unwrap();
+        for t in [own.as_str(), admin.as_str()] {
+            let s = call(&ch, rpc, Some(t), "ep").await;
+            assert!(
+                !matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied),
+                "{rpc:?} with the right scope: {s:?}"
+            );
+        }
+    }
+
+    // Health checks stay open.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await;
+    assert!(h.is_ok(), "{h:?}");
+
+    let metrics = herald_testkit::http::get(&format!("http://{}/metrics", node.http_addr))
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        support::metric_sum_with(&metrics, "herald_api_auth_refusals_total", "code=\"permission_denied\"").unwrap_or(0.0) > 0.0,
+        "{metrics}"
+    );
+    for (_, t, _) in &scoped {
+        assert!(!metrics.contains(t.as_str()), "a token in /metrics");
+    }
+    drop(ch);
+    tokio::time::timeout(GUARD, node.shutdown()).await.unwrap().unwrap();
+}
+
+/// Every record value of `topic`, read straight from the broker.
+async fn topic_values(kafka: &herald_core::config::KafkaConfig, topic: &str) -> Vec<Vec<u8>> {
+    let (kafka, topic) = (kafka.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        herald_kafka::scan::scan_topic(&kafka, &herald_testkit::fixtures::unique("scan"), &topic, 0, |m| {
+            out.push(m.payload().unwrap_or_default().to_vec());
+        })
+        .expect("scan the topic");
+        out
+    })
+    .await
+    .unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_topic_holds_no_plaintext_secret() {
+    let (_broker, cfg) = support::broker(support::config());
+    let node = TestNode::start(cfg.clone()).await;
+    let first = "whsec_c2VjcmV0LW51bWJlci1vbmUtMTIzNDU2Nzg5MA==";
+    let second = "whsec_c2Vjb25kLXNlY3JldC10d28tMTIzNDU2Nzg5MA==";
+    let mut endpoints = node.endpoints.clone();
+    let created = endpoints
+        .create_endpoint(pb::CreateEndpointRequest {
+            id: "sealed".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: first.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.secret, first, "the secret is returned once, to its creator");
+    endpoints
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "sealed".into(),
+            rotate_secret: Some(second.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("rotate");
+
+    let values = topic_values(&cfg.kafka, &cfg.kafka.endpoints_topic).await;
+    assert!(values.len() >= 2, "both writes are in the topic");
+    for v in &values {
+        for needle in ["whsec_", "c2VjcmV0LW51bWJlci1vbmUtMTIzNDU2Nzg5MA", "c2Vjb25kLXNlY3JldC10d28tMTIzNDU2Nzg5MA"] {
+            assert!(!contains(v, needle), "{needle} in a registry record");
+        }
+        // Nor the raw key bytes.
+        assert!(!contains(v, "secret-number-one") && !contains(v, "second-secret-two"));
+    }
+
+    // A second node with the same master key reads the secrets back.
+    let mut same = cfg.clone();
+    same.node.id = herald_testkit::fixtures::unique("same-key");
+    let reader = TestNode::start_with(same, herald::node::Roles { ingest: true, dispatch: false }).await;
+    let ep = reader.node.registry.get("sealed").expect("the endpoint is readable with the key");
+    assert_eq!(ep.secrets, vec![second.to_string(), first.to_string()]);
+    assert!(ep.previous_secret_expires_at_ms > 0, "the previous secret has a grace period");
+
+    // A node with another key skips the record instead of signing with nothing.
+    let dir = std::env::temp_dir().join(herald_testkit::fixtures::unique("other-key"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_key = dir.join("other.key");
+    std::fs::write(&other_key, herald_registry::keys::generate_key()).unwrap();
+    let mut other = cfg.clone();
+    other.node.id = herald_testkit::fixtures::unique("other-key");
+    other.secrets.keys = vec![herald_core::config::MasterKeyConfig {
+        id: "test".into(),
+        file: Some(other_key),
+        env: None,
+    }];
+    let stranger = TestNode::start_with(other, herald::node::Roles { ingest: true, dispatch: false }).await;
+    assert!(stranger.node.registry.get("sealed").is_none(), "no key, no endpoint");
+    let skipped = support::metric_sum(&stranger.metrics().await, "herald_registry_records_skipped_total");
+    assert!(skipped.unwrap_or(0.0) >= 2.0, "{skipped:?}");
+
+    stranger.shutdown().await;
+    reader.shutdown().await;
+    node.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
