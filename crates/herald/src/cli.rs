@@ -1,6 +1,6 @@
 //! The command line: run Herald nodes (`serve`, `ingest`, `dispatch`, `dev`),
-//! talk to them (`endpoint`, `publish`, `dlq`, `listen`) and load-test them
-//! (`bench`). `main.rs` only calls [`main`]; test binaries call it too, so
+//! talk to them (`endpoint`, `publish`, `dlq`, `listen`), make key material
+//! (`token`, `secrets`) and load-test them (`bench`). `main.rs` only calls [`main`]; test binaries call it too, so
 //! tests can run Herald as real processes.
 
 use std::process::ExitCode;
@@ -68,6 +68,16 @@ enum Command {
     },
     /// Receive webhooks locally, verify their signatures and print them.
     Listen(ListenArgs),
+    /// Make API tokens (printed once; nodes are configured with their hash).
+    Token {
+        #[command(subcommand)]
+        command: crate::keys::TokenCmd,
+    },
+    /// Master keys that seal endpoint secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: crate::keys::SecretsCmd,
+    },
     /// Load-test Herald against local receivers and the machine's raw limit
     /// (starts `herald dev` unless --server is given; see docs/benchmarks.md).
     Bench(herald_bench::BenchArgs),
@@ -122,6 +132,8 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Status { client, args } => client::run_status(&client, args).await,
         Command::Dlq { client, command } => client::run_dlq(&client, command).await,
         Command::Listen(args) => client::run_listen(args, shutdown_signal()).await,
+        Command::Token { command } => crate::keys::run_token(command),
+        Command::Secrets { command } => crate::keys::run_secrets(command),
         Command::Bench(args) => run_bench(args).await,
         Command::MockBroker(f) => run_mock_broker(f).await,
     };

@@ -6,7 +6,7 @@
 //! connecting and error reporting in `rpc.rs`.
 use std::collections::HashMap;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
 use herald_proto::v1::{
     CreateEndpointRequest, DeleteEndpointRequest, GetEndpointRequest, HeaderMap,
@@ -50,8 +50,12 @@ pub struct CreateArgs {
     #[arg(long)]
     id: Option<String>,
     /// Signing secret; generated when omitted.
-    #[arg(long, value_name = "whsec_...")]
+    #[arg(long, value_name = "whsec_...", conflicts_with = "secret_file")]
     secret: Option<String>,
+    /// Read the signing secret from a file ('-' = standard input), so it
+    /// never appears in the process list or shell history.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<std::path::PathBuf>,
     /// Free text shown in listings.
     #[arg(long)]
     description: Option<String>,
@@ -136,9 +140,13 @@ pub struct UpdateArgs {
     /// Remove all custom headers.
     #[arg(long)]
     clear_headers: bool,
-    /// New signing secret; the previous one keeps being sent alongside it until the next rotation.
-    #[arg(long, value_name = "whsec_...")]
+    /// New signing secret; the previous one keeps being sent alongside it
+    /// for the node's secrets.rotation_grace (24 h by default).
+    #[arg(long, value_name = "whsec_...", conflicts_with = "rotate_secret_file")]
     rotate_secret: Option<String>,
+    /// Read the new signing secret from a file ('-' = standard input).
+    #[arg(long, value_name = "PATH")]
+    rotate_secret_file: Option<std::path::PathBuf>,
     /// Delays before each retry, e.g. '5s,1m,10m'; 'default' restores the node's schedule.
     #[arg(long, value_name = "DELAYS", value_parser = parse_schedule)]
     retry_schedule: Option<Schedule>,
@@ -193,6 +201,27 @@ fn header_map(headers: Vec<Header>) -> anyhow::Result<HashMap<String, String>> {
     Ok(map)
 }
 
+/// A secret given as a flag, or read from a file ('-' = standard input).
+fn secret_value(
+    flag: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    let Some(path) = file else {
+        return Ok(flag);
+    };
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the secret from standard input")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the secret file {}", path.display()))?
+    };
+    let secret = text.trim();
+    if secret.is_empty() {
+        anyhow::bail!("the secret file {} is empty", path.display());
+    }
+    Ok(Some(secret.to_string()))
+}
+
 fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
     let rate_limit = (args.rate_limit.is_some() || args.burst.is_some()).then(|| RateLimit {
         per_second: args.rate_limit.unwrap_or(0),
@@ -201,7 +230,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
     Ok(CreateEndpointRequest {
         id: args.id.unwrap_or_default(),
         url: args.url,
-        secret: args.secret.unwrap_or_default(),
+        secret: secret_value(args.secret, args.secret_file.as_deref())?.unwrap_or_default(),
         description: args.description.unwrap_or_default(),
         enabled: args.disabled.then_some(false),
         ordered: args.unordered.then_some(false),
@@ -268,6 +297,7 @@ impl UpdateArgs {
             && self.headers.is_empty()
             && !self.clear_headers
             && self.rotate_secret.is_none()
+            && self.rotate_secret_file.is_none()
             && self.retry_schedule.is_none()
             && self.max_age.is_none()
             && self.timeout.is_none()
@@ -304,7 +334,7 @@ fn update_request(
         rate_limit,
         max_in_flight: args.max_in_flight,
         headers,
-        rotate_secret: args.rotate_secret,
+        rotate_secret: secret_value(args.rotate_secret, args.rotate_secret_file.as_deref())?,
         retry_schedule: args
             .retry_schedule
             .map(|s| herald_proto::v1::RetrySchedule { delays_ms: s.0 }),
@@ -343,7 +373,7 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
         }
         EndpointCmd::List(args) => list(opts, args).await,
         EndpointCmd::Update(args) => {
-            let rotated = args.rotate_secret.is_some();
+            let rotated = args.rotate_secret.is_some() || args.rotate_secret_file.is_some();
             args.ensure_changes()?;
             let mut client = client(opts).await?;
             let current = if args.needs_current_rate() {
@@ -363,7 +393,7 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
                 if rotated {
                     println!(
                         "secret rotated; the previous secret is still sent alongside it \
-                         until the next rotation"
+                         for the grace period (secrets.rotation_grace, 24 h by default)"
                     );
                 }
             }

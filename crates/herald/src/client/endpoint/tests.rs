@@ -223,3 +223,20 @@ fn get_and_delete_take_an_id() {
     );
     assert!(parse(&["get"]).is_err());
 }
+
+#[test]
+fn secrets_come_from_files() {
+    let dir = std::env::temp_dir().join(format!("herald-secret-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "whsec_fromfile\n").unwrap();
+    assert_eq!(
+        secret_value(None, Some(&file)).unwrap().as_deref(),
+        Some("whsec_fromfile")
+    );
+    assert_eq!(secret_value(Some("x".into()), None).unwrap().as_deref(), Some("x"));
+    std::fs::write(&file, "  \n").unwrap();
+    assert!(secret_value(None, Some(&file)).unwrap_err().to_string().contains("empty"));
+    assert!(secret_value(None, Some(&dir.join("missing"))).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
