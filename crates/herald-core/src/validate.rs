@@ -140,9 +140,57 @@ pub fn payload(value: &str, max_bytes: usize) -> Result<(), FieldError> {
     if value.trim().is_empty() {
         return Err(FieldError::new("payload", "is required (a JSON document)"));
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(value)
+    serde_json::from_str::<StrictJson>(value)
         .map(|_| ())
         .map_err(|e| FieldError::new("payload", format!("is not valid JSON: {e}")))
+}
+
+/// Walks a JSON document without building it, decoding every string (and
+/// key) on the way: unlike `IgnoredAny`, which skips strings unread, this
+/// refuses escapes that are not text, such as a lone surrogate `"\ud800"`,
+/// which receivers' JSON parsers would reject or mangle.
+struct StrictJson;
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = StrictJson;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+    fn visit_unit<E>(self) -> Result<StrictJson, E> {
+        Ok(StrictJson)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictJson, A::Error> {
+        while seq.next_element::<StrictJson>()?.is_some() {}
+        Ok(StrictJson)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StrictJson, A::Error> {
+        while map.next_entry::<StrictJson, StrictJson>()?.is_some() {}
+        Ok(StrictJson)
+    }
 }
 
 /// An endpoint URL is an absolute `http` or `https` URL with a host.
@@ -357,6 +405,15 @@ mod tests {
             .message
             .contains("not valid JSON"));
         assert!(payload("", 100).unwrap_err().message.contains("required"));
+        // Lone surrogates in values and keys are not text.
+        for bad in [r#"{"a":"\ud800"}"#, r#"{"\udc00":1}"#, r#"["ok","\ud83d x"]"#] {
+            assert!(payload(bad, 100).is_err(), "{bad}");
+        }
+        // A proper surrogate pair, escapes and nesting are fine.
+        assert!(payload(r#"{"e":"\ud83d\ude00","n":[1,-2,3.5e3,null,true,{"k":"\n"}]}"#, 200).is_ok());
+        // Nesting beyond serde_json's limit is an error, not a stack overflow.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(payload(&deep, 100_000).is_err());
         let big = format!("\"{}\"", "x".repeat(200));
         assert!(payload(&big, 100)
             .unwrap_err()

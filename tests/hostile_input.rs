@@ -1,0 +1,137 @@
+//! A black-box table of hostile inputs against a running node: each case
+//! gets the status code it should, its message names the field, and the
+//! node keeps delivering to an endpoint that was there before (nothing
+//! already accepted is harmed).
+
+mod support;
+
+use herald_proto::v1 as pb;
+use herald_testkit::TestReceiver;
+use support::{TestNode, GUARD};
+use tonic::Code;
+
+/// A `PublishRequest` whose `payload` (tag 3) carries raw bytes, so a test
+/// can send what a well-behaved client cannot: invalid UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawPublish {
+    #[prost(string, tag = "1")]
+    endpoint_id: String,
+    #[prost(string, tag = "2")]
+    event_type: String,
+    #[prost(bytes = "vec", tag = "3")]
+    payload: Vec<u8>,
+}
+
+fn create(id: &str) -> pb::CreateEndpointRequest {
+    pb::CreateEndpointRequest {
+        id: id.into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_get_clear_errors_and_harm_nothing() {
+    let (_broker, cfg) = support::broker(support::config());
+    let node = TestNode::start(cfg).await;
+    let receiver = TestReceiver::start().await.expect("receiver starts");
+    node.create_endpoint("steady", &receiver.url_for("/steady")).await;
+    let mut endpoints = node.endpoints.clone();
+
+    let rl = |per_second, burst| Some(pb::RateLimit { per_second, burst });
+    let cases: Vec<(&str, pb::CreateEndpointRequest, &str)> = vec![
+        ("rate limit u32::MAX", pb::CreateEndpointRequest { rate_limit: rl(u32::MAX, 0), ..create("h1") }, "rate_limit.per_second"),
+        ("burst u32::MAX", pb::CreateEndpointRequest { rate_limit: rl(10, u32::MAX), ..create("h2") }, "rate_limit.burst"),
+        ("max_in_flight u32::MAX", pb::CreateEndpointRequest { max_in_flight: u32::MAX, ..create("h3") }, "max_in_flight"),
+        ("retry delay 1 ms", pb::CreateEndpointRequest { retry_schedule_ms: vec![1, 1, 1], ..create("h4") }, "retry_schedule_ms"),
+        ("retry delay u64::MAX", pb::CreateEndpointRequest { retry_schedule_ms: vec![u64::MAX], ..create("h5") }, "retry_schedule_ms"),
+        ("timeout 1 ms", pb::CreateEndpointRequest { timeout_ms: 1, ..create("h6") }, "timeout_ms"),
+        ("timeout u32::MAX", pb::CreateEndpointRequest { timeout_ms: u32::MAX, ..create("h7") }, "timeout_ms"),
+        ("max age u64::MAX", pb::CreateEndpointRequest { max_age_ms: u64::MAX, ..create("h8") }, "max_age_ms"),
+        ("description 2 KiB", pb::CreateEndpointRequest { description: "d".repeat(2048), ..create("h9") }, "description"),
+        ("control characters in description", pb::CreateEndpointRequest { description: "\u{1b}[31mred".into(), ..create("h10") }, "description"),
+        ("header value 5 KiB", pb::CreateEndpointRequest { headers: [("X-Big".to_string(), "v".repeat(5000))].into(), ..create("h11") }, "headers[X-Big]"),
+        ("hop-by-hop TE", pb::CreateEndpointRequest { headers: [("TE".to_string(), "trailers".to_string())].into(), ..create("h12") }, "headers[TE]"),
+        ("hop-by-hop upgrade", pb::CreateEndpointRequest { headers: [("upgrade".to_string(), "h2c".to_string())].into(), ..create("h13") }, "headers[upgrade]"),
+        ("Keep-Alive", pb::CreateEndpointRequest { headers: [("Keep-Alive".to_string(), "1".to_string())].into(), ..create("h14") }, "headers[Keep-Alive]"),
+        ("Host", pb::CreateEndpointRequest { headers: [("HOST".to_string(), "evil".to_string())].into(), ..create("h15") }, "headers[HOST]"),
+        ("User-Agent", pb::CreateEndpointRequest { headers: [("user-agent".to_string(), "x".to_string())].into(), ..create("h16") }, "headers[user-agent]"),
+        ("header line break", pb::CreateEndpointRequest { headers: [("X-A".to_string(), "a\r\nInjected: 1".to_string())].into(), ..create("h17") }, "headers[X-A]"),
+        ("id with a slash", create("../etc"), "id"),
+        ("url without host", pb::CreateEndpointRequest { url: "http:///x".into(), ..create("h18") }, "url"),
+        ("secret too short", pb::CreateEndpointRequest { secret: "whsec_abc".into(), ..create("h19") }, "secret"),
+    ];
+    for (label, req, field) in cases {
+        let status = endpoints.create_endpoint(req).await.expect_err(label);
+        assert_eq!(status.code(), Code::InvalidArgument, "{label}: {status:?}");
+        assert!(status.message().contains(field), "{label}: {:?} does not name {field}", status.message());
+    }
+
+    // The same bounds on update.
+    let status = endpoints
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "steady".into(),
+            rate_limit: rl(4_294_967_295, 0),
+            ..Default::default()
+        })
+        .await
+        .expect_err("update with an absurd rate");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // Publishes: invalid UTF-8, bad JSON, lone surrogates, oversize.
+    let mut events = node.events.clone();
+    let mut raw = tonic::client::Grpc::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", node.node.grpc_addr.unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    raw.ready().await.unwrap();
+    let status = raw
+        .unary::<RawPublish, pb::PublishResponse, _>(
+            tonic::Request::new(RawPublish {
+                endpoint_id: "steady".into(),
+                event_type: "t".into(),
+                payload: vec![b'"', 0xff, 0xfe, b'"'],
+            }),
+            "/herald.v1.EventService/Publish".parse().unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("invalid UTF-8");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("UTF-8"), "{status:?}");
+
+    for (label, payload, code) in [
+        ("not JSON", "{".to_string(), Code::InvalidArgument),
+        ("lone surrogate", r#"{"a":"\ud800"}"#.to_string(), Code::InvalidArgument),
+        ("over the payload limit", format!("\"{}\"", "x".repeat(300 * 1024)), Code::InvalidArgument),
+    ] {
+        let status = events
+            .publish(support::publish_req("steady", &payload))
+            .await
+            .expect_err(label);
+        assert_eq!(status.code(), code, "{label}: {status:?}");
+        assert!(status.message().contains("payload"), "{label}: {status:?}");
+    }
+    let status = events
+        .publish(pb::PublishRequest {
+            event_type: "a\u{0}b".into(),
+            ..support::publish_req("steady", "{}")
+        })
+        .await
+        .expect_err("control character in the event type");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("event_type"), "{status:?}");
+
+    // Nothing above harmed the endpoint that was already there.
+    let resp = node.publish("steady", r#"{"after":"hostile"}"#).await;
+    receiver
+        .wait_for_ids(&[resp.event_id.as_str()], GUARD)
+        .await
+        .expect("the steady endpoint still receives");
+    let ep = node.node.registry.get("steady").unwrap();
+    assert_eq!(ep.rate_limit, None, "the refused update changed nothing");
+    node.shutdown().await;
+}
