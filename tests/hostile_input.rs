@@ -35,36 +35,174 @@ async fn hostile_inputs_get_clear_errors_and_harm_nothing() {
     let (_broker, cfg) = support::broker(support::config());
     let node = TestNode::start(cfg).await;
     let receiver = TestReceiver::start().await.expect("receiver starts");
-    node.create_endpoint("steady", &receiver.url_for("/steady")).await;
+    node.create_endpoint("steady", &receiver.url_for("/steady"))
+        .await;
     let mut endpoints = node.endpoints.clone();
 
     let rl = |per_second, burst| Some(pb::RateLimit { per_second, burst });
     let cases: Vec<(&str, pb::CreateEndpointRequest, &str)> = vec![
-        ("rate limit u32::MAX", pb::CreateEndpointRequest { rate_limit: rl(u32::MAX, 0), ..create("h1") }, "rate_limit.per_second"),
-        ("burst u32::MAX", pb::CreateEndpointRequest { rate_limit: rl(10, u32::MAX), ..create("h2") }, "rate_limit.burst"),
-        ("max_in_flight u32::MAX", pb::CreateEndpointRequest { max_in_flight: u32::MAX, ..create("h3") }, "max_in_flight"),
-        ("retry delay 1 ms", pb::CreateEndpointRequest { retry_schedule_ms: vec![1, 1, 1], ..create("h4") }, "retry_schedule_ms"),
-        ("retry delay u64::MAX", pb::CreateEndpointRequest { retry_schedule_ms: vec![u64::MAX], ..create("h5") }, "retry_schedule_ms"),
-        ("timeout 1 ms", pb::CreateEndpointRequest { timeout_ms: 1, ..create("h6") }, "timeout_ms"),
-        ("timeout u32::MAX", pb::CreateEndpointRequest { timeout_ms: u32::MAX, ..create("h7") }, "timeout_ms"),
-        ("max age u64::MAX", pb::CreateEndpointRequest { max_age_ms: u64::MAX, ..create("h8") }, "max_age_ms"),
-        ("description 2 KiB", pb::CreateEndpointRequest { description: "d".repeat(2048), ..create("h9") }, "description"),
-        ("control characters in description", pb::CreateEndpointRequest { description: "\u{1b}[31mred".into(), ..create("h10") }, "description"),
-        ("header value 5 KiB", pb::CreateEndpointRequest { headers: [("X-Big".to_string(), "v".repeat(5000))].into(), ..create("h11") }, "headers[X-Big]"),
-        ("hop-by-hop TE", pb::CreateEndpointRequest { headers: [("TE".to_string(), "trailers".to_string())].into(), ..create("h12") }, "headers[TE]"),
-        ("hop-by-hop upgrade", pb::CreateEndpointRequest { headers: [("upgrade".to_string(), "h2c".to_string())].into(), ..create("h13") }, "headers[upgrade]"),
-        ("Keep-Alive", pb::CreateEndpointRequest { headers: [("Keep-Alive".to_string(), "1".to_string())].into(), ..create("h14") }, "headers[Keep-Alive]"),
-        ("Host", pb::CreateEndpointRequest { headers: [("HOST".to_string(), "evil".to_string())].into(), ..create("h15") }, "headers[HOST]"),
-        ("User-Agent", pb::CreateEndpointRequest { headers: [("user-agent".to_string(), "x".to_string())].into(), ..create("h16") }, "headers[user-agent]"),
-        ("header line break", pb::CreateEndpointRequest { headers: [("X-A".to_string(), "a\r\nInjected: 1".to_string())].into(), ..create("h17") }, "headers[X-A]"),
+        (
+            "rate limit u32::MAX",
+            pb::CreateEndpointRequest {
+                rate_limit: rl(u32::MAX, 0),
+                ..create("h1")
+            },
+            "rate_limit.per_second",
+        ),
+        (
+            "burst u32::MAX",
+            pb::CreateEndpointRequest {
+                rate_limit: rl(10, u32::MAX),
+                ..create("h2")
+            },
+            "rate_limit.burst",
+        ),
+        (
+            "max_in_flight u32::MAX",
+            pb::CreateEndpointRequest {
+                max_in_flight: u32::MAX,
+                ..create("h3")
+            },
+            "max_in_flight",
+        ),
+        (
+            "retry delay 1 ms",
+            pb::CreateEndpointRequest {
+                retry_schedule_ms: vec![1, 1, 1],
+                ..create("h4")
+            },
+            "retry_schedule_ms",
+        ),
+        (
+            "retry delay u64::MAX",
+            pb::CreateEndpointRequest {
+                retry_schedule_ms: vec![u64::MAX],
+                ..create("h5")
+            },
+            "retry_schedule_ms",
+        ),
+        (
+            "timeout 1 ms",
+            pb::CreateEndpointRequest {
+                timeout_ms: 1,
+                ..create("h6")
+            },
+            "timeout_ms",
+        ),
+        (
+            "timeout u32::MAX",
+            pb::CreateEndpointRequest {
+                timeout_ms: u32::MAX,
+                ..create("h7")
+            },
+            "timeout_ms",
+        ),
+        (
+            "max age u64::MAX",
+            pb::CreateEndpointRequest {
+                max_age_ms: u64::MAX,
+                ..create("h8")
+            },
+            "max_age_ms",
+        ),
+        (
+            "description 2 KiB",
+            pb::CreateEndpointRequest {
+                description: "d".repeat(2048),
+                ..create("h9")
+            },
+            "description",
+        ),
+        (
+            "control characters in description",
+            pb::CreateEndpointRequest {
+                description: "\u{1b}[31mred".into(),
+                ..create("h10")
+            },
+            "description",
+        ),
+        (
+            "header value 5 KiB",
+            pb::CreateEndpointRequest {
+                headers: [("X-Big".to_string(), "v".repeat(5000))].into(),
+                ..create("h11")
+            },
+            "headers[X-Big]",
+        ),
+        (
+            "hop-by-hop TE",
+            pb::CreateEndpointRequest {
+                headers: [("TE".to_string(), "trailers".to_string())].into(),
+                ..create("h12")
+            },
+            "headers[TE]",
+        ),
+        (
+            "hop-by-hop upgrade",
+            pb::CreateEndpointRequest {
+                headers: [("upgrade".to_string(), "h2c".to_string())].into(),
+                ..create("h13")
+            },
+            "headers[upgrade]",
+        ),
+        (
+            "Keep-Alive",
+            pb::CreateEndpointRequest {
+                headers: [("Keep-Alive".to_string(), "1".to_string())].into(),
+                ..create("h14")
+            },
+            "headers[Keep-Alive]",
+        ),
+        (
+            "Host",
+            pb::CreateEndpointRequest {
+                headers: [("HOST".to_string(), "evil".to_string())].into(),
+                ..create("h15")
+            },
+            "headers[HOST]",
+        ),
+        (
+            "User-Agent",
+            pb::CreateEndpointRequest {
+                headers: [("user-agent".to_string(), "x".to_string())].into(),
+                ..create("h16")
+            },
+            "headers[user-agent]",
+        ),
+        (
+            "header line break",
+            pb::CreateEndpointRequest {
+                headers: [("X-A".to_string(), "a\r\nInjected: 1".to_string())].into(),
+                ..create("h17")
+            },
+            "headers[X-A]",
+        ),
         ("id with a slash", create("../etc"), "id"),
-        ("url without host", pb::CreateEndpointRequest { url: "http:///x".into(), ..create("h18") }, "url"),
-        ("secret too short", pb::CreateEndpointRequest { secret: "whsec_abc".into(), ..create("h19") }, "secret"),
+        (
+            "url without host",
+            pb::CreateEndpointRequest {
+                url: "http:///x".into(),
+                ..create("h18")
+            },
+            "url",
+        ),
+        (
+            "secret too short",
+            pb::CreateEndpointRequest {
+                secret: "whsec_abc".into(),
+                ..create("h19")
+            },
+            "secret",
+        ),
     ];
     for (label, req, field) in cases {
         let status = endpoints.create_endpoint(req).await.expect_err(label);
         assert_eq!(status.code(), Code::InvalidArgument, "{label}: {status:?}");
-        assert!(status.message().contains(field), "{label}: {:?} does not name {field}", status.message());
+        assert!(
+            status.message().contains(field),
+            "{label}: {:?} does not name {field}",
+            status.message()
+        );
     }
 
     // The same bounds on update.
@@ -105,8 +243,16 @@ async fn hostile_inputs_get_clear_errors_and_harm_nothing() {
 
     for (label, payload, code) in [
         ("not JSON", "{".to_string(), Code::InvalidArgument),
-        ("lone surrogate", r#"{"a":"\ud800"}"#.to_string(), Code::InvalidArgument),
-        ("over the payload limit", format!("\"{}\"", "x".repeat(300 * 1024)), Code::InvalidArgument),
+        (
+            "lone surrogate",
+            r#"{"a":"\ud800"}"#.to_string(),
+            Code::InvalidArgument,
+        ),
+        (
+            "over the payload limit",
+            format!("\"{}\"", "x".repeat(300 * 1024)),
+            Code::InvalidArgument,
+        ),
     ] {
         let status = events
             .publish(support::publish_req("steady", &payload))

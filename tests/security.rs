@@ -91,15 +91,33 @@ async fn call(ch: &Channel, rpc: Rpc, token: Option<&str>, id: &str) -> tonic::S
     match rpc {
         Rpc::Publish => r(events().publish(with_token(publish, token)).await.map(drop)),
         Rpc::PublishBatch => r(events()
-            .publish_batch(with_token(pb::PublishBatchRequest { events: vec![publish] }, token))
+            .publish_batch(with_token(
+                pb::PublishBatchRequest {
+                    events: vec![publish],
+                },
+                token,
+            ))
             .await
             .map(drop)),
         Rpc::ListAttempts => r(events()
-            .list_attempts(with_token(pb::ListAttemptsRequest { endpoint_id: id.into(), ..Default::default() }, token))
+            .list_attempts(with_token(
+                pb::ListAttemptsRequest {
+                    endpoint_id: id.into(),
+                    ..Default::default()
+                },
+                token,
+            ))
             .await
             .map(drop)),
         Rpc::CreateEndpoint => r(endpoints()
-            .create_endpoint(with_token(pb::CreateEndpointRequest { id: format!("{id}-new"), url: "http://127.0.0.1:9/x".into(), ..Default::default() }, token))
+            .create_endpoint(with_token(
+                pb::CreateEndpointRequest {
+                    id: format!("{id}-new"),
+                    url: "http://127.0.0.1:9/x".into(),
+                    ..Default::default()
+                },
+                token,
+            ))
             .await
             .map(drop)),
         Rpc::GetEndpoint => r(endpoints()
@@ -111,19 +129,43 @@ async fn call(ch: &Channel, rpc: Rpc, token: Option<&str>, id: &str) -> tonic::S
             .await
             .map(drop)),
         Rpc::UpdateEndpoint => r(endpoints()
-            .update_endpoint(with_token(pb::UpdateEndpointRequest { id: id.into(), description: Some("d".into()), ..Default::default() }, token))
+            .update_endpoint(with_token(
+                pb::UpdateEndpointRequest {
+                    id: id.into(),
+                    description: Some("d".into()),
+                    ..Default::default()
+                },
+                token,
+            ))
             .await
             .map(drop)),
         Rpc::DeleteEndpoint => r(endpoints()
-            .delete_endpoint(with_token(pb::DeleteEndpointRequest { id: format!("{id}-absent") }, token))
+            .delete_endpoint(with_token(
+                pb::DeleteEndpointRequest {
+                    id: format!("{id}-absent"),
+                },
+                token,
+            ))
             .await
             .map(drop)),
         Rpc::ListDeadLetters => r(dlq()
-            .list_dead_letters(with_token(pb::ListDeadLettersRequest { endpoint_id: id.into(), ..Default::default() }, token))
+            .list_dead_letters(with_token(
+                pb::ListDeadLettersRequest {
+                    endpoint_id: id.into(),
+                    ..Default::default()
+                },
+                token,
+            ))
             .await
             .map(drop)),
         Rpc::ReplayDeadLetters => r(dlq()
-            .replay_dead_letters(with_token(pb::ReplayDeadLettersRequest { endpoint_id: id.into(), ..Default::default() }, token))
+            .replay_dead_letters(with_token(
+                pb::ReplayDeadLettersRequest {
+                    endpoint_id: id.into(),
+                    ..Default::default()
+                },
+                token,
+            ))
             .await
             .map(drop)),
         Rpc::GetStatus => r(ClusterServiceClient::new(ch.clone())
@@ -159,8 +201,12 @@ async fn every_rpc_needs_a_token_with_its_scope() {
         .chain(scoped.iter().map(|(_, _, c)| c.clone()))
         .collect();
     let (_broker, cfg) = support::broker(cfg);
-    let node = herald::node::start(cfg, herald::node::Roles::ALL).await.expect("node starts");
-    tokio::time::timeout(GUARD, node.registry.wait_loaded()).await.expect("registry loads");
+    let node = herald::node::start(cfg, herald::node::Roles::ALL)
+        .await
+        .expect("node starts");
+    tokio::time::timeout(GUARD, node.registry.wait_loaded())
+        .await
+        .expect("registry loads");
     let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
         .unwrap()
         .connect()
@@ -173,9 +219,17 @@ async fn every_rpc_needs_a_token_with_its_scope() {
 
     let (wrong, _) = herald_auth::token::generate();
     for rpc in ALL {
-        for (label, t) in [("no token", None), ("wrong token", Some(wrong.as_str())), ("malformed", Some("not a token"))] {
+        for (label, t) in [
+            ("no token", None),
+            ("wrong token", Some(wrong.as_str())),
+            ("malformed", Some("not a token")),
+        ] {
             let s = call(&ch, rpc, t, "ep").await;
-            assert_eq!(s.code(), Code::Unauthenticated, "{rpc:?} with {label}: {s:?}");
+            assert_eq!(
+                s.code(),
+                Code::Unauthenticated,
+                "{rpc:?} with {label}: {s:?}"
+            );
         }
         // Every other scope's token is refused, and the refusal is the same
         // whether or not the endpoint exists.
@@ -185,9 +239,20 @@ async fn every_rpc_needs_a_token_with_its_scope() {
         for (other, t, _) in others {
             let exists = call(&ch, rpc, Some(t), "ep").await;
             let absent = call(&ch, rpc, Some(t), "nope").await;
-            assert_eq!(exists.code(), Code::PermissionDenied, "{rpc:?} with {other:?}'s token: {exists:?}");
-            assert_eq!(exists.message(), absent.message(), "{rpc:?}: a refusal must not reveal existence");
-            assert!(exists.message().contains(rpc.scope()), "{rpc:?}: {exists:?}");
+            assert_eq!(
+                exists.code(),
+                Code::PermissionDenied,
+                "{rpc:?} with {other:?}'s token: {exists:?}"
+            );
+            assert_eq!(
+                exists.message(),
+                absent.message(),
+                "{rpc:?}: a refusal must not reveal existence"
+            );
+            assert!(
+                exists.message().contains(rpc.scope()),
+                "{rpc:?}: {exists:?}"
+            );
         }
         // Its own scope and admin get past authentication.
         let (_, own, _) = scoped.iter().find(|(r, _, _)| *r == rpc).unwrap();
@@ -203,7 +268,9 @@ async fn every_rpc_needs_a_token_with_its_scope() {
     // Health checks stay open.
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
     let h = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await;
     assert!(h.is_ok(), "{h:?}");
 
@@ -212,14 +279,23 @@ async fn every_rpc_needs_a_token_with_its_scope() {
         .unwrap()
         .text();
     assert!(
-        support::metric_sum_with(&metrics, "herald_api_auth_refusals_total", "code=\"permission_denied\"").unwrap_or(0.0) > 0.0,
+        support::metric_sum_with(
+            &metrics,
+            "herald_api_auth_refusals_total",
+            "code=\"permission_denied\""
+        )
+        .unwrap_or(0.0)
+            > 0.0,
         "{metrics}"
     );
     for (_, t, _) in &scoped {
         assert!(!metrics.contains(t.as_str()), "a token in /metrics");
     }
     drop(ch);
-    tokio::time::timeout(GUARD, node.shutdown()).await.unwrap().unwrap();
+    tokio::time::timeout(GUARD, node.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// Every record value of `topic`, read straight from the broker.
@@ -227,9 +303,15 @@ async fn topic_values(kafka: &herald_core::config::KafkaConfig, topic: &str) -> 
     let (kafka, topic) = (kafka.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        herald_kafka::scan::scan_topic(&kafka, &herald_testkit::fixtures::unique("scan"), &topic, 0, |m| {
-            out.push(m.payload().unwrap_or_default().to_vec());
-        })
+        herald_kafka::scan::scan_topic(
+            &kafka,
+            &herald_testkit::fixtures::unique("scan"),
+            &topic,
+            0,
+            |m| {
+                out.push(m.payload().unwrap_or_default().to_vec());
+            },
+        )
         .expect("scan the topic");
         out
     })
@@ -238,7 +320,9 @@ async fn topic_values(kafka: &herald_core::config::KafkaConfig, topic: &str) -> 
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +342,10 @@ async fn registry_topic_holds_no_plaintext_secret() {
         .await
         .expect("create")
         .into_inner();
-    assert_eq!(created.secret, first, "the secret is returned once, to its creator");
+    assert_eq!(
+        created.secret, first,
+        "the secret is returned once, to its creator"
+    );
     endpoints
         .update_endpoint(pb::UpdateEndpointRequest {
             id: "sealed".into(),
@@ -271,7 +358,11 @@ async fn registry_topic_holds_no_plaintext_secret() {
     let values = topic_values(&cfg.kafka, &cfg.kafka.endpoints_topic).await;
     assert!(values.len() >= 2, "both writes are in the topic");
     for v in &values {
-        for needle in ["whsec_", "c2VjcmV0LW51bWJlci1vbmUtMTIzNDU2Nzg5MA", "c2Vjb25kLXNlY3JldC10d28tMTIzNDU2Nzg5MA"] {
+        for needle in [
+            "whsec_",
+            "c2VjcmV0LW51bWJlci1vbmUtMTIzNDU2Nzg5MA",
+            "c2Vjb25kLXNlY3JldC10d28tMTIzNDU2Nzg5MA",
+        ] {
             assert!(!contains(v, needle), "{needle} in a registry record");
         }
         // Nor the raw key bytes.
@@ -281,10 +372,24 @@ async fn registry_topic_holds_no_plaintext_secret() {
     // A second node with the same master key reads the secrets back.
     let mut same = cfg.clone();
     same.node.id = herald_testkit::fixtures::unique("same-key");
-    let reader = TestNode::start_with(same, herald::node::Roles { ingest: true, dispatch: false }).await;
-    let ep = reader.node.registry.get("sealed").expect("the endpoint is readable with the key");
+    let reader = TestNode::start_with(
+        same,
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    let ep = reader
+        .node
+        .registry
+        .get("sealed")
+        .expect("the endpoint is readable with the key");
     assert_eq!(ep.secrets, vec![second.to_string(), first.to_string()]);
-    assert!(ep.previous_secret_expires_at_ms > 0, "the previous secret has a grace period");
+    assert!(
+        ep.previous_secret_expires_at_ms > 0,
+        "the previous secret has a grace period"
+    );
 
     // A node with another key skips the record instead of signing with nothing.
     let dir = std::env::temp_dir().join(herald_testkit::fixtures::unique("other-key"));
@@ -298,9 +403,22 @@ async fn registry_topic_holds_no_plaintext_secret() {
         file: Some(other_key),
         env: None,
     }];
-    let stranger = TestNode::start_with(other, herald::node::Roles { ingest: true, dispatch: false }).await;
-    assert!(stranger.node.registry.get("sealed").is_none(), "no key, no endpoint");
-    let skipped = support::metric_sum(&stranger.metrics().await, "herald_registry_records_skipped_total");
+    let stranger = TestNode::start_with(
+        other,
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    assert!(
+        stranger.node.registry.get("sealed").is_none(),
+        "no key, no endpoint"
+    );
+    let skipped = support::metric_sum(
+        &stranger.metrics().await,
+        "herald_registry_records_skipped_total",
+    );
     assert!(skipped.unwrap_or(0.0) >= 2.0, "{skipped:?}");
 
     stranger.shutdown().await;

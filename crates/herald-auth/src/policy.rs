@@ -126,7 +126,9 @@ impl Authenticator {
                 )
             })?;
         if !principal.scopes.allows(scope) {
-            let method = path.trim_start_matches('/').trim_start_matches("herald.v1.");
+            let method = path
+                .trim_start_matches('/')
+                .trim_start_matches("herald.v1.");
             return Err(Status::permission_denied(format!(
                 "token {:?} lacks the scope `{scope}` that {method} needs (it has: {})",
                 principal.name, principal.scopes
@@ -181,15 +183,26 @@ mod tests {
         .unwrap();
         let header = |t: &str| format!("Bearer {t}");
 
-        let p = auth.authorize(PUBLISH, Some(header(&pub_token).as_bytes())).unwrap().unwrap();
+        let p = auth
+            .authorize(PUBLISH, Some(header(&pub_token).as_bytes()))
+            .unwrap()
+            .unwrap();
         assert_eq!(p.name, "billing");
 
-        let denied = auth.authorize(CREATE, Some(header(&pub_token).as_bytes())).unwrap_err();
+        let denied = auth
+            .authorize(CREATE, Some(header(&pub_token).as_bytes()))
+            .unwrap_err();
         assert_eq!(denied.code(), Code::PermissionDenied);
-        assert!(denied.message().contains("endpoints:write"), "{}", denied.message());
+        assert!(
+            denied.message().contains("endpoints:write"),
+            "{}",
+            denied.message()
+        );
         assert!(!denied.message().contains(&pub_token));
 
-        assert!(auth.authorize(CREATE, Some(header(&admin_token).as_bytes())).is_ok());
+        assert!(auth
+            .authorize(CREATE, Some(header(&admin_token).as_bytes()))
+            .is_ok());
 
         for bad in [
             None,
@@ -208,7 +221,11 @@ mod tests {
             .authorize(PUBLISH, Some(format!("  bearer   {pub_token} ").as_bytes()))
             .is_ok());
         // Health and reflection need nothing.
-        assert_eq!(auth.authorize("/grpc.health.v1.Health/Check", None).unwrap(), None);
+        assert_eq!(
+            auth.authorize("/grpc.health.v1.Health/Check", None)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -229,8 +246,14 @@ mod tests {
         assert_eq!(err(config(&[])).key, "auth.tokens");
         let (_, h) = token::generate();
         let h = h.to_string();
-        assert_eq!(err(config(&[("", &h, &["admin"])])).key, "auth.tokens[0].name");
-        assert_eq!(err(config(&[("a", "plain", &["admin"])])).key, "auth.tokens[0].hash");
+        assert_eq!(
+            err(config(&[("", &h, &["admin"])])).key,
+            "auth.tokens[0].name"
+        );
+        assert_eq!(
+            err(config(&[("a", "plain", &["admin"])])).key,
+            "auth.tokens[0].hash"
+        );
         let e = err(config(&[("a", &h, &["root"])]));
         assert_eq!(e.key, "auth.tokens[0].scopes");
         assert!(e.message.contains("\"root\""), "{}", e.message);

@@ -101,7 +101,9 @@ impl Scopes {
 
     /// The scopes in the set.
     pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.into_iter().filter(move |s| self.0 & s.bit() != 0)
+        Scope::ALL
+            .into_iter()
+            .filter(move |s| self.0 & s.bit() != 0)
     }
 }
 
@@ -182,22 +184,64 @@ mod tests {
     #[test]
     fn every_rpc_has_its_scope() {
         let table = [
-            ("/herald.v1.EventService/Publish", Access::Needs(Scope::Publish)),
-            ("/herald.v1.EventService/PublishBatch", Access::Needs(Scope::Publish)),
-            ("/herald.v1.EventService/ListAttempts", Access::Needs(Scope::AttemptsRead)),
-            ("/herald.v1.EndpointService/GetEndpoint", Access::Needs(Scope::EndpointsRead)),
-            ("/herald.v1.EndpointService/ListEndpoints", Access::Needs(Scope::EndpointsRead)),
-            ("/herald.v1.EndpointService/CreateEndpoint", Access::Needs(Scope::EndpointsWrite)),
-            ("/herald.v1.EndpointService/UpdateEndpoint", Access::Needs(Scope::EndpointsWrite)),
-            ("/herald.v1.EndpointService/DeleteEndpoint", Access::Needs(Scope::EndpointsWrite)),
-            ("/herald.v1.DeadLetterService/ListDeadLetters", Access::Needs(Scope::Dlq)),
-            ("/herald.v1.DeadLetterService/ReplayDeadLetters", Access::Needs(Scope::Dlq)),
-            ("/herald.v1.ClusterService/GetStatus", Access::Needs(Scope::Admin)),
-            ("/herald.v1.EventService/SomethingNew", Access::Needs(Scope::Admin)),
+            (
+                "/herald.v1.EventService/Publish",
+                Access::Needs(Scope::Publish),
+            ),
+            (
+                "/herald.v1.EventService/PublishBatch",
+                Access::Needs(Scope::Publish),
+            ),
+            (
+                "/herald.v1.EventService/ListAttempts",
+                Access::Needs(Scope::AttemptsRead),
+            ),
+            (
+                "/herald.v1.EndpointService/GetEndpoint",
+                Access::Needs(Scope::EndpointsRead),
+            ),
+            (
+                "/herald.v1.EndpointService/ListEndpoints",
+                Access::Needs(Scope::EndpointsRead),
+            ),
+            (
+                "/herald.v1.EndpointService/CreateEndpoint",
+                Access::Needs(Scope::EndpointsWrite),
+            ),
+            (
+                "/herald.v1.EndpointService/UpdateEndpoint",
+                Access::Needs(Scope::EndpointsWrite),
+            ),
+            (
+                "/herald.v1.EndpointService/DeleteEndpoint",
+                Access::Needs(Scope::EndpointsWrite),
+            ),
+            (
+                "/herald.v1.DeadLetterService/ListDeadLetters",
+                Access::Needs(Scope::Dlq),
+            ),
+            (
+                "/herald.v1.DeadLetterService/ReplayDeadLetters",
+                Access::Needs(Scope::Dlq),
+            ),
+            (
+                "/herald.v1.ClusterService/GetStatus",
+                Access::Needs(Scope::Admin),
+            ),
+            (
+                "/herald.v1.EventService/SomethingNew",
+                Access::Needs(Scope::Admin),
+            ),
             ("/grpc.health.v1.Health/Check", Access::Open),
             ("/grpc.health.v1.Health/Watch", Access::Open),
-            ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Access::Open),
-            ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", Access::Open),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                Access::Open,
+            ),
+            (
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                Access::Open,
+            ),
             ("/", Access::Needs(Scope::Admin)),
             ("", Access::Needs(Scope::Admin)),
         ];

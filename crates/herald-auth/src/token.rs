@@ -97,7 +97,14 @@ mod tests {
 
     #[test]
     fn bad_hashes_are_refused() {
-        for bad in ["", "sha256:", "md5:00", "hrld_abc", "sha256:zz", &format!("sha256:{}", "é".repeat(32))] {
+        for bad in [
+            "",
+            "sha256:",
+            "md5:00",
+            "hrld_abc",
+            "sha256:zz",
+            &format!("sha256:{}", "é".repeat(32)),
+        ] {
             assert_eq!(TokenHash::parse(bad), Err(BadHash), "{bad}");
         }
     }

@@ -96,9 +96,7 @@ impl Endpoint {
             per_second: rec.rate_limit_per_second.min(validate::MAX_RATE_PER_SECOND),
             burst: rec.rate_limit_burst.clamp(1, validate::MAX_RATE_PER_SECOND),
         });
-        let delay = |ms: u64| {
-            Duration::from_millis(ms.clamp(1, validate::MAX_RETRY_DELAY_MS))
-        };
+        let delay = |ms: u64| Duration::from_millis(ms.clamp(1, validate::MAX_RETRY_DELAY_MS));
         Ok(Self {
             id: rec.id,
             url,
@@ -119,13 +117,10 @@ impl Endpoint {
                 .take(validate::MAX_RETRY_SCHEDULE_LEN)
                 .map(|&ms| delay(ms))
                 .collect(),
-            max_age: (rec.max_age_ms > 0).then(|| {
-                Duration::from_millis(rec.max_age_ms.min(validate::MAX_MAX_AGE_MS))
-            }),
+            max_age: (rec.max_age_ms > 0)
+                .then(|| Duration::from_millis(rec.max_age_ms.min(validate::MAX_MAX_AGE_MS))),
             timeout: (rec.timeout_ms > 0).then(|| {
-                Duration::from_millis(u64::from(
-                    rec.timeout_ms.min(validate::MAX_TIMEOUT_MS),
-                ))
+                Duration::from_millis(u64::from(rec.timeout_ms.min(validate::MAX_TIMEOUT_MS)))
             }),
         })
     }
@@ -268,9 +263,18 @@ mod tests {
         assert_eq!(rl.burst, validate::MAX_RATE_PER_SECOND);
         assert_eq!(ep.max_in_flight, validate::MAX_IN_FLIGHT);
         assert_eq!(ep.retry_schedule.len(), validate::MAX_RETRY_SCHEDULE_LEN);
-        assert!(ep.retry_schedule.iter().all(|d| d.as_millis() as u64 == validate::MAX_RETRY_DELAY_MS));
-        assert_eq!(ep.max_age.unwrap().as_millis() as u64, validate::MAX_MAX_AGE_MS);
-        assert_eq!(ep.timeout.unwrap().as_millis() as u32, validate::MAX_TIMEOUT_MS);
+        assert!(ep
+            .retry_schedule
+            .iter()
+            .all(|d| d.as_millis() as u64 == validate::MAX_RETRY_DELAY_MS));
+        assert_eq!(
+            ep.max_age.unwrap().as_millis() as u64,
+            validate::MAX_MAX_AGE_MS
+        );
+        assert_eq!(
+            ep.timeout.unwrap().as_millis() as u32,
+            validate::MAX_TIMEOUT_MS
+        );
     }
 
     #[test]

@@ -230,7 +230,10 @@ pub fn url(value: &str) -> Result<http::Uri, FieldError> {
 /// One custom header: a valid name that Herald does not set itself, and a
 /// value of visible ASCII characters.
 pub fn header(name: &str, value: &str) -> Result<(), FieldError> {
-    let field = format!("headers[{}]", crate::text::bounded(name, MAX_HEADER_NAME_LEN));
+    let field = format!(
+        "headers[{}]",
+        crate::text::bounded(name, MAX_HEADER_NAME_LEN)
+    );
     if name.len() > MAX_HEADER_NAME_LEN {
         return Err(FieldError::new(
             field,
@@ -322,7 +325,9 @@ pub fn rate_limit(per_second: u32, burst: u32) -> Result<Option<(u32, u32)>, Fie
     if per_second > MAX_RATE_PER_SECOND {
         return Err(FieldError::new(
             "rate_limit.per_second",
-            format!("is {per_second}; at most {MAX_RATE_PER_SECOND} requests per second (0 = no limit)"),
+            format!(
+                "is {per_second}; at most {MAX_RATE_PER_SECOND} requests per second (0 = no limit)"
+            ),
         ));
     }
     if burst > MAX_RATE_PER_SECOND {
@@ -331,7 +336,10 @@ pub fn rate_limit(per_second: u32, burst: u32) -> Result<Option<(u32, u32)>, Fie
             format!("is {burst}; at most {MAX_RATE_PER_SECOND}"),
         ));
     }
-    Ok(Some((per_second, if burst == 0 { per_second } else { burst })))
+    Ok(Some((
+        per_second,
+        if burst == 0 { per_second } else { burst },
+    )))
 }
 
 /// `max_in_flight`: 0 (the node default) to [`MAX_IN_FLIGHT`].
@@ -363,7 +371,10 @@ pub fn retry_schedule(field: &str, delays_ms: &[u64]) -> Result<Vec<Duration>, F
             format!("delay {bad} ms is out of range ({MIN_RETRY_DELAY_MS} ms to {MAX_RETRY_DELAY_MS} ms)"),
         ));
     }
-    Ok(delays_ms.iter().map(|&d| Duration::from_millis(d)).collect())
+    Ok(delays_ms
+        .iter()
+        .map(|&d| Duration::from_millis(d))
+        .collect())
 }
 
 /// A per-endpoint attempt timeout: 0 (the node default) or
@@ -406,11 +417,19 @@ mod tests {
             .contains("not valid JSON"));
         assert!(payload("", 100).unwrap_err().message.contains("required"));
         // Lone surrogates in values and keys are not text.
-        for bad in [r#"{"a":"\ud800"}"#, r#"{"\udc00":1}"#, r#"["ok","\ud83d x"]"#] {
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"\udc00":1}"#,
+            r#"["ok","\ud83d x"]"#,
+        ] {
             assert!(payload(bad, 100).is_err(), "{bad}");
         }
         // A proper surrogate pair, escapes and nesting are fine.
-        assert!(payload(r#"{"e":"\ud83d\ude00","n":[1,-2,3.5e3,null,true,{"k":"\n"}]}"#, 200).is_ok());
+        assert!(payload(
+            r#"{"e":"\ud83d\ude00","n":[1,-2,3.5e3,null,true,{"k":"\n"}]}"#,
+            200
+        )
+        .is_ok());
         // Nesting beyond serde_json's limit is an error, not a stack overflow.
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(payload(&deep, 100_000).is_err());
@@ -462,10 +481,16 @@ mod tests {
         let e = rate_limit(u32::MAX, 1).unwrap_err();
         assert_eq!(e.field, "rate_limit.per_second");
         assert!(e.message.contains("at most 100000"), "{e}");
-        assert_eq!(rate_limit(10, u32::MAX).unwrap_err().field, "rate_limit.burst");
+        assert_eq!(
+            rate_limit(10, u32::MAX).unwrap_err().field,
+            "rate_limit.burst"
+        );
         assert!(max_in_flight(u32::MAX).is_err());
         assert_eq!(max_in_flight(8).unwrap(), 8);
-        assert!(retry_schedule("s", &[1]).unwrap_err().message.contains("50 ms"));
+        assert!(retry_schedule("s", &[1])
+            .unwrap_err()
+            .message
+            .contains("50 ms"));
         assert!(retry_schedule("s", &[u64::MAX]).is_err());
         assert!(retry_schedule("s", &[100; 51]).is_err());
         assert_eq!(retry_schedule("s", &[50, 100]).unwrap().len(), 2);
@@ -483,7 +508,15 @@ mod tests {
         assert!(description("bell\u{7}").is_err());
         assert!(header("X-A", &"v".repeat(4097)).is_err());
         assert!(header(&"n".repeat(129), "v").is_err());
-        for name in ["TE", "Upgrade", "keep-alive", "CONNECTION", "Host", "user-agent", "Trailer"] {
+        for name in [
+            "TE",
+            "Upgrade",
+            "keep-alive",
+            "CONNECTION",
+            "Host",
+            "user-agent",
+            "Trailer",
+        ] {
             let e = header(name, "x").unwrap_err();
             assert!(e.message.contains("set by Herald"), "{name}: {e}");
         }

@@ -299,8 +299,8 @@ impl EndpointService for EndpointApi {
             // until the grace period ends (or the next rotation).
             let previous = ep.secrets.first().cloned();
             ep.secrets = std::iter::once(new).chain(previous).collect();
-            ep.previous_secret_expires_at_ms =
-                now_ms().saturating_add(self.rotation_grace.as_millis().min(i64::MAX as u128) as i64);
+            ep.previous_secret_expires_at_ms = now_ms()
+                .saturating_add(self.rotation_grace.as_millis().min(i64::MAX as u128) as i64);
         }
         if let Some(r) = req.retry_schedule {
             ep.retry_schedule = schedule("retry_schedule.delays_ms", &r.delays_ms)?;

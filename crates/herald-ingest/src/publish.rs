@@ -54,9 +54,7 @@ impl PublishError {
     pub fn from_kafka(e: KafkaError) -> Self {
         use rdkafka::error::RDKafkaErrorCode as C;
         match e.rdkafka_error_code() {
-            Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => {
-                PublishError::TooLarge(e)
-            }
+            Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => PublishError::TooLarge(e),
             _ => PublishError::Kafka(e),
         }
     }

@@ -70,7 +70,11 @@ mod tests {
             "failed to decode Protobuf message: PublishRequest.payload: invalid string value: data is not UTF-8 encoded",
         ));
         assert_eq!(s.code(), Code::InvalidArgument);
-        assert!(s.message().contains("PublishRequest.payload"), "{}", s.message());
+        assert!(
+            s.message().contains("PublishRequest.payload"),
+            "{}",
+            s.message()
+        );
         assert_eq!(caller_error(Status::cancelled("x")).code(), Code::Cancelled);
     }
 }

@@ -39,22 +39,32 @@ pub fn load(cfg: &SecretsConfig) -> Result<Option<KeyRing>, ConfigError> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !id_ok {
-            return Err(bad(field("id"), "must be 1 to 32 characters of A-Z a-z 0-9 . _ -".into()));
+            return Err(bad(
+                field("id"),
+                "must be 1 to 32 characters of A-Z a-z 0-9 . _ -".into(),
+            ));
         }
         if keys.iter().any(|(id, _)| id == &k.id) {
             return Err(bad(field("id"), format!("{:?} is configured twice", k.id)));
         }
         let text = match (&k.file, &k.env) {
             (Some(path), None) => std::fs::read_to_string(path).map_err(|e| {
-                bad(field("file"), format!("cannot read {}: {e}", path.display()))
+                bad(
+                    field("file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?,
             (None, Some(var)) => std::env::var(var).map_err(|_| {
-                bad(field("env"), format!("the environment variable {var} is not set"))
+                bad(
+                    field("env"),
+                    format!("the environment variable {var} is not set"),
+                )
             })?,
             _ => {
                 return Err(bad(
                     format!("secrets.keys[{i}]"),
-                    "set exactly one of `file` and `env` (where the base64 key is read from)".into(),
+                    "set exactly one of `file` and `env` (where the base64 key is read from)"
+                        .into(),
                 ))
             }
         };
@@ -128,15 +138,26 @@ mod tests {
         assert!(ring.has("k1") && ring.active_id() == "k2");
 
         let err = |c: SecretsConfig| load(&c).unwrap_err().to_string();
-        assert!(err(cfg("", vec![entry("k1", &good), entry("k2", &good2)])).contains("secrets.active_key"));
+        assert!(err(cfg("", vec![entry("k1", &good), entry("k2", &good2)]))
+            .contains("secrets.active_key"));
         assert!(err(cfg("k3", vec![entry("k1", &good)])).contains("not among"));
         assert!(err(cfg("", vec![entry("bad id", &good)])).contains("secrets.keys[0].id"));
         assert!(err(cfg("", vec![entry("k1", &short)])).contains("holds 3 bytes"));
-        assert!(err(cfg("", vec![entry("k1", &dir.join("missing"))])).contains("secrets.keys[0].file"));
+        assert!(
+            err(cfg("", vec![entry("k1", &dir.join("missing"))])).contains("secrets.keys[0].file")
+        );
         assert!(err(cfg("k1", vec![])).contains("secrets.active_key"));
-        let neither = MasterKeyConfig { id: "k1".into(), file: None, env: None };
+        let neither = MasterKeyConfig {
+            id: "k1".into(),
+            file: None,
+            env: None,
+        };
         assert!(err(cfg("", vec![neither])).contains("exactly one"));
-        let unset = MasterKeyConfig { id: "k1".into(), file: None, env: Some("HERALD_TEST_NO_SUCH_VAR".into()) };
+        let unset = MasterKeyConfig {
+            id: "k1".into(),
+            file: None,
+            env: Some("HERALD_TEST_NO_SUCH_VAR".into()),
+        };
         assert!(err(cfg("", vec![unset])).contains("HERALD_TEST_NO_SUCH_VAR is not set"));
         // The key material itself is never in an error.
         let text = std::fs::read_to_string(&good).unwrap();

@@ -82,7 +82,9 @@ impl KeyRing {
         let mut id = [0u8; 4];
         rand::rng().fill_bytes(&mut id);
         let id = format!("ephemeral-{:08x}", u32::from_be_bytes(id));
-        let keys = [(id.clone(), Aes256Gcm::new(&key.into()))].into_iter().collect();
+        let keys = [(id.clone(), Aes256Gcm::new(&key.into()))]
+            .into_iter()
+            .collect();
         Self { active: id, keys }
     }
 
@@ -227,7 +229,10 @@ mod tests {
             secrets: vec![SECRET.into(), OLD.into()],
             headers: [
                 ("X-Tenant".to_string(), "acme".to_string()),
-                ("Authorization".to_string(), "Bearer s3cr3t-token".to_string()),
+                (
+                    "Authorization".to_string(),
+                    "Bearer s3cr3t-token".to_string(),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -239,7 +244,11 @@ mod tests {
     }
 
     fn ring(active: &str, ids: &[(&str, u8)]) -> KeyRing {
-        KeyRing::new(active, ids.iter().map(|(id, b)| (id.to_string(), [*b; KEY_LEN]))).unwrap()
+        KeyRing::new(
+            active,
+            ids.iter().map(|(id, b)| (id.to_string(), [*b; KEY_LEN])),
+        )
+        .unwrap()
     }
 
     fn bytes(rec: &EndpointRecord) -> Vec<u8> {
@@ -247,7 +256,9 @@ mod tests {
     }
 
     fn contains(haystack: &[u8], needle: &str) -> bool {
-        haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
     }
 
     #[test]
@@ -256,7 +267,11 @@ mod tests {
         let ep = endpoint();
         let rec = r.seal_endpoint(&ep);
         let raw = bytes(&rec);
-        for secret in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "b2xkb2xkb2xkb2xkb2xkb2xkb2xk", "s3cr3t-token"] {
+        for secret in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "b2xkb2xkb2xkb2xkb2xkb2xkb2xk",
+            "s3cr3t-token",
+        ] {
             assert!(!contains(&raw, secret), "{secret} in the record");
         }
         assert!(contains(&raw, "acme"), "ordinary headers stay readable");
@@ -282,7 +297,9 @@ mod tests {
     fn unknown_keys_tampering_and_moved_values_do_not_open() {
         let r = ring("k1", &[("k1", 1)]);
         let rec = r.seal_endpoint(&endpoint());
-        let e = ring("k9", &[("k9", 9)]).open_endpoint(rec.clone()).unwrap_err();
+        let e = ring("k9", &[("k9", 9)])
+            .open_endpoint(rec.clone())
+            .unwrap_err();
         assert!(e.contains("\"k1\""), "{e}");
         // Same id, different key bytes.
         assert!(ring("k1", &[("k1", 7)]).open_endpoint(rec.clone()).is_err());

@@ -50,8 +50,10 @@ pub fn test_config() -> Config {
 pub fn master_key_file() -> std::path::PathBuf {
     static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!("herald-test-master-{}.key", std::process::id()));
-        std::fs::write(&path, herald_registry::keys::generate_key()).expect("write the test master key");
+        let path =
+            std::env::temp_dir().join(format!("herald-test-master-{}.key", std::process::id()));
+        std::fs::write(&path, herald_registry::keys::generate_key())
+            .expect("write the test master key");
         path
     })
     .clone()

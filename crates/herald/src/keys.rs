@@ -55,8 +55,14 @@ pub fn run_secrets(cmd: SecretsCmd) -> anyhow::Result<()> {
 /// The text `herald token create` prints.
 fn token_create(args: &TokenCreateArgs) -> anyhow::Result<String> {
     let name = args.name.trim();
-    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
-        anyhow::bail!("--name must be non-empty, without quotes, backslashes or control characters");
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        anyhow::bail!(
+            "--name must be non-empty, without quotes, backslashes or control characters"
+        );
     }
     let scopes = Scopes::parse(&args.scopes).map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
     if scopes.is_empty() {
@@ -98,12 +104,11 @@ mod tests {
             TokenHash::parse(entry["hash"].as_str().unwrap()).unwrap(),
             TokenHash::of(token)
         );
-        assert_eq!(
-            entry["scopes"].as_array().unwrap().len(),
-            2,
-            "{toml_part}"
+        assert_eq!(entry["scopes"].as_array().unwrap().len(), 2, "{toml_part}");
+        assert!(
+            !toml_part.contains(token),
+            "the config entry never holds the token"
         );
-        assert!(!toml_part.contains(token), "the config entry never holds the token");
     }
 
     #[test]

@@ -122,8 +122,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .with_context(|| format!("cannot listen on {} (grpc.listen)", cfg.grpc.listen))?;
         let addr = listener.local_addr()?;
         let publisher = Publisher::new(&cfg.kafka, &cfg.grpc, &cfg.node.id, registry.clone())?;
-        let writer =
-            RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone(), ring.clone())?;
+        let writer = RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone(), ring.clone())?;
         let dead_letters = DeadLetterApi::new(
             &cfg.kafka,
             &cfg.node.id,

@@ -210,7 +210,8 @@ fn secret_value(
         return Ok(flag);
     };
     let text = if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("cannot read the secret from standard input")?
+        std::io::read_to_string(std::io::stdin())
+            .context("cannot read the secret from standard input")?
     } else {
         std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the secret file {}", path.display()))?

@@ -36,7 +36,9 @@ impl Interceptor for Credentials {
 
 /// The API token: `HERALD_TOKEN`, or the file `--token-file` names.
 fn token(opts: &ClientOpts) -> anyhow::Result<Option<String>> {
-    let from_env = std::env::var("HERALD_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    let from_env = std::env::var("HERALD_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
     let from_file = match &opts.token_file {
         None => None,
         Some(path) => Some(
@@ -50,7 +52,9 @@ fn token(opts: &ClientOpts) -> anyhow::Result<Option<String>> {
         ),
         (t, None) | (None, t) => t,
     };
-    Ok(token.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+    Ok(token
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
 }
 
 fn credentials(opts: &ClientOpts) -> anyhow::Result<Credentials> {

@@ -234,9 +234,15 @@ fn secrets_come_from_files() {
         secret_value(None, Some(&file)).unwrap().as_deref(),
         Some("whsec_fromfile")
     );
-    assert_eq!(secret_value(Some("x".into()), None).unwrap().as_deref(), Some("x"));
+    assert_eq!(
+        secret_value(Some("x".into()), None).unwrap().as_deref(),
+        Some("x")
+    );
     std::fs::write(&file, "  \n").unwrap();
-    assert!(secret_value(None, Some(&file)).unwrap_err().to_string().contains("empty"));
+    assert!(secret_value(None, Some(&file))
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
     assert!(secret_value(None, Some(&dir.join("missing"))).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
