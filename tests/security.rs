@@ -426,3 +426,68 @@ async fn registry_topic_holds_no_plaintext_secret() {
     node.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_scoped_per_caller() {
+    let mut cfg = support::config();
+    let (admin, admin_cfg) = token("ops", &["admin"]);
+    let (billing, billing_cfg) = token("billing", &["publish"]);
+    let (crm, crm_cfg) = token("crm", &["publish"]);
+    cfg.auth.disabled = false;
+    cfg.auth.tokens = vec![admin_cfg, billing_cfg, crm_cfg];
+    let (_broker, cfg) = support::broker(cfg);
+    let node = herald::node::start(cfg, herald::node::Roles::ALL)
+        .await
+        .expect("node starts");
+    tokio::time::timeout(GUARD, node.registry.wait_loaded())
+        .await
+        .expect("registry loads");
+    let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&ch, Rpc::CreateEndpoint, Some(&admin), "ep")
+            .await
+            .code(),
+        Code::Ok
+    );
+    let publish = |t: String| {
+        let ch = ch.clone();
+        async move {
+            EventServiceClient::new(ch)
+                .publish(with_token(
+                    pb::PublishRequest {
+                        endpoint_id: "ep-new".into(),
+                        event_type: "t".into(),
+                        payload: "{}".into(),
+                        idempotency_key: "order-42".into(),
+                        ..Default::default()
+                    },
+                    Some(&t),
+                ))
+                .await
+                .expect("publish")
+                .into_inner()
+        }
+    };
+    let first = publish(billing.clone()).await;
+    let again = publish(billing.clone()).await;
+    let other = publish(crm.clone()).await;
+    assert_eq!(
+        again.event_id, first.event_id,
+        "the same caller's retry is the same event"
+    );
+    assert!(again.duplicate && !first.duplicate);
+    assert_ne!(
+        other.event_id, first.event_id,
+        "another caller's equal key is another event"
+    );
+    assert!(!other.duplicate);
+    drop(ch);
+    tokio::time::timeout(GUARD, node.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+}

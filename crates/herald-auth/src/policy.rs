@@ -27,11 +27,19 @@ impl Principal {
     /// The caller when authentication is disabled: may do everything.
     pub fn anonymous() -> Self {
         Principal {
-            name: "anonymous".into(),
+            name: ANONYMOUS.into(),
             scopes: Scopes::all(),
         }
     }
+
+    /// Whether this is the caller of a node with authentication disabled.
+    pub fn is_anonymous(&self) -> bool {
+        self.name == ANONYMOUS
+    }
 }
+
+/// The name of [`Principal::anonymous`]; no configured token may use it.
+const ANONYMOUS: &str = "anonymous";
 
 /// A configuration that cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +86,12 @@ impl Authenticator {
             };
             if t.name.trim().is_empty() {
                 return Err(bad("name", "is required (who holds the token)".into()));
+            }
+            if t.name.chars().any(char::is_control) || t.name == ANONYMOUS {
+                return Err(bad(
+                    "name",
+                    format!("must have no control characters and not be {ANONYMOUS:?}"),
+                ));
             }
             if !names.insert(t.name.as_str()) {
                 return Err(bad("name", format!("{:?} is used by two tokens", t.name)));

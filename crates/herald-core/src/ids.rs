@@ -33,6 +33,18 @@ pub fn idempotent_event_id(endpoint_id: &str, idempotency_key: &str) -> String {
     format!("msg_{}", URL_SAFE_NO_PAD.encode(&digest[..18]))
 }
 
+/// The idempotency key as Herald remembers it: scoped to the caller (an
+/// API token's name, which has no control characters), so two callers'
+/// equal keys never name the same event. Without a caller (authentication
+/// off) it is the key itself, as before callers existed.
+pub fn scoped_idempotency_key(caller: &str, key: &str) -> String {
+    if caller.is_empty() {
+        key.to_string()
+    } else {
+        format!("{caller}\u{0}{key}")
+    }
+}
+
 /// Whether `id` is a well-formed id: 1..=128 chars of `[A-Za-z0-9._-]`.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -45,6 +57,25 @@ pub fn is_valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_scoped_per_caller() {
+        let a = idempotent_event_id("ep", &scoped_idempotency_key("billing", "k1"));
+        let b = idempotent_event_id("ep", &scoped_idempotency_key("crm", "k1"));
+        let anon = idempotent_event_id("ep", &scoped_idempotency_key("", "k1"));
+        assert_ne!(a, b);
+        assert_ne!(a, anon);
+        assert_eq!(
+            anon,
+            idempotent_event_id("ep", "k1"),
+            "unchanged without a caller"
+        );
+        // No caller/key split collides with another.
+        assert_ne!(
+            scoped_idempotency_key("a", "b\u{0}c"),
+            scoped_idempotency_key("a\u{0}b", "c").replace('\u{0}', "|")
+        );
+    }
 
     #[test]
     fn generated_ids_are_valid_and_distinct() {

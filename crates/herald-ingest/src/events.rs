@@ -75,6 +75,17 @@ fn observe(method: &'static str, started: Instant, ok: bool) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// The authenticated caller's name, which scopes idempotency keys; empty
+/// when authentication is off (every caller is the same "anonymous").
+fn caller<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<std::sync::Arc<herald_auth::Principal>>()
+        .filter(|p| !p.is_anonymous())
+        .map(|p| p.name.clone())
+        .unwrap_or_default()
+}
+
 #[tonic::async_trait]
 impl EventService for EventApi {
     async fn publish(
@@ -82,7 +93,11 @@ impl EventService for EventApi {
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
         let started = Instant::now();
-        let result = self.publisher.publish(request.into_inner()).await;
+        let caller = caller(&request);
+        let result = self
+            .publisher
+            .publish_as(&caller, request.into_inner())
+            .await;
         observe("publish", started, result.is_ok());
         result.map(Response::new).map_err(|e| e.status())
     }
@@ -92,6 +107,7 @@ impl EventService for EventApi {
         request: Request<PublishBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
         let started = Instant::now();
+        let caller = caller(&request);
         let events = request.into_inner().events;
         if events.is_empty() {
             observe("publish_batch", started, false);
@@ -107,7 +123,7 @@ impl EventService for EventApi {
                 self.max_batch
             )));
         }
-        let outcomes = self.publisher.publish_many(events).await;
+        let outcomes = self.publisher.publish_many_as(&caller, events).await;
         let mut resp = PublishBatchResponse::default();
         for (index, outcome) in outcomes.into_iter().enumerate() {
             let result = match outcome {

@@ -116,7 +116,17 @@ impl Publisher {
 
     /// Validates and publishes one event; returns once Kafka acknowledged it.
     pub async fn publish(&self, req: PublishRequest) -> Result<PublishResponse, PublishError> {
-        let mut results = self.publish_many(vec![req]).await;
+        self.publish_as("", req).await
+    }
+
+    /// [`Publisher::publish`] for `caller` (an API token's name; empty when
+    /// authentication is off): idempotency keys are scoped to the caller.
+    pub async fn publish_as(
+        &self,
+        caller: &str,
+        req: PublishRequest,
+    ) -> Result<PublishResponse, PublishError> {
+        let mut results = self.publish_many_as(caller, vec![req]).await;
         results.pop().expect("one result per request")
     }
 
@@ -127,7 +137,18 @@ impl Publisher {
         &self,
         reqs: Vec<PublishRequest>,
     ) -> Vec<Result<PublishResponse, PublishError>> {
-        let slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(r)).collect();
+        self.publish_many_as("", reqs).await
+    }
+
+    /// [`Publisher::publish_many`] for `caller`: the same idempotency key
+    /// from two callers names two different events, so one caller can
+    /// neither guess nor collide with another's keys.
+    pub async fn publish_many_as(
+        &self,
+        caller: &str,
+        reqs: Vec<PublishRequest>,
+    ) -> Vec<Result<PublishResponse, PublishError>> {
+        let slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(caller, r)).collect();
         self.send_slots(slots).await
     }
 
@@ -141,7 +162,12 @@ impl Publisher {
             .into_iter()
             .map(|envelope| {
                 let value = envelope.encode_to_vec();
-                Slot::Ready(Prepared { envelope, value })
+                // Not remembered as a publisher's idempotency key either.
+                Slot::Ready(Prepared {
+                    envelope,
+                    value,
+                    cache_key: String::new(),
+                })
             })
             .collect();
         self.send_slots(slots).await
@@ -174,12 +200,9 @@ impl Publisher {
                             offset: delivery.offset,
                             duplicate: false,
                         };
-                        if !p.envelope.idempotency_key.is_empty() {
-                            self.cache.put(
-                                &p.envelope.endpoint_id,
-                                &p.envelope.idempotency_key,
-                                resp.clone(),
-                            );
+                        if !p.cache_key.is_empty() {
+                            self.cache
+                                .put(&p.envelope.endpoint_id, &p.cache_key, resp.clone());
                         }
                         Ok(resp)
                     }
@@ -227,18 +250,22 @@ impl Publisher {
 
     /// Validates a request and builds its envelope (or answers it from the
     /// idempotency cache).
-    fn prepare(&self, req: PublishRequest) -> Slot {
-        match self.validate(req) {
+    fn prepare(&self, caller: &str, req: PublishRequest) -> Slot {
+        match self.validate(caller, req) {
             Ok(Validated::Cached(resp)) => Slot::Done(Ok(resp)),
-            Ok(Validated::New(envelope)) => {
+            Ok(Validated::New(envelope, cache_key)) => {
                 let value = envelope.encode_to_vec();
-                Slot::Ready(Prepared { envelope, value })
+                Slot::Ready(Prepared {
+                    envelope,
+                    value,
+                    cache_key,
+                })
             }
             Err(e) => Slot::Done(Err(e)),
         }
     }
 
-    fn validate(&self, req: PublishRequest) -> Result<Validated, PublishError> {
+    fn validate(&self, caller: &str, req: PublishRequest) -> Result<Validated, PublishError> {
         validate::id("endpoint_id", &req.endpoint_id)?;
         validate::event_type(&req.event_type)?;
         validate::payload(&req.payload, self.max_payload)?;
@@ -261,8 +288,13 @@ impl Publisher {
             Some(_) => {}
         }
         let keyed = !req.idempotency_key.is_empty();
+        let cache_key = if keyed {
+            ids::scoped_idempotency_key(caller, &req.idempotency_key)
+        } else {
+            String::new()
+        };
         if keyed {
-            if let Some(mut earlier) = self.cache.get(&req.endpoint_id, &req.idempotency_key) {
+            if let Some(mut earlier) = self.cache.get(&req.endpoint_id, &cache_key) {
                 earlier.duplicate = true;
                 return Ok(Validated::Cached(earlier));
             }
@@ -270,20 +302,23 @@ impl Publisher {
         let event_id = if !req.event_id.is_empty() {
             req.event_id
         } else if keyed {
-            ids::idempotent_event_id(&req.endpoint_id, &req.idempotency_key)
+            ids::idempotent_event_id(&req.endpoint_id, &cache_key)
         } else {
             ids::new_event_id()
         };
-        Ok(Validated::New(EventEnvelope {
-            event_id,
-            endpoint_id: req.endpoint_id,
-            event_type: req.event_type,
-            payload: Bytes::from(req.payload.into_bytes()),
-            created_at_ms: now_ms(),
-            idempotency_key: req.idempotency_key,
-            attempt: Some(AttemptState::default()),
-            ..Default::default()
-        }))
+        Ok(Validated::New(
+            EventEnvelope {
+                event_id,
+                endpoint_id: req.endpoint_id,
+                event_type: req.event_type,
+                payload: Bytes::from(req.payload.into_bytes()),
+                created_at_ms: now_ms(),
+                idempotency_key: req.idempotency_key,
+                attempt: Some(AttemptState::default()),
+                ..Default::default()
+            },
+            cache_key,
+        ))
     }
 }
 
@@ -292,11 +327,14 @@ impl Publisher {
 struct Prepared {
     envelope: EventEnvelope,
     value: Vec<u8>,
+    /// The caller-scoped idempotency key (empty without a key).
+    cache_key: String,
 }
 
 enum Validated {
     Cached(PublishResponse),
-    New(EventEnvelope),
+    /// The event, and its caller-scoped idempotency key.
+    New(EventEnvelope, String),
 }
 
 /// One request's progress through [`Publisher::publish_many`].
