@@ -491,3 +491,37 @@ async fn idempotency_keys_are_scoped_per_caller() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_node_without_tokens_or_master_key_refuses_to_start() {
+    let mut cfg = support::config();
+    cfg.kafka.brokers = "127.0.0.1:1".into(); // never reached: it fails before
+    cfg.auth.disabled = false;
+    let err = herald::node::start(cfg.clone(), herald::node::Roles::ALL)
+        .await
+        .err()
+        .expect("no tokens: refused")
+        .to_string();
+    assert!(
+        err.contains("auth.tokens") && err.contains("herald token create"),
+        "{err}"
+    );
+
+    cfg.auth.disabled = true;
+    cfg.secrets.keys.clear();
+    let err = herald::node::start(
+        cfg,
+        herald::node::Roles {
+            ingest: false,
+            dispatch: true,
+        },
+    )
+    .await
+    .err()
+    .expect("no master key: refused")
+    .to_string();
+    assert!(
+        err.contains("secrets.keys") && err.contains("generate-key"),
+        "{err}"
+    );
+}

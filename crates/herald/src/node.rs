@@ -61,6 +61,12 @@ pub struct RunningNode {
 
 /// Starts a node with `roles`; returns once every listener is bound.
 pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
+    // Configuration that cannot be served fails before anything connects.
+    let auth = roles
+        .ingest
+        .then(|| herald_auth::Authenticator::from_config(&cfg.auth))
+        .transpose()?;
+    let ring = std::sync::Arc::new(master_keys(&cfg)?);
     let metrics = install_recorder();
     let health = Health::new();
     let stop_ingest = CancellationToken::new();
@@ -92,7 +98,6 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         stop_rest.clone().cancelled_owned(),
     )));
 
-    let ring = std::sync::Arc::new(master_keys(&cfg)?);
     let registry = Registry::new();
     health.pending("registry", "loading the endpoint registry");
     {
@@ -116,7 +121,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         rest.push(tokio::spawn(watch_registry(reg, h, stop)));
     }
 
-    let (grpc_addr, ingest) = if roles.ingest {
+    let (grpc_addr, ingest) = if let Some(auth) = auth {
         let listener = TcpListener::bind(cfg.grpc.listen)
             .await
             .with_context(|| format!("cannot listen on {} (grpc.listen)", cfg.grpc.listen))?;
@@ -194,7 +199,6 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let reflection = reflection().build_v1()?;
         // Room for a batch of maximum-size payloads plus framing.
         let max_msg = cfg.grpc.max_payload_bytes.saturating_mul(4).max(4 << 20) + (64 << 10);
-        let auth = herald_auth::Authenticator::from_config(&cfg.auth)?;
         if auth.is_disabled() {
             tracing::warn!("auth.disabled = true: every gRPC caller may publish, manage endpoints and read dead letters; use this only where every caller is trusted");
         }
