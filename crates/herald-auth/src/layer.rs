@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{Either, Ready};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -62,7 +63,14 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        match self.auth.authorize(req.uri().path(), authorization) {
+        // The client certificate a TLS connection presented (tonic puts the
+        // verified chain in the request's extensions, end entity first).
+        let certs = req
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|i| i.peer_certs());
+        let cert = certs.as_ref().and_then(|c| c.first());
+        match self.auth.authorize(req.uri().path(), authorization, cert) {
             Ok(principal) => {
                 if let Some(p) = principal {
                     req.extensions_mut().insert::<Arc<Principal>>(p);

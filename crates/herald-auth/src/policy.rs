@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_core::config::AuthConfig;
+use rustls_pki_types::{CertificateDer, DnsName, ServerName};
+use sha2::{Digest as _, Sha256};
 use tonic::Status;
 
 use crate::scope::{required, Access, Scopes};
@@ -51,26 +53,45 @@ pub struct AuthConfigError {
     pub message: String,
 }
 
-/// Checks every request against the configured tokens.
+/// How a client certificate is recognised.
+#[derive(Debug, Clone)]
+enum CertMatch {
+    /// Its subject alternative names cover this DNS name.
+    Dns(DnsName<'static>),
+    /// Its DER encoding hashes to this.
+    Fingerprint([u8; 32]),
+}
+
+/// Checks every request against the configured tokens and client certificates.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     /// `None` = authentication disabled.
     tokens: Option<HashMap<TokenHash, Arc<Principal>>>,
+    /// `[[auth.clients]]`, in config order (the first match wins).
+    clients: Vec<(CertMatch, Arc<Principal>)>,
     anonymous: Arc<Principal>,
 }
 
 impl Authenticator {
-    /// Builds the checker from `[auth]`. Refuses an API with no way in
-    /// unless `auth.disabled` says so explicitly.
-    pub fn from_config(cfg: &AuthConfig) -> Result<Self, AuthConfigError> {
+    /// Builds the checker from `[auth]`; `mtls` says whether the server
+    /// verifies client certificates (`grpc.tls.client_ca_file`). Refuses an
+    /// API with no way in unless `auth.disabled` says so explicitly.
+    pub fn from_config(cfg: &AuthConfig, mtls: bool) -> Result<Self, AuthConfigError> {
         let anonymous = Arc::new(Principal::anonymous());
         if cfg.disabled {
             return Ok(Self {
                 tokens: None,
+                clients: Vec::new(),
                 anonymous,
             });
         }
-        if cfg.tokens.is_empty() {
+        if !cfg.clients.is_empty() && !mtls {
+            return Err(AuthConfigError {
+                key: "auth.clients".into(),
+                message: "client certificates need grpc.tls with client_ca_file (the CA they must chain to)".into(),
+            });
+        }
+        if cfg.tokens.is_empty() && cfg.clients.is_empty() {
             return Err(AuthConfigError {
                 key: "auth.tokens".into(),
                 message: "the gRPC API needs at least one API token: create one with `herald token create --name NAME --scopes publish,...` and add the [[auth.tokens]] entry it prints, or set auth.disabled = true on a network where every caller is trusted".into(),
@@ -78,39 +99,49 @@ impl Authenticator {
         }
         let mut tokens = HashMap::new();
         let mut names = std::collections::HashSet::new();
-        for (i, t) in cfg.tokens.iter().enumerate() {
-            let key = |field: &str| format!("auth.tokens[{i}].{field}");
+        let mut clients = Vec::new();
+        for (i, c) in cfg.clients.iter().enumerate() {
             let bad = |field: &str, message: String| AuthConfigError {
-                key: key(field),
+                key: format!("auth.clients[{i}].{field}"),
                 message,
             };
-            if t.name.trim().is_empty() {
-                return Err(bad("name", "is required (who holds the token)".into()));
-            }
-            if t.name.chars().any(char::is_control) || t.name == ANONYMOUS {
-                return Err(bad(
-                    "name",
-                    format!("must have no control characters and not be {ANONYMOUS:?}"),
-                ));
-            }
-            if !names.insert(t.name.as_str()) {
-                return Err(bad("name", format!("{:?} is used by two tokens", t.name)));
-            }
+            let principal = principal(&c.name, &c.scopes, &mut names)
+                .map_err(|(field, message)| bad(field, message))?;
+            let matcher = match (&c.dns_name, &c.cert_sha256) {
+                (Some(dns), None) => CertMatch::Dns(
+                    DnsName::try_from(dns.as_str())
+                        .map_err(|_| bad("dns_name", format!("{dns:?} is not a DNS name")))?
+                        .to_owned(),
+                ),
+                (None, Some(fp)) => CertMatch::Fingerprint(
+                    TokenHash::parse(fp)
+                        .map_err(|_| bad("cert_sha256", "expected \"sha256:\" and 64 hex digits (the SHA-256 of the certificate's DER)".into()))?
+                        .0,
+                ),
+                _ => {
+                    return Err(AuthConfigError {
+                        key: format!("auth.clients[{i}]"),
+                        message: "set exactly one of dns_name and cert_sha256".into(),
+                    })
+                }
+            };
+            clients.push((matcher, principal));
+        }
+        for (i, t) in cfg.tokens.iter().enumerate() {
+            let bad = |field: &str, message: String| AuthConfigError {
+                key: format!("auth.tokens[{i}].{field}"),
+                message,
+            };
+            let principal = principal(&t.name, &t.scopes, &mut names)
+                .map_err(|(field, message)| bad(field, message))?;
             let hash = TokenHash::parse(&t.hash).map_err(|e| bad("hash", e.to_string()))?;
-            let scopes = Scopes::parse(&t.scopes).map_err(|e| bad("scopes", e.to_string()))?;
-            if scopes.is_empty() {
-                return Err(bad("scopes", "must name at least one scope".into()));
-            }
-            let principal = Arc::new(Principal {
-                name: t.name.clone(),
-                scopes,
-            });
             if tokens.insert(hash, principal).is_some() {
                 return Err(bad("hash", "the same token is configured twice".into()));
             }
         }
         Ok(Self {
             tokens: Some(tokens),
+            clients,
             anonymous,
         })
     }
@@ -121,10 +152,14 @@ impl Authenticator {
     }
 
     /// The decision for one request: `Ok(None)` for an open path.
+    /// `client_cert` is the end-entity certificate a TLS client presented
+    /// (already verified against the client CA by the TLS layer). A token,
+    /// when sent, takes precedence over the certificate.
     pub fn authorize(
         &self,
         path: &str,
         authorization: Option<&[u8]>,
+        client_cert: Option<&CertificateDer<'_>>,
     ) -> Result<Option<Arc<Principal>>, Status> {
         let Access::Needs(scope) = required(path) else {
             return Ok(None);
@@ -132,13 +167,15 @@ impl Authenticator {
         let Some(tokens) = &self.tokens else {
             return Ok(Some(self.anonymous.clone()));
         };
-        let principal = bearer(authorization)
-            .and_then(|t| tokens.get(&TokenHash::of(t)))
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "missing or invalid API token: send the header `authorization: Bearer <token>` (the CLI reads HERALD_TOKEN or --token-file)",
-                )
-            })?;
+        let principal = match (authorization, client_cert) {
+            (Some(_), _) | (None, None) => bearer(authorization).and_then(|t| tokens.get(&TokenHash::of(t))),
+            (None, Some(cert)) => self.client(cert),
+        }
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "missing or invalid API token: send the header `authorization: Bearer <token>` (the CLI reads HERALD_TOKEN or --token-file), or a client certificate listed in [[auth.clients]]",
+            )
+        })?;
         if !principal.scopes.allows(scope) {
             let method = path
                 .trim_start_matches('/')
@@ -150,6 +187,53 @@ impl Authenticator {
         }
         Ok(Some(principal.clone()))
     }
+}
+
+impl Authenticator {
+    /// The principal a verified client certificate maps to, if any.
+    fn client(&self, cert: &CertificateDer<'_>) -> Option<&Arc<Principal>> {
+        let parsed = webpki::EndEntityCert::try_from(cert).ok();
+        let fingerprint: [u8; 32] = Sha256::digest(cert.as_ref()).into();
+        self.clients.iter().find_map(|(m, p)| {
+            let hit = match m {
+                CertMatch::Fingerprint(f) => *f == fingerprint,
+                CertMatch::Dns(name) => parsed.as_ref().is_some_and(|c| {
+                    c.verify_is_valid_for_subject_name(&ServerName::DnsName(name.clone()))
+                        .is_ok()
+                }),
+            };
+            hit.then_some(p)
+        })
+    }
+}
+
+/// A checked principal from a config entry's name and scopes; errors are
+/// `(field, message)`.
+fn principal<'a>(
+    name: &'a str,
+    scopes: &[String],
+    names: &mut std::collections::HashSet<&'a str>,
+) -> Result<Arc<Principal>, (&'static str, String)> {
+    if name.trim().is_empty() {
+        return Err(("name", "is required (who holds the credential)".into()));
+    }
+    if name.chars().any(char::is_control) || name == ANONYMOUS {
+        return Err((
+            "name",
+            format!("must have no control characters and not be {ANONYMOUS:?}"),
+        ));
+    }
+    if !names.insert(name) {
+        return Err(("name", format!("{name:?} is used by two credentials")));
+    }
+    let scopes = Scopes::parse(scopes).map_err(|e| ("scopes", e.to_string()))?;
+    if scopes.is_empty() {
+        return Err(("scopes", "must name at least one scope".into()));
+    }
+    Ok(Arc::new(Principal {
+        name: name.to_string(),
+        scopes,
+    }))
 }
 
 /// The token of an `authorization: Bearer <token>` header value.
@@ -180,6 +264,7 @@ mod tests {
                     scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -190,21 +275,24 @@ mod tests {
     fn tokens_scopes_and_open_paths() {
         let (pub_token, pub_hash) = token::generate();
         let (admin_token, admin_hash) = token::generate();
-        let auth = Authenticator::from_config(&config(&[
-            ("billing", &pub_hash.to_string(), &["publish"]),
-            ("ops", &admin_hash.to_string(), &["admin"]),
-        ]))
+        let auth = Authenticator::from_config(
+            &config(&[
+                ("billing", &pub_hash.to_string(), &["publish"]),
+                ("ops", &admin_hash.to_string(), &["admin"]),
+            ]),
+            false,
+        )
         .unwrap();
         let header = |t: &str| format!("Bearer {t}");
 
         let p = auth
-            .authorize(PUBLISH, Some(header(&pub_token).as_bytes()))
+            .authorize(PUBLISH, Some(header(&pub_token).as_bytes()), None)
             .unwrap()
             .unwrap();
         assert_eq!(p.name, "billing");
 
         let denied = auth
-            .authorize(CREATE, Some(header(&pub_token).as_bytes()))
+            .authorize(CREATE, Some(header(&pub_token).as_bytes()), None)
             .unwrap_err();
         assert_eq!(denied.code(), Code::PermissionDenied);
         assert!(
@@ -215,7 +303,7 @@ mod tests {
         assert!(!denied.message().contains(&pub_token));
 
         assert!(auth
-            .authorize(CREATE, Some(header(&admin_token).as_bytes()))
+            .authorize(CREATE, Some(header(&admin_token).as_bytes()), None)
             .is_ok());
 
         for bad in [
@@ -227,16 +315,20 @@ mod tests {
             Some(b"Bearer hrld_wrong".as_slice()),
             Some(&[0xff, 0xfe][..]),
         ] {
-            let e = auth.authorize(PUBLISH, bad).unwrap_err();
+            let e = auth.authorize(PUBLISH, bad, None).unwrap_err();
             assert_eq!(e.code(), Code::Unauthenticated, "{bad:?}");
         }
         // Case-insensitive scheme, surrounding spaces.
         assert!(auth
-            .authorize(PUBLISH, Some(format!("  bearer   {pub_token} ").as_bytes()))
+            .authorize(
+                PUBLISH,
+                Some(format!("  bearer   {pub_token} ").as_bytes()),
+                None
+            )
             .is_ok());
         // Health and reflection need nothing.
         assert_eq!(
-            auth.authorize("/grpc.health.v1.Health/Check", None)
+            auth.authorize("/grpc.health.v1.Health/Check", None, None)
                 .unwrap(),
             None
         );
@@ -244,19 +336,91 @@ mod tests {
 
     #[test]
     fn disabled_lets_everyone_in_as_anonymous() {
-        let auth = Authenticator::from_config(&AuthConfig {
-            disabled: true,
-            tokens: vec![],
-        })
+        let auth = Authenticator::from_config(
+            &AuthConfig {
+                disabled: true,
+                ..Default::default()
+            },
+            false,
+        )
         .unwrap();
         assert!(auth.is_disabled());
-        let p = auth.authorize(CREATE, None).unwrap().unwrap();
+        let p = auth.authorize(CREATE, None, None).unwrap().unwrap();
         assert_eq!(p.name, "anonymous");
+    }
+
+    fn cert(names: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn client_certificates_map_by_dns_name_or_fingerprint() {
+        let ops = cert(&["ops.herald.internal"]);
+        let pinned = cert(&["anything.example"]);
+        let stranger = cert(&["stranger.example"]);
+        let fp = format!(
+            "sha256:{}",
+            Sha256::digest(pinned.as_ref())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let cfg = AuthConfig {
+            clients: vec![
+                herald_core::config::ClientCertConfig {
+                    name: "ops".into(),
+                    dns_name: Some("ops.herald.internal".into()),
+                    scopes: vec!["admin".into()],
+                    ..Default::default()
+                },
+                herald_core::config::ClientCertConfig {
+                    name: "pinned".into(),
+                    cert_sha256: Some(fp),
+                    scopes: vec!["publish".into()],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            Authenticator::from_config(&cfg, false).unwrap_err().key,
+            "auth.clients",
+            "client certificates need a client CA"
+        );
+        let auth = Authenticator::from_config(&cfg, true).unwrap();
+        let p = auth.authorize(CREATE, None, Some(&ops)).unwrap().unwrap();
+        assert_eq!(p.name, "ops");
+        let p = auth
+            .authorize(PUBLISH, None, Some(&pinned))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.name, "pinned");
+        let denied = auth.authorize(CREATE, None, Some(&pinned)).unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        let e = auth.authorize(PUBLISH, None, Some(&stranger)).unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        // Garbage in place of a certificate is refused, never a panic.
+        let junk = CertificateDer::from(vec![0x30, 0x03, 0x01, 0x02]);
+        assert_eq!(
+            auth.authorize(PUBLISH, None, Some(&junk))
+                .unwrap_err()
+                .code(),
+            Code::Unauthenticated
+        );
+        // A wrong token is not rescued by a good certificate.
+        let e = auth
+            .authorize(PUBLISH, Some(b"Bearer hrld_nope"), Some(&pinned))
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
     }
 
     #[test]
     fn bad_configs_name_the_key() {
-        let err = |c: AuthConfig| Authenticator::from_config(&c).unwrap_err();
+        let err = |c: AuthConfig| Authenticator::from_config(&c, false).unwrap_err();
         assert_eq!(err(config(&[])).key, "auth.tokens");
         let (_, h) = token::generate();
         let h = h.to_string();

@@ -64,7 +64,14 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
     // Configuration that cannot be served fails before anything connects.
     let auth = roles
         .ingest
-        .then(|| herald_auth::Authenticator::from_config(&cfg.auth))
+        .then(|| {
+            let mtls = cfg
+                .grpc
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca_file.is_some());
+            herald_auth::Authenticator::from_config(&cfg.auth, mtls)
+        })
         .transpose()?;
     let ring = std::sync::Arc::new(master_keys(&cfg)?);
     let metrics = install_recorder();
@@ -202,7 +209,13 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         if auth.is_disabled() {
             tracing::warn!("auth.disabled = true: every gRPC caller may publish, manage endpoints and read dead letters; use this only where every caller is trusted");
         }
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &cfg.grpc.tls {
+            builder = builder
+                .tls_config(server_tls(tls)?)
+                .context("config key `grpc.tls`: the certificate or key is not usable")?;
+        }
+        let server = builder
             .layer(herald_auth::AuthLayer::new(auth))
             .add_service(health_service)
             .add_service(reflection)
@@ -273,6 +286,36 @@ fn master_keys(cfg: &Config) -> anyhow::Result<herald_registry::KeyRing> {
              [[secrets.keys]] id = \"k1\", file = \"/etc/herald/master.key\" (docs/security.md)"
         ),
     }
+}
+
+/// The gRPC server's TLS settings from `[grpc.tls]`.
+fn server_tls(
+    tls: &herald_core::config::GrpcTlsConfig,
+) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| {
+            format!(
+                "config key `grpc.tls.{key}`: cannot read {}",
+                path.display()
+            )
+        })
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read("cert_file", &tls.cert_file)?,
+        read("key_file", &tls.key_file)?,
+    );
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca_file {
+        config = config
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                "client_ca_file",
+                ca,
+            )?))
+            .client_auth_optional(!tls.require_client_cert);
+    } else if tls.require_client_cert {
+        anyhow::bail!("config key `grpc.tls.require_client_cert`: needs grpc.tls.client_ca_file");
+    }
+    Ok(config)
 }
 
 /// The HTTP client settings from the configuration.

@@ -19,7 +19,9 @@ mod security;
 mod validate;
 
 pub use loader::ConfigLoader;
-pub use security::{AuthConfig, MasterKeyConfig, SecretsConfig, TokenConfig};
+pub use security::{
+    AuthConfig, ClientCertConfig, GrpcTlsConfig, MasterKeyConfig, SecretsConfig, TokenConfig,
+};
 
 /// Where a configuration value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +136,8 @@ pub struct GrpcConfig {
     pub max_batch_size: usize,
     /// Idempotency keys remembered per ingest node (most recent first out).
     pub idempotency_cache_size: usize,
+    /// TLS for the API (`[grpc.tls]`); plaintext h2c when absent.
+    pub tls: Option<GrpcTlsConfig>,
     /// Most endpoints the registry may hold; `CreateEndpoint` answers
     /// `RESOURCE_EXHAUSTED` beyond it (every node keeps the whole registry
     /// in memory).
@@ -148,6 +152,7 @@ impl Default for GrpcConfig {
             max_batch_size: 1000,
             idempotency_cache_size: 100_000,
             max_endpoints: 1_000_000,
+            tls: None,
         }
     }
 }

@@ -20,6 +20,41 @@ pub struct AuthConfig {
     pub disabled: bool,
     /// API tokens, by hash (`herald token create` prints an entry).
     pub tokens: Vec<TokenConfig>,
+    /// Client certificates accepted instead of a token (mutual TLS; needs
+    /// `grpc.tls.client_ca_file`).
+    pub clients: Vec<ClientCertConfig>,
+}
+
+/// One `[[auth.clients]]` entry: a client certificate, verified against
+/// `grpc.tls.client_ca_file`, mapped to scopes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientCertConfig {
+    /// Who the certificate belongs to (logs, errors, idempotency scoping).
+    pub name: String,
+    /// A DNS name the certificate's subject alternative names must cover.
+    pub dns_name: Option<String>,
+    /// Or the SHA-256 of the certificate (DER), `sha256:<hex>`: pins one
+    /// certificate exactly.
+    pub cert_sha256: Option<String>,
+    /// What it may do (as for tokens).
+    pub scopes: Vec<String>,
+}
+
+/// `[grpc.tls]`: TLS for the gRPC API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcTlsConfig {
+    /// PEM certificate chain of the server.
+    pub cert_file: PathBuf,
+    /// PEM private key of the server.
+    pub key_file: PathBuf,
+    /// PEM CA certificates that client certificates must chain to; set it
+    /// to accept `[[auth.clients]]` (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse connections without a client certificate (otherwise a
+    /// client may present a token instead).
+    pub require_client_cert: bool,
 }
 
 /// One `[[auth.tokens]]` entry.

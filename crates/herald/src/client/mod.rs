@@ -55,6 +55,27 @@ pub struct ClientOpts {
     #[arg(long, global = true, env = "HERALD_CA_CERT", value_name = "PATH")]
     pub ca_cert: Option<std::path::PathBuf>,
 
+    /// PEM client certificate for mutual TLS (an `[[auth.clients]]` entry
+    /// on the server), instead of a token.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CLIENT_CERT",
+        value_name = "PATH",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CLIENT_KEY",
+        value_name = "PATH",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
+
     /// How results are printed: readable text, or one JSON value per command for scripts.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub output: OutputFormat,

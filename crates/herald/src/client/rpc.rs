@@ -89,11 +89,20 @@ pub(crate) async fn connect(opts: &ClientOpts) -> anyhow::Result<Conn> {
                 .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
+        if let (Some(cert), Some(key)) = (&opts.client_cert, &opts.client_key) {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ));
+        }
         endpoint = endpoint
             .tls_config(tls)
             .with_context(|| format!("cannot set up TLS for {uri}"))?;
-    } else if opts.ca_cert.is_some() {
-        anyhow::bail!("--ca-cert is set but the server {uri} is not https://");
+    } else if opts.ca_cert.is_some() || opts.client_cert.is_some() {
+        anyhow::bail!("--ca-cert / --client-cert are set but the server {uri} is not https://");
     }
     let channel = endpoint.connect().await.map_err(|err| {
         anyhow::anyhow!(
