@@ -217,6 +217,10 @@ mod tests {
                 Access::Needs(Scope::EndpointsWrite),
             ),
             (
+                "/herald.v1.EndpointService/ResealSecrets",
+                Access::Needs(Scope::Admin),
+            ),
+            (
                 "/herald.v1.DeadLetterService/ListDeadLetters",
                 Access::Needs(Scope::Dlq),
             ),

@@ -46,6 +46,10 @@ pub struct Endpoint {
     /// When the previous secret (`secrets[1]`) stops signing, unix ms; 0 =
     /// it signs until the next rotation.
     pub previous_secret_expires_at_ms: i64,
+    /// The master key the stored record is sealed under, as read from the
+    /// registry topic: empty for plaintext, `*` for a mix of keys. Not
+    /// written back (sealing sets it afresh).
+    pub sealed_key_id: String,
     /// Unix milliseconds.
     pub created_at_ms: i64,
     /// Unix milliseconds.
@@ -109,6 +113,7 @@ impl Endpoint {
             headers: rec.headers.into_iter().collect(),
             sensitive_headers: BTreeSet::new(),
             previous_secret_expires_at_ms: rec.previous_secret_expires_at_ms,
+            sealed_key_id: String::new(),
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
             retry_schedule: rec

@@ -36,6 +36,8 @@ pub struct EndpointApi {
     max_endpoints: usize,
     /// How long a rotated-out secret keeps signing (`secrets.rotation_grace`).
     rotation_grace: Duration,
+    /// The master key id this node seals with (for `ResealSecrets`).
+    active_key_id: String,
 }
 
 impl EndpointApi {
@@ -48,7 +50,14 @@ impl EndpointApi {
             ops,
             max_endpoints: usize::MAX,
             rotation_grace: Duration::from_secs(86_400),
+            active_key_id: String::new(),
         }
+    }
+
+    /// Tells `ResealSecrets` which master key this node's writer seals with.
+    pub fn with_active_key(mut self, id: &str) -> Self {
+        self.active_key_id = id.to_string();
+        self
     }
 
     /// Keeps a rotated-out secret signing for `grace` after a rotation.
@@ -210,6 +219,7 @@ impl EndpointService for EndpointApi {
             headers: req.headers.into_iter().collect::<BTreeMap<_, _>>(),
             sensitive_headers: Default::default(),
             previous_secret_expires_at_ms: 0,
+            sealed_key_id: String::new(),
             created_at_ms: now,
             updated_at_ms: now,
             retry_schedule: schedule("retry_schedule_ms", &req.retry_schedule_ms)?,
@@ -325,6 +335,39 @@ impl EndpointService for EndpointApi {
                 .emit(kind, &ep.id, serde_json::json!({"reason": "api"}));
         }
         Ok(Response::new(view(&ep)))
+    }
+
+    async fn reseal_secrets(
+        &self,
+        _request: Request<pb::ResealSecretsRequest>,
+    ) -> Result<Response<pb::ResealSecretsResponse>, Status> {
+        self.ensure_loaded()?;
+        let (mut resealed, mut already_current) = (0u64, 0u64);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.registry.list(after.as_deref(), DEFAULT_PAGE);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for ep in page {
+                if ep.sealed_key_id == self.active_key_id {
+                    already_current += 1;
+                    continue;
+                }
+                // The newest version this node has, so a write made since
+                // the page was read is not undone.
+                let Some(current) = self.registry.get(&ep.id) else {
+                    continue;
+                };
+                self.store(&current).await?;
+                resealed += 1;
+            }
+        }
+        tracing::info!(resealed, already_current, key = %self.active_key_id, "endpoint secrets re-sealed");
+        Ok(Response::new(pb::ResealSecretsResponse {
+            active_key_id: self.active_key_id.clone(),
+            resealed,
+            already_current,
+        }))
     }
 
     async fn delete_endpoint(

@@ -331,6 +331,9 @@ struct Prepared {
     cache_key: String,
 }
 
+// Lives for one call on the stack; boxing the envelope would cost an
+// allocation per published event.
+#[allow(clippy::large_enum_variant)]
 enum Validated {
     Cached(PublishResponse),
     /// The event, and its caller-scoped idempotency key.

@@ -166,6 +166,7 @@ impl KeyRing {
     /// re-seals them.
     pub fn open_endpoint(&self, mut rec: EndpointRecord) -> Result<Endpoint, String> {
         let id = rec.id.clone();
+        let sealed_key_id = sealed_under(&rec);
         if !rec.sealed_secrets.is_empty() {
             let opened: Result<Vec<String>, OpenError> = rec
                 .sealed_secrets
@@ -189,6 +190,7 @@ impl KeyRing {
                 .map_err(|e| e.to_string())?;
             opened.insert(name.clone(), value);
         }
+        ep.sealed_key_id = sealed_key_id;
         ep.sensitive_headers = opened.keys().cloned().collect();
         ep.headers.extend(opened);
         herald_core::validate::headers(ep.headers.iter()).map_err(|e| e.to_string())?;
@@ -204,6 +206,25 @@ impl KeyRing {
                 .iter()
                 .chain(rec.sealed_headers.values())
                 .any(|v| v.key_id != self.active)
+    }
+}
+
+/// The one key id every sealed value of `rec` uses; empty when a secret is
+/// in plaintext, `*` for a mix.
+fn sealed_under(rec: &EndpointRecord) -> String {
+    if !rec.secrets.is_empty() {
+        return String::new();
+    }
+    let mut ids = rec
+        .sealed_secrets
+        .iter()
+        .chain(rec.sealed_headers.values())
+        .map(|v| v.key_id.as_str());
+    let first = ids.next().unwrap_or("");
+    if ids.all(|id| id == first) {
+        first.to_string()
+    } else {
+        "*".to_string()
     }
 }
 
@@ -276,7 +297,9 @@ mod tests {
         }
         assert!(contains(&raw, "acme"), "ordinary headers stay readable");
         assert!(!r.needs_reseal(&rec));
-        let back = r.open_endpoint(rec).unwrap();
+        let mut back = r.open_endpoint(rec).unwrap();
+        assert_eq!(back.sealed_key_id, "k1");
+        back.sealed_key_id.clear();
         assert_eq!(back, ep);
     }
 
@@ -287,10 +310,14 @@ mod tests {
         let both = ring("k2", &[("k1", 1), ("k2", 2)]);
         assert!(both.needs_reseal(&rec));
         let ep = both.open_endpoint(rec).unwrap();
+        assert_eq!(ep.sealed_key_id, "k1");
         let resealed = both.seal_endpoint(&ep);
         assert!(!both.needs_reseal(&resealed));
         let only_new = ring("k2", &[("k2", 2)]);
-        assert_eq!(only_new.open_endpoint(resealed).unwrap(), endpoint());
+        let mut back = only_new.open_endpoint(resealed).unwrap();
+        assert_eq!(back.sealed_key_id, "k2");
+        back.sealed_key_id.clear();
+        assert_eq!(back, endpoint());
     }
 
     #[test]
@@ -328,6 +355,7 @@ mod tests {
         assert!(r.needs_reseal(&rec));
         let ep = r.open_endpoint(rec).unwrap();
         assert_eq!(ep.secrets[0], SECRET);
+        assert_eq!(ep.sealed_key_id, "", "plaintext");
     }
 
     #[test]

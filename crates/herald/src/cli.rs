@@ -75,6 +75,8 @@ enum Command {
     },
     /// Master keys that seal endpoint secrets at rest.
     Secrets {
+        #[command(flatten)]
+        client: ClientOpts,
         #[command(subcommand)]
         command: crate::keys::SecretsCmd,
     },
@@ -133,7 +135,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dlq { client, command } => client::run_dlq(&client, command).await,
         Command::Listen(args) => client::run_listen(args, shutdown_signal()).await,
         Command::Token { command } => crate::keys::run_token(command),
-        Command::Secrets { command } => crate::keys::run_secrets(command),
+        Command::Secrets { client, command } => crate::keys::run_secrets(&client, command).await,
         Command::Bench(args) => run_bench(args).await,
         Command::MockBroker(f) => run_mock_broker(f).await,
     };

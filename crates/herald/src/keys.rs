@@ -1,7 +1,8 @@
 //! Commands that make key material on this machine, with no server:
 //! `herald token create` (an API token, printed once, and the config entry
 //! that holds only its hash) and `herald secrets generate-key` (a master
-//! key for `[[secrets.keys]]`).
+//! key for `[[secrets.keys]]`); `herald secrets rotate-master` asks a
+//! server to re-seal.
 
 use herald_auth::Scopes;
 
@@ -30,6 +31,9 @@ pub enum TokenCmd {
 pub enum SecretsCmd {
     /// Print a new random master key (base64) for a [[secrets.keys]] file.
     GenerateKey,
+    /// Re-seal every endpoint's secrets under the server's active master
+    /// key (step 2 of a master-key rotation; needs the `admin` scope).
+    RotateMaster,
 }
 
 /// Runs `herald token …`.
@@ -43,12 +47,13 @@ pub fn run_token(cmd: TokenCmd) -> anyhow::Result<()> {
 }
 
 /// Runs `herald secrets …`.
-pub fn run_secrets(cmd: SecretsCmd) -> anyhow::Result<()> {
+pub async fn run_secrets(opts: &crate::client::ClientOpts, cmd: SecretsCmd) -> anyhow::Result<()> {
     match cmd {
         SecretsCmd::GenerateKey => {
             println!("{}", herald_registry::keys::generate_key());
             Ok(())
         }
+        SecretsCmd::RotateMaster => crate::client::run_reseal(opts).await,
     }
 }
 

@@ -158,7 +158,8 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let endpoints =
             EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy(), ops)
                 .with_max_endpoints(cfg.grpc.max_endpoints)
-                .with_rotation_grace(cfg.secrets.rotation_grace);
+                .with_rotation_grace(cfg.secrets.rotation_grace)
+                .with_active_key(ring.active_id());
         let (reporter, health_service) = tonic_health::server::health_reporter();
         {
             let reg = registry.clone();

@@ -28,7 +28,7 @@ mod status;
 
 pub use attempts::{run_attempts, AttemptsArgs};
 pub use dlq::{run_dlq, DlqCmd};
-pub use endpoint::{run_endpoint, EndpointCmd};
+pub use endpoint::{run_endpoint, run_reseal, EndpointCmd};
 pub use listen::{run_listen, ListenArgs};
 pub use publish::{run_publish, PublishArgs};
 pub use status::{run_status, StatusArgs};

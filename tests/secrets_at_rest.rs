@@ -1,0 +1,226 @@
+//! Endpoint secrets at rest, read straight from the registry topic: no
+//! secret reaches it in plaintext, a node with the master key reads them
+//! back, a node without it skips the record rather than sign with nothing,
+//! and a master-key rotation re-seals every endpoint under the new key.
+
+mod support;
+
+use herald_proto::v1 as pb;
+use rdkafka::Message as _;
+use support::TestNode;
+
+/// Every record value of `topic`, read straight from the broker.
+async fn topic_values(kafka: &herald_core::config::KafkaConfig, topic: &str) -> Vec<Vec<u8>> {
+    let (kafka, topic) = (kafka.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        herald_kafka::scan::scan_topic(
+            &kafka,
+            &herald_testkit::fixtures::unique("scan"),
+            &topic,
+            0,
+            |m| {
+                out.push(m.payload().unwrap_or_default().to_vec());
+            },
+        )
+        .expect("scan the topic");
+        out
+    })
+    .await
+    .unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_topic_holds_no_plaintext_secret() {
+    let (_broker, cfg) = support::broker(support::config());
+    let node = TestNode::start(cfg.clone()).await;
+    let first = "whsec_c2VjcmV0LW51bWJlci1vbmUtMTIzNDU2Nzg5MA==";
+    let second = "whsec_c2Vjb25kLXNlY3JldC10d28tMTIzNDU2Nzg5MA==";
+    let mut endpoints = node.endpoints.clone();
+    let created = endpoints
+        .create_endpoint(pb::CreateEndpointRequest {
+            id: "sealed".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: first.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(
+        created.secret, first,
+        "the secret is returned once, to its creator"
+    );
+    endpoints
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "sealed".into(),
+            rotate_secret: Some(second.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("rotate");
+
+    let values = topic_values(&cfg.kafka, &cfg.kafka.endpoints_topic).await;
+    assert!(values.len() >= 2, "both writes are in the topic");
+    for v in &values {
+        for needle in [
+            "whsec_",
+            "c2VjcmV0LW51bWJlci1vbmUtMTIzNDU2Nzg5MA",
+            "c2Vjb25kLXNlY3JldC10d28tMTIzNDU2Nzg5MA",
+        ] {
+            assert!(!contains(v, needle), "{needle} in a registry record");
+        }
+        // Nor the raw key bytes.
+        assert!(!contains(v, "secret-number-one") && !contains(v, "second-secret-two"));
+    }
+
+    // A second node with the same master key reads the secrets back.
+    let mut same = cfg.clone();
+    same.node.id = herald_testkit::fixtures::unique("same-key");
+    let reader = TestNode::start_with(
+        same,
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    let ep = reader
+        .node
+        .registry
+        .get("sealed")
+        .expect("the endpoint is readable with the key");
+    assert_eq!(ep.secrets, vec![second.to_string(), first.to_string()]);
+    assert!(
+        ep.previous_secret_expires_at_ms > 0,
+        "the previous secret has a grace period"
+    );
+
+    // A node with another key skips the record instead of signing with nothing.
+    let dir = std::env::temp_dir().join(herald_testkit::fixtures::unique("other-key"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_key = dir.join("other.key");
+    std::fs::write(&other_key, herald_registry::keys::generate_key()).unwrap();
+    let mut other = cfg.clone();
+    other.node.id = herald_testkit::fixtures::unique("other-key");
+    other.secrets.keys = vec![herald_core::config::MasterKeyConfig {
+        id: "test".into(),
+        file: Some(other_key),
+        env: None,
+    }];
+    let stranger = TestNode::start_with(
+        other,
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    assert!(
+        stranger.node.registry.get("sealed").is_none(),
+        "no key, no endpoint"
+    );
+    let skipped = support::metric_sum(
+        &stranger.metrics().await,
+        "herald_registry_records_skipped_total",
+    );
+    assert!(skipped.unwrap_or(0.0) >= 2.0, "{skipped:?}");
+
+    stranger.shutdown().await;
+    reader.shutdown().await;
+    node.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_key_rotation_reseals_every_endpoint() {
+    let (_broker, cfg) = support::broker(support::config());
+    let old = TestNode::start(cfg.clone()).await;
+    let mut secrets = Vec::new();
+    for i in 0..3 {
+        let (_, secret) = old
+            .create_endpoint(&format!("rot-{i}"), "http://127.0.0.1:9/x")
+            .await;
+        secrets.push(secret);
+    }
+
+    // Step 1: a node with the old and the new key, sealing with the new one.
+    let dir = std::env::temp_dir().join(herald_testkit::fixtures::unique("rotate"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let new_key = dir.join("k2.key");
+    std::fs::write(&new_key, herald_registry::keys::generate_key()).unwrap();
+    let key = |id: &str, file: std::path::PathBuf| herald_core::config::MasterKeyConfig {
+        id: id.into(),
+        file: Some(file),
+        env: None,
+    };
+    let mut both = cfg.clone();
+    both.node.id = herald_testkit::fixtures::unique("both-keys");
+    both.secrets.keys = vec![
+        key("test", herald_testkit::fixtures::master_key_file()),
+        key("k2", new_key.clone()),
+    ];
+    both.secrets.active_key = "k2".into();
+    let rotating = TestNode::start_with(
+        both,
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+
+    // Step 2: re-seal; a second run finds nothing left to do.
+    let mut api = rotating.endpoints.clone();
+    let first = api
+        .reseal_secrets(pb::ResealSecretsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            first.active_key_id.as_str(),
+            first.resealed,
+            first.already_current
+        ),
+        ("k2", 3, 0)
+    );
+    let again = api
+        .reseal_secrets(pb::ResealSecretsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.resealed, again.already_current), (0, 3));
+
+    // Step 3: a node with only the new key reads every secret.
+    let mut only_new = cfg.clone();
+    only_new.node.id = herald_testkit::fixtures::unique("new-key");
+    only_new.secrets.keys = vec![key("k2", new_key)];
+    let fresh = TestNode::start_with(
+        only_new,
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    for (i, secret) in secrets.iter().enumerate() {
+        let ep = fresh
+            .node
+            .registry
+            .get(&format!("rot-{i}"))
+            .expect("readable with the new key");
+        assert_eq!(&ep.secrets[0], secret);
+        assert_eq!(ep.sealed_key_id, "k2");
+    }
+    fresh.shutdown().await;
+    rotating.shutdown().await;
+    old.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
