@@ -224,3 +224,92 @@ async fn master_key_rotation_reseals_every_endpoint() {
     old.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_headers_are_sealed_write_only_and_sent() {
+    let (_broker, cfg) = support::broker(support::config());
+    let node = TestNode::start(cfg.clone()).await;
+    let receiver = herald_testkit::TestReceiver::start().await.unwrap();
+    let mut api = node.endpoints.clone();
+    let created = api
+        .create_endpoint(pb::CreateEndpointRequest {
+            id: "with-auth".into(),
+            url: receiver.url_for("/hook"),
+            headers: [("X-Tenant".to_string(), "acme-tenant".to_string())].into(),
+            sensitive_headers: [(
+                "Authorization".to_string(),
+                "Bearer top-secret-value".to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .endpoint
+        .unwrap();
+    assert_eq!(
+        created.sensitive_header_names,
+        vec!["Authorization".to_string()]
+    );
+    assert!(!created.headers.contains_key("Authorization"), "write-only");
+    assert_eq!(created.headers["X-Tenant"], "acme-tenant");
+
+    // A header cannot be both.
+    let both = api
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "with-auth".into(),
+            headers: Some(pb::HeaderMap {
+                headers: [("authorization".to_string(), "x".to_string())].into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a plain header named like a sensitive one");
+    assert_eq!(both.code(), tonic::Code::InvalidArgument);
+    assert!(
+        both.message().contains("sensitive_headers[Authorization]"),
+        "{both:?}"
+    );
+
+    // Replacing the plain headers keeps the sensitive ones.
+    let updated = api
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "with-auth".into(),
+            headers: Some(pb::HeaderMap {
+                headers: [("X-Tenant".to_string(), "globex-tenant".to_string())].into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(
+        updated.sensitive_header_names,
+        vec!["Authorization".to_string()]
+    );
+    let got = api
+        .get_endpoint(pb::GetEndpointRequest {
+            id: "with-auth".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!format!("{got:?}").contains("top-secret-value"));
+
+    // The topic holds the plain value but never the sensitive one.
+    let values = topic_values(&cfg.kafka, &cfg.kafka.endpoints_topic).await;
+    assert!(values.iter().any(|v| contains(v, "globex-tenant")));
+    assert!(values.iter().all(|v| !contains(v, "top-secret-value")));
+
+    // Deliveries carry it.
+    let sent = node.publish("with-auth", r#"{"n":1}"#).await;
+    receiver
+        .wait_for_ids(&[sent.event_id.as_str()], support::GUARD)
+        .await
+        .expect("delivered");
+    let req = &receiver.requests()[0];
+    assert_eq!(req.header("authorization"), Some("Bearer top-secret-value"));
+    assert_eq!(req.header("x-tenant"), Some("globex-tenant"));
+    node.shutdown().await;
+}

@@ -129,7 +129,14 @@ pub fn view(ep: &Endpoint) -> pb::Endpoint {
             burst: r.burst,
         }),
         max_in_flight: ep.max_in_flight,
-        headers: ep.headers.clone().into_iter().collect(),
+        // Sensitive values are write-only: only their names are shown.
+        headers: ep
+            .headers
+            .iter()
+            .filter(|(k, _)| !ep.sensitive_headers.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        sensitive_header_names: ep.sensitive_headers.iter().cloned().collect(),
         created_at_ms: ep.created_at_ms,
         updated_at_ms: ep.updated_at_ms,
         retry_schedule_ms: ep
@@ -165,6 +172,27 @@ fn parse_secret(field: &str, s: &str) -> Result<String, Status> {
     Secret::parse(s)
         .map(|s| s.to_whsec())
         .map_err(|e| invalid(FieldError::new(field, e.to_string())))
+}
+
+/// Sets an endpoint's custom headers: `plain` ones and `sensitive` ones
+/// (sealed at rest, write-only). A name may not be in both.
+fn set_headers(
+    ep: &mut Endpoint,
+    plain: std::collections::HashMap<String, String>,
+    sensitive: std::collections::HashMap<String, String>,
+) -> Result<(), Status> {
+    if let Some(name) = sensitive
+        .keys()
+        .find(|k| plain.keys().any(|p| p.eq_ignore_ascii_case(k)))
+    {
+        return Err(invalid(FieldError::new(
+            format!("sensitive_headers[{name}]"),
+            "is also in headers; a header is either sensitive or not",
+        )));
+    }
+    ep.sensitive_headers = sensitive.keys().cloned().collect();
+    ep.headers = plain.into_iter().chain(sensitive).collect();
+    Ok(())
 }
 
 fn check(ep: &Endpoint) -> Result<(), Status> {
@@ -216,7 +244,7 @@ impl EndpointService for EndpointApi {
             ordered: req.ordered.unwrap_or(true),
             rate_limit: rate_limit(req.rate_limit)?,
             max_in_flight: req.max_in_flight,
-            headers: req.headers.into_iter().collect::<BTreeMap<_, _>>(),
+            headers: BTreeMap::new(),
             sensitive_headers: Default::default(),
             previous_secret_expires_at_ms: 0,
             sealed_key_id: String::new(),
@@ -226,6 +254,8 @@ impl EndpointService for EndpointApi {
             max_age: max_age("max_age_ms", req.max_age_ms)?,
             timeout: timeout("timeout_ms", req.timeout_ms)?,
         };
+        let mut ep = ep;
+        set_headers(&mut ep, req.headers, req.sensitive_headers)?;
         check(&ep)?;
         self.store(&ep).await?;
         Ok(Response::new(pb::CreateEndpointResponse {
@@ -300,8 +330,19 @@ impl EndpointService for EndpointApi {
         if let Some(m) = req.max_in_flight {
             ep.max_in_flight = m;
         }
-        if let Some(h) = req.headers {
-            ep.headers = h.headers.into_iter().collect();
+        if req.headers.is_some() || req.sensitive_headers.is_some() {
+            // Each map, when sent, replaces its kind; the other kind stays.
+            let (plain, sensitive): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                std::mem::take(&mut ep.headers)
+                    .into_iter()
+                    .partition(|(k, _)| !ep.sensitive_headers.contains(k));
+            let plain = req
+                .headers
+                .map_or(plain.into_iter().collect(), |h| h.headers);
+            let sensitive = req
+                .sensitive_headers
+                .map_or(sensitive.into_iter().collect(), |h| h.headers);
+            set_headers(&mut ep, plain, sensitive)?;
         }
         if let Some(s) = req.rotate_secret {
             let new = parse_secret("rotate_secret", &s)?;

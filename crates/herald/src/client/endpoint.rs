@@ -77,6 +77,10 @@ pub struct CreateArgs {
     /// Custom header sent with every delivery, as 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<Header>,
+    /// A custom header whose value is secret (e.g. 'Authorization: Bearer …'):
+    /// sealed at rest and never shown again (repeatable).
+    #[arg(long = "sensitive-header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    sensitive_headers: Vec<Header>,
     /// Delays before each retry, replacing the node's schedule, e.g. '5s,1m,10m'.
     #[arg(long, value_name = "DELAYS", value_parser = parse_schedule)]
     retry_schedule: Option<Schedule>,
@@ -137,7 +141,11 @@ pub struct UpdateArgs {
     /// Custom header as 'Name: value' (repeatable); replaces all custom headers.
     #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header, conflicts_with = "clear_headers")]
     headers: Vec<Header>,
-    /// Remove all custom headers.
+    /// Sensitive custom header, as 'Name: value' (repeatable); replaces all
+    /// sensitive headers. Values are sealed at rest and never shown again.
+    #[arg(long = "sensitive-header", value_name = "NAME: VALUE", value_parser = parse_header, conflicts_with = "clear_headers")]
+    sensitive_headers: Vec<Header>,
+    /// Remove all custom headers, sensitive ones included.
     #[arg(long)]
     clear_headers: bool,
     /// New signing secret; the previous one keeps being sent alongside it
@@ -238,6 +246,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
         rate_limit,
         max_in_flight: args.max_in_flight.unwrap_or(0),
         headers: header_map(args.headers)?,
+        sensitive_headers: header_map(args.sensitive_headers)?,
         retry_schedule_ms: args.retry_schedule.map(|s| s.0).unwrap_or_default(),
         max_age_ms: args.max_age.unwrap_or(0),
         timeout_ms: args
@@ -279,7 +288,7 @@ impl UpdateArgs {
             bail!(
                 "nothing to update: pass at least one of --url, --description, \
                  --enable/--disable, --ordered/--unordered, --rate-limit, --burst, \
-                 --max-in-flight, --header, --clear-headers, --rotate-secret"
+                 --max-in-flight, --header, --sensitive-header, --clear-headers, --rotate-secret"
             );
         }
         Ok(())
@@ -296,6 +305,7 @@ impl UpdateArgs {
             && self.burst.is_none()
             && self.max_in_flight.is_none()
             && self.headers.is_empty()
+            && self.sensitive_headers.is_empty()
             && !self.clear_headers
             && self.rotate_secret.is_none()
             && self.rotate_secret_file.is_none()
@@ -317,15 +327,20 @@ fn update_request(
         per_second: args.rate_limit.unwrap_or(current.per_second),
         burst: args.burst.unwrap_or(current.burst),
     });
-    let headers = if args.clear_headers {
-        Some(HeaderMap::default())
-    } else if args.headers.is_empty() {
-        None
-    } else {
-        Some(HeaderMap {
-            headers: header_map(args.headers)?,
+    // --clear-headers clears both kinds; each flag replaces its own kind.
+    let replace = |given: Vec<Header>| -> anyhow::Result<Option<HeaderMap>> {
+        Ok(if args.clear_headers {
+            Some(HeaderMap::default())
+        } else if given.is_empty() {
+            None
+        } else {
+            Some(HeaderMap {
+                headers: header_map(given)?,
+            })
         })
     };
+    let headers = replace(args.headers)?;
+    let sensitive_headers = replace(args.sensitive_headers)?;
     Ok(UpdateEndpointRequest {
         id: args.id,
         url: args.url,
@@ -335,6 +350,7 @@ fn update_request(
         rate_limit,
         max_in_flight: args.max_in_flight,
         headers,
+        sensitive_headers,
         rotate_secret: secret_value(args.rotate_secret, args.rotate_secret_file.as_deref())?,
         retry_schedule: args
             .retry_schedule

@@ -59,6 +59,8 @@ pub(crate) struct EndpointView {
     pub max_in_flight: u32,
     /// Custom headers, sorted by name so output is stable.
     pub headers: BTreeMap<String, String>,
+    /// Names of the sensitive custom headers (values are write-only).
+    pub sensitive_headers: Vec<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     /// Delays before each retry, ms; empty = the node default.
@@ -82,6 +84,11 @@ impl From<v1::Endpoint> for EndpointView {
             rate_limit_burst: rate.burst,
             max_in_flight: e.max_in_flight,
             headers: e.headers.into_iter().collect(),
+            sensitive_headers: {
+                let mut names = e.sensitive_header_names;
+                names.sort();
+                names
+            },
             created_at_ms: e.created_at_ms,
             updated_at_ms: e.updated_at_ms,
             retry_schedule_ms: e.retry_schedule_ms,
@@ -123,14 +130,21 @@ impl EndpointView {
             };
             field("max in flight", &in_flight);
         }
-        if self.headers.is_empty() {
+        let lines: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}"))
+            .chain(
+                self.sensitive_headers
+                    .iter()
+                    .map(|name| format!("{name}: (sensitive, write-only)")),
+            )
+            .collect();
+        if lines.is_empty() {
             field("headers", "(none)");
         } else {
-            for (i, (name, value)) in self.headers.iter().enumerate() {
-                field(
-                    if i == 0 { "headers" } else { "" },
-                    &format!("{name}: {value}"),
-                );
+            for (i, line) in lines.iter().enumerate() {
+                field(if i == 0 { "headers" } else { "" }, line);
             }
         }
         let schedule = if self.retry_schedule_ms.is_empty() {
