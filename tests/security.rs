@@ -179,6 +179,7 @@ fn token(name: &str, scopes: &[&str]) -> (String, TokenConfig) {
         name: name.into(),
         hash: hash.to_string(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     };
     (token, cfg)
 }
@@ -393,4 +394,90 @@ async fn a_node_without_tokens_or_master_key_refuses_to_start() {
         err.contains("secrets.keys") && err.contains("generate-key"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_publish_rate_gets_resource_exhausted() {
+    let mut cfg = support::config();
+    let (admin, admin_cfg) = token("ops", &["admin"]);
+    let (slow, mut slow_cfg) = token("slow", &["publish"]);
+    // One event a second, two at once.
+    slow_cfg.publish_per_second = 1;
+    slow_cfg.publish_burst = 2;
+    cfg.auth.disabled = false;
+    cfg.auth.tokens = vec![admin_cfg, slow_cfg];
+    let (_broker, cfg) = support::broker(cfg);
+    let node = herald::node::start(cfg, herald::node::Roles::ALL)
+        .await
+        .expect("node starts");
+    tokio::time::timeout(GUARD, node.registry.wait_loaded())
+        .await
+        .expect("registry loads");
+    let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&ch, Rpc::CreateEndpoint, Some(&admin), "ep")
+            .await
+            .code(),
+        Code::Ok
+    );
+    let event = || pb::PublishRequest {
+        endpoint_id: "ep-new".into(),
+        event_type: "t".into(),
+        payload: "{}".into(),
+        ..Default::default()
+    };
+    let mut events = EventServiceClient::new(ch.clone());
+    // A batch larger than the burst can never pass: the caller must split it.
+    let too_big = events
+        .publish_batch(with_token(
+            pb::PublishBatchRequest {
+                events: vec![event(), event(), event()],
+            },
+            Some(&slow),
+        ))
+        .await
+        .expect_err("3 events over a burst of 2");
+    assert_eq!(too_big.code(), Code::InvalidArgument, "{too_big:?}");
+    assert!(too_big.message().starts_with("events:"), "{too_big:?}");
+    // Spend the burst, then the next call is refused until the budget refills.
+    let spent = events
+        .publish_batch(with_token(
+            pb::PublishBatchRequest {
+                events: vec![event(), event()],
+            },
+            Some(&slow),
+        ))
+        .await
+        .expect("the burst passes")
+        .into_inner();
+    assert_eq!(spent.accepted, 2);
+    // Single publishes then run into the limit: the budget refills by one a
+    // second, and a thousand calls cannot all take a second each.
+    let mut refused = None;
+    for _ in 0..1000 {
+        if let Err(status) = events.publish(with_token(event(), Some(&slow))).await {
+            refused = Some(status);
+            break;
+        }
+    }
+    let refused = refused.expect("the rate limit refuses a call");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("\"slow\"") && refused.message().contains("retry in"),
+        "{refused:?}"
+    );
+    // Another caller's budget is its own.
+    assert!(events
+        .publish(with_token(event(), Some(&admin)))
+        .await
+        .is_ok());
+    drop((ch, events));
+    tokio::time::timeout(GUARD, node.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -16,13 +16,15 @@ use crate::scope::{required, Access, Scopes};
 use crate::token::TokenHash;
 
 /// Who is calling: a configured token's name and scopes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Principal {
     /// The token's name from the config (`billing`), or `anonymous` when
     /// authentication is disabled.
     pub name: String,
     /// What it may do.
     pub scopes: Scopes,
+    /// Its publish budget, shared by every request it makes.
+    pub publish_limit: Option<crate::limit::PublishLimit>,
 }
 
 impl Principal {
@@ -31,6 +33,7 @@ impl Principal {
         Principal {
             name: ANONYMOUS.into(),
             scopes: Scopes::all(),
+            publish_limit: None,
         }
     }
 
@@ -106,7 +109,8 @@ impl Authenticator {
                 message,
             };
             let principal = principal(&c.name, &c.scopes, &mut names)
-                .map_err(|(field, message)| bad(field, message))?;
+                .map_err(|(field, message)| bad(field, message))?
+                .with_limit(c.publish_per_second, c.publish_burst);
             let matcher = match (&c.dns_name, &c.cert_sha256) {
                 (Some(dns), None) => CertMatch::Dns(
                     DnsName::try_from(dns.as_str())
@@ -125,7 +129,7 @@ impl Authenticator {
                     })
                 }
             };
-            clients.push((matcher, principal));
+            clients.push((matcher, Arc::new(principal)));
         }
         for (i, t) in cfg.tokens.iter().enumerate() {
             let bad = |field: &str, message: String| AuthConfigError {
@@ -133,7 +137,9 @@ impl Authenticator {
                 message,
             };
             let principal = principal(&t.name, &t.scopes, &mut names)
-                .map_err(|(field, message)| bad(field, message))?;
+                .map_err(|(field, message)| bad(field, message))?
+                .with_limit(t.publish_per_second, t.publish_burst);
+            let principal = Arc::new(principal);
             let hash = TokenHash::parse(&t.hash).map_err(|e| bad("hash", e.to_string()))?;
             if tokens.insert(hash, principal).is_some() {
                 return Err(bad("hash", "the same token is configured twice".into()));
@@ -213,7 +219,7 @@ fn principal<'a>(
     name: &'a str,
     scopes: &[String],
     names: &mut std::collections::HashSet<&'a str>,
-) -> Result<Arc<Principal>, (&'static str, String)> {
+) -> Result<Principal, (&'static str, String)> {
     if name.trim().is_empty() {
         return Err(("name", "is required (who holds the credential)".into()));
     }
@@ -230,10 +236,18 @@ fn principal<'a>(
     if scopes.is_empty() {
         return Err(("scopes", "must name at least one scope".into()));
     }
-    Ok(Arc::new(Principal {
+    Ok(Principal {
         name: name.to_string(),
         scopes,
-    }))
+        publish_limit: None,
+    })
+}
+
+impl Principal {
+    fn with_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.publish_limit = crate::limit::PublishLimit::new(per_second, burst);
+        self
+    }
 }
 
 /// The token of an `authorization: Bearer <token>` header value.
@@ -262,6 +276,7 @@ mod tests {
                     name: name.to_string(),
                     hash: hash.to_string(),
                     scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
                 })
                 .collect(),
             ..Default::default()
@@ -327,11 +342,10 @@ mod tests {
             )
             .is_ok());
         // Health and reflection need nothing.
-        assert_eq!(
-            auth.authorize("/grpc.health.v1.Health/Check", None, None)
-                .unwrap(),
-            None
-        );
+        assert!(auth
+            .authorize("/grpc.health.v1.Health/Check", None, None)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

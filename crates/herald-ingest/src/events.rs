@@ -86,6 +86,36 @@ fn caller<T>(request: &Request<T>) -> String {
         .unwrap_or_default()
 }
 
+/// Takes `n` events from the caller's publish budget (`publish_per_second`
+/// of its token), or refuses the whole call: nothing of it is published.
+fn admit<T>(request: &Request<T>, n: usize) -> Result<(), Status> {
+    use herald_auth::limit::Refusal;
+    let Some(p) = request
+        .extensions()
+        .get::<std::sync::Arc<herald_auth::Principal>>()
+    else {
+        return Ok(());
+    };
+    let Some(limit) = &p.publish_limit else {
+        return Ok(());
+    };
+    limit.admit(n).map_err(|refusal| {
+        metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => "rate_limited").increment(n as u64);
+        match refusal {
+            Refusal::Wait(wait) => Status::resource_exhausted(format!(
+                "{:?} is over its publish rate of {} events/s; retry in {} ms",
+                p.name,
+                limit.per_second(),
+                wait.as_millis().max(1)
+            )),
+            Refusal::TooMany { burst } => Status::invalid_argument(format!(
+                "events: {n} events in one call, more than {:?} may publish at once ({burst}); split the batch",
+                p.name
+            )),
+        }
+    })
+}
+
 #[tonic::async_trait]
 impl EventService for EventApi {
     async fn publish(
@@ -94,6 +124,10 @@ impl EventService for EventApi {
     ) -> Result<Response<PublishResponse>, Status> {
         let started = Instant::now();
         let caller = caller(&request);
+        if let Err(status) = admit(&request, 1) {
+            observe("publish", started, false);
+            return Err(status);
+        }
         let result = self
             .publisher
             .publish_as(&caller, request.into_inner())
@@ -108,6 +142,10 @@ impl EventService for EventApi {
     ) -> Result<Response<PublishBatchResponse>, Status> {
         let started = Instant::now();
         let caller = caller(&request);
+        if let Err(status) = admit(&request, request.get_ref().events.len()) {
+            observe("publish_batch", started, false);
+            return Err(status);
+        }
         let events = request.into_inner().events;
         if events.is_empty() {
             observe("publish_batch", started, false);

@@ -2,7 +2,7 @@
 //! the same list; labels are bounded (never a URL, event id or payload).
 
 /// Counter, labels `outcome` (`ok` | `invalid` | `not_found` | `disabled` |
-/// `kafka_error`): events handled by `Publish`/`PublishBatch`, per event.
+/// `kafka_error` | `rate_limited`): events handled by `Publish`/`PublishBatch`, per event.
 pub const EVENTS_PUBLISHED: &str = "herald_events_published_total";
 /// Counter, labels `method` (`publish` | `publish_batch`), `outcome` (`ok` | `error`): gRPC publish calls.
 pub const PUBLISH_REQUESTS: &str = "herald_publish_requests_total";

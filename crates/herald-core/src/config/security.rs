@@ -39,6 +39,10 @@ pub struct ClientCertConfig {
     pub cert_sha256: Option<String>,
     /// What it may do (as for tokens).
     pub scopes: Vec<String>,
+    /// Events per second it may publish (0 = no limit).
+    pub publish_per_second: u32,
+    /// Events at once above the rate (0 = `publish_per_second`).
+    pub publish_burst: u32,
 }
 
 /// `[grpc.tls]`: TLS for the gRPC API.
@@ -68,6 +72,10 @@ pub struct TokenConfig {
     /// What the token may do: `publish`, `endpoints:read`,
     /// `endpoints:write`, `dlq`, `attempts:read`, `admin` (everything).
     pub scopes: Vec<String>,
+    /// Events per second this token may publish (0 = no limit).
+    pub publish_per_second: u32,
+    /// Events it may publish at once above the rate (0 = `publish_per_second`).
+    pub publish_burst: u32,
 }
 
 /// `[secrets]`
