@@ -281,3 +281,32 @@ async fn hostile_inputs_get_clear_errors_and_harm_nothing() {
     assert_eq!(ep.rate_limit, None, "the refused update changed nothing");
     node.shutdown().await;
 }
+
+/// Many endpoints pointing at one host share the node's ceiling for that
+/// host: with 1 request/s, the second of four simultaneous deliveries must
+/// wait, and all four still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_at_one_host_share_the_node_ceiling() {
+    let mut cfg = support::config();
+    cfg.delivery.max_requests_per_host_per_second = 1;
+    let (_broker, cfg) = support::broker(cfg);
+    let node = TestNode::start(cfg).await;
+    let receiver = TestReceiver::start().await.expect("receiver starts");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let id = format!("same-host-{i}");
+        node.create_endpoint(&id, &receiver.url_for(&format!("/{id}")))
+            .await;
+        ids.push(node.publish(&id, "{}").await.event_id);
+    }
+    receiver
+        .wait_for_ids(&ids, GUARD)
+        .await
+        .expect("every endpoint still receives");
+    let waits = support::metric_sum(&node.metrics().await, "herald_host_ceiling_waits_total");
+    assert!(
+        waits.unwrap_or(0.0) >= 1.0,
+        "the shared host's ceiling made requests wait: {waits:?}"
+    );
+    node.shutdown().await;
+}

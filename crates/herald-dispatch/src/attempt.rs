@@ -103,6 +103,8 @@ pub struct AttemptContext {
     pub log: Option<AttemptLog>,
     /// Metric handles of the delivered path, looked up once.
     pub delivered: DeliveredMetrics,
+    /// The node-wide ceiling per destination host (None = off).
+    pub host_ceiling: Option<crate::host_ceiling::HostCeiling>,
 }
 
 /// The metrics every successful attempt updates, registered once (a
@@ -153,10 +155,18 @@ impl AttemptContext {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        // The endpoint's rate limit and Retry-After: waiting is not an attempt.
+        // The endpoint's rate limit and Retry-After, then the node's ceiling
+        // for the destination host: waiting is not an attempt.
         tokio::select! {
             _ = drain.cancelled() => return (event, Outcome::Aborted),
             _ = pacer.acquire() => {}
+        }
+        if let Some(ceiling) = &self.host_ceiling {
+            let key = crate::host_ceiling::HostCeiling::key(&prepared.endpoint.url);
+            tokio::select! {
+                _ = drain.cancelled() => return (event, Outcome::Aborted),
+                _ = ceiling.acquire(&key) => {}
+            }
         }
         if drain.is_cancelled() {
             return (event, Outcome::Aborted);

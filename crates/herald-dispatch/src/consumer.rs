@@ -66,6 +66,8 @@ pub struct DispatchSettings {
     /// Master keys: an endpoint the dispatcher disables is written back
     /// with its secrets sealed.
     pub ring: std::sync::Arc<herald_registry::KeyRing>,
+    /// `delivery.max_requests_per_host_per_second` (0 = no ceiling).
+    pub max_requests_per_host: u32,
 }
 
 /// The dispatcher could not start.
@@ -122,6 +124,7 @@ pub async fn run_dispatcher(
         rules: RetryRules {
             final_4xx: settings.retry.final_4xx,
         },
+        host_ceiling: crate::host_ceiling::HostCeiling::new(settings.max_requests_per_host),
     });
     let health_cfg = &settings.endpoint_health;
     let ops = herald_registry::Ops::new(

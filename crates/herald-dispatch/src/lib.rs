@@ -5,6 +5,7 @@
 //! - [`offsets`]: per-partition offset tracker and commit metadata (pure).
 //! - [`lane`]: one endpoint's lane: order, in-flight count, where its backlog is (pure).
 //! - [`rate`]: per-endpoint pacing (rate limit, adaptive slow-down, Retry-After).
+//! - [`host_ceiling`]: the node-wide ceiling on requests per destination host.
 //! - [`scanner`]: re-reading one endpoint's records from a retry partition.
 //! - [`endpoint`]: an endpoint prepared for delivery (parsed URL, signer, headers, policy).
 //! - [`attempt`]: one delivery attempt and its classification.
@@ -24,6 +25,7 @@ pub mod attempt_log;
 pub mod consumer;
 pub mod endpoint;
 pub mod group;
+pub mod host_ceiling;
 pub mod lane;
 pub mod machine;
 pub mod offsets;

@@ -38,6 +38,9 @@ pub const PARTITION_PAUSES: &str = "herald_partition_pauses_total";
 
 /// Counter: requests that waited for an endpoint's rate limit or `Retry-After`.
 pub const RATE_LIMITED_WAITS: &str = "herald_rate_limited_waits_total";
+/// Counter: requests that waited for the node-wide ceiling of their
+/// destination host (`delivery.max_requests_per_host_per_second`).
+pub const HOST_CEILING_WAITS: &str = "herald_host_ceiling_waits_total";
 /// Counter, label `state` (`open` | `closed`): circuit-breaker transitions.
 pub const CIRCUIT_TRANSITIONS: &str = "herald_circuit_transitions_total";
 /// Counter, label `reason` (`gone` | `failing`): endpoints disabled by the dispatcher.
@@ -101,6 +104,7 @@ pub const ALL: &[&str] = &[
     DEAD_LETTERS_REPLAYED,
     PARTITION_PAUSES,
     RATE_LIMITED_WAITS,
+    HOST_CEILING_WAITS,
     CIRCUIT_TRANSITIONS,
     ENDPOINTS_AUTO_DISABLED,
     ATTEMPT_LOG_DROPPED,

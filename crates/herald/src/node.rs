@@ -249,6 +249,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             delivery: delivery_config(&cfg),
             node_id: cfg.node.id.clone(),
             ring: ring.clone(),
+            max_requests_per_host: cfg.delivery.max_requests_per_host_per_second,
         };
         Some(tokio::spawn(run_dispatcher(
             settings,

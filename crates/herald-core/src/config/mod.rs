@@ -312,6 +312,10 @@ pub struct DeliveryConfig {
     pub allow_cidrs: Vec<String>,
     /// Egress proxy for all deliveries, `http://[user:pass@]host:port` (HTTP CONNECT).
     pub proxy: Option<String>,
+    /// Most requests per second this node sends to one destination host
+    /// (`host:port`), over all endpoints that point there; 0 = no ceiling.
+    /// Bounds how hard endpoint owners can make Herald hit a third party.
+    pub max_requests_per_host_per_second: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -323,6 +327,7 @@ impl Default for DeliveryConfig {
             pool_idle_per_host: 1024,
             allow_cidrs: Vec::new(),
             proxy: None,
+            max_requests_per_host_per_second: 0,
         }
     }
 }
