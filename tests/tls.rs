@@ -102,6 +102,7 @@ async fn tls_tokens_and_client_certificates() {
         name: "reader".into(),
         hash: hash.to_string(),
         scopes: vec!["endpoints:read".into()],
+        ..Default::default()
     }];
     cfg.auth.clients = vec![ClientCertConfig {
         name: "ops".into(),
