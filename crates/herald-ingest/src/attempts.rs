@@ -4,6 +4,9 @@
 //! The topic is the only store: a call scans it from `since_ms` (or as far
 //! back as retention keeps) up to the end at the start of the call.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use herald_core::config::KafkaConfig;
 use herald_core::validate::{self, FieldError};
 use herald_proto::v1 as pb;
@@ -11,6 +14,35 @@ use herald_proto::v1::AttemptRecord;
 use prost::Message as _;
 use rdkafka::message::Message;
 use tonic::Status;
+
+/// An attempt ordered by recency: time, then attempt number.
+struct Newest(AttemptRecord);
+
+impl Newest {
+    fn key(&self) -> (i64, u32) {
+        (self.0.at_ms, self.0.attempt)
+    }
+}
+
+impl PartialEq for Newest {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Newest {}
+
+impl PartialOrd for Newest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Newest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
 
 /// Default and largest number of attempts returned.
 const DEFAULT_LIMIT: usize = 100;
@@ -20,11 +52,14 @@ fn invalid(e: FieldError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-/// Answers one `ListAttempts` request (blocking: call from `spawn_blocking`).
+/// Answers one `ListAttempts` request (blocking: run it through the
+/// node's [`crate::scan_gate::ScanGate`]); gives up when `stop` is set.
+/// Memory stays at `limit` attempts whatever the topic holds.
 pub fn list(
     kafka: &KafkaConfig,
     node_id: &str,
     req: pb::ListAttemptsRequest,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<pb::ListAttemptsResponse, Status> {
     validate::id("endpoint_id", &req.endpoint_id).map_err(invalid)?;
     if !req.event_id.is_empty() {
@@ -47,9 +82,11 @@ pub fn list(
         n => n,
     };
     let key = req.endpoint_id.as_bytes();
-    let mut found: Vec<AttemptRecord> = Vec::new();
+    // The newest `limit` so far; the heap's top is the oldest of them.
+    let mut found: BinaryHeap<Reverse<Newest>> = BinaryHeap::with_capacity(limit + 1);
     let client = format!("herald-attempts-reader-{node_id}");
-    herald_kafka::scan::scan_topic(kafka, &client, &kafka.attempts_topic, req.since_ms, |msg| {
+    let topic = &kafka.attempts_topic;
+    herald_kafka::scan::scan_topic_until(kafka, &client, topic, req.since_ms, stop, |msg| {
         if msg.key() != Some(key) {
             return;
         }
@@ -57,13 +94,19 @@ pub fn list(
             return;
         };
         if (req.event_id.is_empty() || rec.event_id == req.event_id) && rec.at_ms >= req.since_ms {
-            found.push(rec);
+            found.push(Reverse(Newest(rec)));
+            if found.len() > limit {
+                found.pop();
+            }
         }
     })
     .map_err(|e| Status::unavailable(format!("cannot read the attempt log: {e}")))?;
     // Newest first; attempts of one event by attempt number when times tie.
-    found.sort_by_key(|a| std::cmp::Reverse((a.at_ms, a.attempt)));
-    found.truncate(limit);
+    let found: Vec<AttemptRecord> = found
+        .into_sorted_vec()
+        .into_iter()
+        .map(|Reverse(Newest(r))| r)
+        .collect();
     Ok(pb::ListAttemptsResponse {
         attempts: found
             .into_iter()

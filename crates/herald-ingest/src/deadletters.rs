@@ -10,7 +10,6 @@
 //! re-publish and the marker can make a later replay send those events once
 //! more (at-least-once, with the same `webhook-id`).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,21 +22,34 @@ use herald_proto::v1::dead_letter_service_server::DeadLetterService;
 use herald_proto::v1::{AttemptState, EventEnvelope};
 use herald_registry::Registry;
 use herald_telemetry::names;
-use prost::Message as _;
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::dlq_scan::{self, Entry, Filter, Scan};
 use crate::publish::Publisher;
+use crate::scan_gate::ScanGate;
 
 /// Default and largest page of `ListDeadLetters`.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 /// Dead letters re-published per step of a replay (one progress message each).
 const REPLAY_CHUNK: usize = 200;
+/// Most dead letters one replay call holds and re-publishes; the rest are
+/// reported as `remaining` for a later call (markers make it resume).
+const MAX_REPLAY: usize = 100_000;
+
+/// Payload bytes one list page holds: a page of large payloads is shorter
+/// (its `next_page_token` continues where it stopped).
+const MAX_PAGE_BYTES: usize = 16 << 20;
+/// Payload bytes one replay call holds.
+const MAX_REPLAY_BYTES: usize = 256 << 20;
+
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 /// The `DeadLetterService` implementation.
 #[derive(Clone)]
@@ -46,6 +58,8 @@ pub struct DeadLetterApi {
     node_id: Arc<str>,
     registry: Registry,
     publisher: Publisher,
+    /// Bounds the scans of this node's list and replay calls.
+    gate: ScanGate,
 }
 
 impl DeadLetterApi {
@@ -61,97 +75,18 @@ impl DeadLetterApi {
             node_id: node_id.into(),
             registry,
             publisher,
+            gate: ScanGate::default(),
         }
+    }
+
+    /// Shares `gate` (the node's bound on topic scans) with the other scanning RPCs.
+    pub fn with_scan_gate(mut self, gate: ScanGate) -> Self {
+        self.gate = gate;
+        self
     }
 }
 
-/// One dead letter as scanned.
-#[derive(Debug, Clone)]
-struct Entry {
-    partition: i32,
-    offset: i64,
-    at_ms: i64,
-    headers: HashMap<String, String>,
-    envelope: EventEnvelope,
-}
-
-/// What to scan for.
-#[derive(Debug, Clone)]
-struct Filter {
-    endpoint_id: String,
-    from_ms: i64,
-    to_ms: i64,
-}
-
-impl Filter {
-    fn matches(&self, e: &Entry) -> bool {
-        (self.endpoint_id.is_empty() || e.envelope.endpoint_id == self.endpoint_id)
-            && e.at_ms >= self.from_ms
-            && (self.to_ms <= 0 || e.at_ms < self.to_ms)
-    }
-}
-
-/// Result of a scan: matching dead letters in (partition, offset) order, and
-/// the dead letters (`partition:offset`) that have replay markers.
-struct Scan {
-    entries: Vec<Entry>,
-    replayed: HashSet<(i32, i64)>,
-}
-
-fn scan(kafka: &KafkaConfig, node_id: &str, filter: &Filter) -> Result<Scan, KafkaError> {
-    let mut entries = Vec::new();
-    let mut replayed = HashSet::new();
-    // Markers always follow their dead letter, so starting at the first
-    // record written at `from_ms` still sees every relevant marker.
-    let client = format!("herald-dlq-reader-{node_id}");
-    herald_kafka::scan::scan_topic(kafka, &client, &kafka.dlq_topic, filter.from_ms, |msg| {
-        let (p, o) = (msg.partition(), msg.offset());
-        let headers: HashMap<String, String> = msg
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .filter_map(|hd| {
-                        Some((
-                            hd.key.to_string(),
-                            String::from_utf8_lossy(hd.value?).into_owned(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(of) = headers.get(h::REPLAY_OF) {
-            if let Some((mp, mo)) = of
-                .split_once(':')
-                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-            {
-                replayed.insert((mp, mo));
-            }
-            return;
-        }
-        let Some(envelope) = msg.payload().and_then(|v| EventEnvelope::decode(v).ok()) else {
-            return;
-        };
-        let at_ms = headers
-            .get(h::DEAD_LETTERED_MS)
-            .and_then(|v| v.parse().ok())
-            .or_else(|| msg.timestamp().to_millis())
-            .unwrap_or(0);
-        let entry = Entry {
-            partition: p,
-            offset: o,
-            at_ms,
-            headers,
-            envelope,
-        };
-        if filter.matches(&entry) {
-            entries.push(entry);
-        }
-    })?;
-    entries.sort_by_key(|e| (e.partition, e.offset));
-    Ok(Scan { entries, replayed })
-}
-
-fn view(e: &Entry, replayed: bool) -> pb::DeadLetter {
+fn view(e: &Entry) -> pb::DeadLetter {
     let num = |k: &str| {
         e.headers
             .get(k)
@@ -176,7 +111,7 @@ fn view(e: &Entry, replayed: bool) -> pb::DeadLetter {
         origin_partition: num(h::ORIGIN_PARTITION) as i32,
         origin_offset: num(h::ORIGIN_OFFSET),
         created_at_ms: e.envelope.created_at_ms,
-        replayed,
+        replayed: e.replayed,
         payload: String::from_utf8_lossy(&e.envelope.payload).into_owned(),
     }
 }
@@ -202,12 +137,15 @@ fn check_range(from_ms: i64, to_ms: i64) -> Result<(), Status> {
 }
 
 impl DeadLetterApi {
-    async fn scan(&self, filter: Filter) -> Result<Scan, Status> {
+    async fn scan(&self, what: &'static str, filter: Filter) -> Result<Scan, Status> {
         let (kafka, node) = (self.kafka.clone(), self.node_id.clone());
-        tokio::task::spawn_blocking(move || scan(&kafka, &node, &filter))
+        self.gate
+            .run(what, move |stop| {
+                dlq_scan::scan(&kafka, &node, filter, stop).map_err(|e| {
+                    Status::unavailable(format!("cannot read the dead-letter topic: {e}"))
+                })
+            })
             .await
-            .map_err(|e| Status::internal(format!("dead-letter scan failed: {e}")))?
-            .map_err(|e| Status::unavailable(format!("cannot read the dead-letter topic: {e}")))
     }
 
     /// Re-publishes `batch` to `target` in order, then marks each replayed.
@@ -307,16 +245,18 @@ impl DeadLetterService for DeadLetterApi {
             endpoint_id: req.endpoint_id,
             from_ms: req.from_ms,
             to_ms: req.to_ms,
+            after,
+            // One more than the page tells whether another page exists.
+            keep: size + 1,
+            max_bytes: MAX_PAGE_BYTES,
+            drop_replayed: false,
         };
-        let scan = self.scan(filter).await?;
-        let mut page: Vec<&Entry> = scan
-            .entries
-            .iter()
-            .filter(|e| after.is_none_or(|a| (e.partition, e.offset) > a))
-            .take(size + 1)
-            .collect();
-        let next_page_token = if page.len() > size {
-            page.truncate(size);
+        let scan = self.scan("ListDeadLetters", filter).await?;
+        let mut page = scan.entries;
+        page.truncate(size);
+        // More matched than this page holds (past `size`, or past the
+        // page's byte budget): the next page starts after its last entry.
+        let next_page_token = if scan.matched > page.len() as u64 {
             page.last()
                 .map(|e| format!("{}:{}", e.partition, e.offset))
                 .unwrap_or_default()
@@ -324,10 +264,7 @@ impl DeadLetterService for DeadLetterApi {
             String::new()
         };
         Ok(Response::new(pb::ListDeadLettersResponse {
-            dead_letters: page
-                .iter()
-                .map(|e| view(e, scan.replayed.contains(&(e.partition, e.offset))))
-                .collect(),
+            dead_letters: page.iter().map(view).collect(),
             next_page_token,
         }))
     }
@@ -365,18 +302,25 @@ impl DeadLetterService for DeadLetterApi {
             }
             Some(_) => {}
         }
+        let drop_replayed = !req.force;
         let filter = Filter {
             endpoint_id: req.endpoint_id,
             from_ms: req.from_ms,
             to_ms: req.to_ms,
+            after: None,
+            keep: MAX_REPLAY,
+            max_bytes: MAX_REPLAY_BYTES,
+            drop_replayed,
         };
-        let scan = self.scan(filter).await?;
-        let total = scan.entries.len() as u32;
-        let (todo, skipped): (Vec<Entry>, Vec<Entry>) = scan
-            .entries
-            .into_iter()
-            .partition(|e| req.force || !scan.replayed.contains(&(e.partition, e.offset)));
-        let skipped = skipped.len() as u32;
+        let scan = self.scan("ReplayDeadLetters", filter).await?;
+        let total = clamp(scan.matched);
+        let skipped = if drop_replayed {
+            clamp(scan.replayed)
+        } else {
+            0
+        };
+        let remaining = clamp(scan.remaining(drop_replayed));
+        let todo = scan.entries;
         let (tx, rx) = mpsc::channel(16);
         let api = self.clone();
         tokio::spawn(async move {
@@ -385,9 +329,16 @@ impl DeadLetterService for DeadLetterApi {
                 replayed: 0,
                 skipped,
                 done: false,
+                remaining,
             };
             let _ = tx.send(Ok(progress)).await;
             for chunk in todo.chunks(REPLAY_CHUNK) {
+                if tx.is_closed() {
+                    // The client went away: stop between chunks (every
+                    // replayed chunk has its markers, so a rerun resumes).
+                    tracing::info!(target_endpoint = %target, replayed = progress.replayed, "replay stopped: the client went away");
+                    return;
+                }
                 if let Err(status) = api.replay_chunk(chunk, &target).await {
                     let _ = tx.send(Err(status)).await;
                     return;

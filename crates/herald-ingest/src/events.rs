@@ -24,6 +24,8 @@ pub struct EventApi {
     /// For reading the attempt log.
     kafka: std::sync::Arc<herald_core::config::KafkaConfig>,
     node_id: std::sync::Arc<str>,
+    /// Bounds `ListAttempts` scans.
+    gate: crate::scan_gate::ScanGate,
 }
 
 impl EventApi {
@@ -39,7 +41,14 @@ impl EventApi {
             max_batch,
             kafka: std::sync::Arc::new(kafka.clone()),
             node_id: node_id.into(),
+            gate: Default::default(),
         }
+    }
+
+    /// Shares `gate` (the node's bound on topic scans) with the other scanning RPCs.
+    pub fn with_scan_gate(mut self, gate: crate::scan_gate::ScanGate) -> Self {
+        self.gate = gate;
+        self
     }
 }
 
@@ -193,9 +202,11 @@ impl EventService for EventApi {
     ) -> Result<Response<herald_proto::v1::ListAttemptsResponse>, Status> {
         let (kafka, node) = (self.kafka.clone(), self.node_id.clone());
         let req = request.into_inner();
-        tokio::task::spawn_blocking(move || crate::attempts::list(&kafka, &node, req))
+        self.gate
+            .run("ListAttempts", move |stop| {
+                crate::attempts::list(&kafka, &node, req, stop)
+            })
             .await
-            .map_err(|e| Status::internal(format!("attempt log read failed: {e}")))?
             .map(Response::new)
     }
 }

@@ -9,14 +9,18 @@
 //! - [`deadletters`]: the `DeadLetterService` implementation (list, replay).
 //! - [`status`]: `ClusterService.GetStatus` (dispatchers, lag, throughput, failing endpoints).
 //! - [`idempotency`]: the per-node cache of recent idempotency keys.
+//! - [`dlq_scan`]: one bounded-memory pass over the dead-letter topic.
+//! - [`scan_gate`]: concurrency, deadline and cancellation of topic scans.
 #![forbid(unsafe_code)]
 
 pub mod attempts;
 pub mod deadletters;
+pub mod dlq_scan;
 pub mod endpoints;
 pub mod events;
 pub mod idempotency;
 pub mod publish;
+pub mod scan_gate;
 pub mod status;
 
 pub use deadletters::DeadLetterApi;

@@ -5,6 +5,7 @@
 //! (the last hour of operational events).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use herald_core::config::KafkaConfig;
@@ -27,6 +28,8 @@ pub struct ClusterApi {
     kafka: std::sync::Arc<KafkaConfig>,
     node_id: std::sync::Arc<str>,
     registry: Registry,
+    /// Bounds the ops-topic scan of `GetStatus`.
+    gate: crate::scan_gate::ScanGate,
 }
 
 impl ClusterApi {
@@ -36,7 +39,14 @@ impl ClusterApi {
             kafka: std::sync::Arc::new(kafka.clone()),
             node_id: node_id.into(),
             registry,
+            gate: Default::default(),
         }
+    }
+
+    /// Shares `gate` (the node's bound on topic scans) with the other scanning RPCs.
+    pub fn with_scan_gate(mut self, gate: crate::scan_gate::ScanGate) -> Self {
+        self.gate = gate;
+        self
     }
 }
 
@@ -94,6 +104,7 @@ fn status(
     kafka: &KafkaConfig,
     node_id: &str,
     sample: Duration,
+    stop: &AtomicBool,
 ) -> Result<pb::ClusterStatus, KafkaError> {
     let client = format!("herald-status-{node_id}");
     // Reads the dispatchers' committed offsets: same group id, never joins it.
@@ -193,20 +204,25 @@ fn status(
         dispatchers,
         partitions: partition_status,
         publish_rate: written as f64 / elapsed,
-        open_circuits: open_circuits(kafka, node_id)?,
+        open_circuits: open_circuits(kafka, node_id, stop)?,
         ..Default::default()
     })
 }
 
 /// Endpoints whose latest circuit event in the last hour is `circuit.opened`.
-fn open_circuits(kafka: &KafkaConfig, node_id: &str) -> Result<Vec<String>, KafkaError> {
+fn open_circuits(
+    kafka: &KafkaConfig,
+    node_id: &str,
+    stop: &AtomicBool,
+) -> Result<Vec<String>, KafkaError> {
     let mut last: HashMap<String, String> = HashMap::new();
     let client = format!("herald-status-ops-{node_id}");
-    herald_kafka::scan::scan_topic(
+    herald_kafka::scan::scan_topic_until(
         kafka,
         &client,
         &kafka.ops_topic,
         now_ms() - 3_600_000,
+        stop,
         |msg| {
             let Some(v) = msg
                 .payload()
@@ -246,14 +262,20 @@ impl ClusterService for ClusterApi {
             n => n,
         };
         let (kafka, node) = (self.kafka.clone(), self.node_id.clone());
-        let mut s = tokio::task::spawn_blocking(move || {
-            status(&kafka, &node, Duration::from_millis(u64::from(sample_ms)))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("status failed: {e}")))?
-        .map_err(|e| {
-            Status::unavailable(format!("cannot read the cluster state from Kafka: {e}"))
-        })?;
+        let mut s = self
+            .gate
+            .run("GetStatus", move |stop| {
+                status(
+                    &kafka,
+                    &node,
+                    Duration::from_millis(u64::from(sample_ms)),
+                    stop,
+                )
+                .map_err(|e| {
+                    Status::unavailable(format!("cannot read the cluster state from Kafka: {e}"))
+                })
+            })
+            .await?;
         let all = self.registry.list(None, usize::MAX);
         s.endpoints = all.len() as u32;
         let disabled: Vec<String> = all

@@ -4,6 +4,7 @@
 //! and replay, the attempt log). Blocking: call from `spawn_blocking`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use herald_core::config::KafkaConfig;
@@ -24,6 +25,27 @@ pub fn scan_topic(
     client_id: &str,
     topic: &str,
     from_ms: i64,
+    visit: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    scan_topic_until(
+        kafka,
+        client_id,
+        topic,
+        from_ms,
+        &AtomicBool::new(false),
+        visit,
+    )
+}
+
+/// [`scan_topic`] that gives up with `KafkaError::Canceled` as soon as
+/// `stop` is set (the caller went away, or its deadline passed), checked
+/// between records and polls.
+pub fn scan_topic_until(
+    kafka: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+    from_ms: i64,
+    stop: &AtomicBool,
     mut visit: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), KafkaError> {
     // Assigned, never committed: the group id is only required by librdkafka.
@@ -76,6 +98,9 @@ pub fn scan_topic(
     consumer.assign(&assign)?;
     let mut idle = 0;
     while !ends.is_empty() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(KafkaError::Canceled);
+        }
         let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
             idle += 1;
             if idle > MAX_IDLE_POLLS {

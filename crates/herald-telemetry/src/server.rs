@@ -96,6 +96,18 @@ fn describe() {
         "Requests that waited for a rate limit or Retry-After"
     );
     metrics::describe_counter!(
+        HOST_CEILING_WAITS,
+        "Requests that waited for the node's ceiling on their destination host"
+    );
+    metrics::describe_counter!(
+        AUTH_REFUSALS,
+        "gRPC requests refused before any service ran, by code"
+    );
+    metrics::describe_counter!(
+        REGISTRY_SKIPPED,
+        "Registry records this node could not use"
+    );
+    metrics::describe_counter!(
         CIRCUIT_TRANSITIONS,
         "Circuit-breaker transitions by new state"
     );
@@ -141,13 +153,31 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
+        // A connection slot first: beyond the limit, new connections wait
+        // in the kernel's backlog instead of costing memory here.
+        let slot = tokio::select! {
+            _ = &mut shutdown => return,
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+        };
         let (stream, _peer): (_, SocketAddr) = tokio::select! {
             _ = &mut shutdown => return,
             r = listener.accept() => match r {
-                Ok(s) => s,
+                Ok(s) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    s
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics server accept failed");
+                    // Out of file descriptors and the like: back off rather
+                    // than spin on an accept that keeps failing.
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "metrics server accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
@@ -156,16 +186,43 @@ pub async fn serve_http(
         let health = health.clone();
         let worst = worst.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let resp = route(&req, &metrics, &health, &worst);
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(8)
+                .max_header_list_size(MAX_HEADER_BYTES as u32);
+            // A scrape or probe is one short exchange: a connection that
+            // lingers longer than this is closed.
+            let _ = tokio::time::timeout(
+                CONNECTION_LIFETIME,
+                builder.serve_connection(TokioIo::new(stream), svc),
+            )
+            .await;
         });
     }
 }
+
+/// Open connections at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
+/// The time a client has to send its request headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest a connection may stay open (keep-alive included).
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most header bytes read from a client.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn route<B>(
     req: &Request<B>,

@@ -135,18 +135,22 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let addr = listener.local_addr()?;
         let publisher = Publisher::new(&cfg.kafka, &cfg.grpc, &cfg.node.id, registry.clone())?;
         let writer = RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone(), ring.clone())?;
+        // One bound on topic scans for every RPC that scans (docs/security.md).
+        let scans = herald_ingest::scan_gate::ScanGate::default();
         let dead_letters = DeadLetterApi::new(
             &cfg.kafka,
             &cfg.node.id,
             registry.clone(),
             publisher.clone(),
-        );
+        )
+        .with_scan_gate(scans.clone());
         let events = EventApi::new(
             publisher.clone(),
             cfg.grpc.max_batch_size,
             &cfg.kafka,
             &cfg.node.id,
-        );
+        )
+        .with_scan_gate(scans.clone());
         let ops = herald_registry::Ops::new(
             publisher.producer().clone(),
             &cfg.kafka.ops_topic,
@@ -210,7 +214,16 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         if auth.is_disabled() {
             tracing::warn!("auth.disabled = true: every gRPC caller may publish, manage endpoints and read dead letters; use this only where every caller is trusted");
         }
-        let mut builder = tonic::transport::Server::builder();
+        // Explicit limits (docs/security.md): streams per connection, HTTP/2
+        // keepalive to drop dead peers, and caps on reset floods and header
+        // lists.
+        let mut builder = tonic::transport::Server::builder()
+            .max_concurrent_streams(256)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .http2_max_pending_accept_reset_streams(Some(64))
+            .http2_max_local_error_reset_streams(Some(256))
+            .http2_max_header_list_size(64 * 1024);
         if let Some(tls) = &cfg.grpc.tls {
             builder = builder
                 .tls_config(server_tls(tls)?)
@@ -222,13 +235,13 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .add_service(reflection)
             .add_service(reflection_v1alpha)
             .add_service(EventServiceServer::new(events).max_decoding_message_size(max_msg))
-            .add_service(EndpointServiceServer::new(endpoints))
-            .add_service(DeadLetterServiceServer::new(dead_letters))
-            .add_service(ClusterServiceServer::new(ClusterApi::new(
-                &cfg.kafka,
-                &cfg.node.id,
-                registry.clone(),
-            )))
+            .add_service(EndpointServiceServer::new(endpoints).max_decoding_message_size(1 << 20))
+            .add_service(
+                DeadLetterServiceServer::new(dead_letters).max_decoding_message_size(64 << 10),
+            )
+            .add_service(ClusterServiceServer::new(
+                ClusterApi::new(&cfg.kafka, &cfg.node.id, registry.clone()).with_scan_gate(scans),
+            ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 stop_ingest.clone().cancelled_owned(),

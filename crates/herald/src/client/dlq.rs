@@ -171,14 +171,23 @@ struct ReplayView {
     total: u32,
     replayed: u32,
     skipped: u32,
+    /// Left for another run (a call replays at most 100,000).
+    remaining: u32,
 }
 
 impl Render for ReplayView {
     fn to_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "replayed {} of {} dead letters ({} skipped: already replayed; use --force to send them again)\n",
             self.replayed, self.total, self.skipped
-        )
+        );
+        if self.remaining > 0 {
+            text.push_str(&format!(
+                "{} more match; run the same command again to replay them\n",
+                self.remaining
+            ));
+        }
+        text
     }
 }
 
@@ -252,6 +261,7 @@ pub async fn run_dlq(opts: &ClientOpts, cmd: DlqCmd) -> anyhow::Result<()> {
                     total: last.total,
                     replayed: last.replayed,
                     skipped: last.skipped,
+                    remaining: last.remaining,
                 },
             )
         }
