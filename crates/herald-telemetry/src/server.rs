@@ -103,10 +103,7 @@ fn describe() {
         AUTH_REFUSALS,
         "gRPC requests refused before any service ran, by code"
     );
-    metrics::describe_counter!(
-        REGISTRY_SKIPPED,
-        "Registry records this node could not use"
-    );
+    metrics::describe_counter!(REGISTRY_SKIPPED, "Registry records this node could not use");
     metrics::describe_counter!(
         CIRCUIT_TRANSITIONS,
         "Circuit-breaker transitions by new state"

@@ -305,7 +305,13 @@ mod tests {
             total: 5,
             replayed: 3,
             skipped: 2,
+            remaining: 0,
         };
         assert!(v.to_text().contains("replayed 3 of 5"));
+        assert!(!v.to_text().contains("more match"));
+        let more = ReplayView { remaining: 7, ..v };
+        assert!(more
+            .to_text()
+            .contains("7 more match; run the same command again"));
     }
 }
