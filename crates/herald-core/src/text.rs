@@ -25,9 +25,46 @@ pub fn bounded(text: &str, max: usize) -> String {
     out
 }
 
+/// `text` safe to print on a terminal: control characters (escape
+/// sequences among them) and bidirectional overrides become visible
+/// `\u{..}` escapes, so text a receiver or another user controls cannot
+/// move the cursor, recolour, retitle or reorder what an operator sees.
+/// Line breaks and tabs are kept.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_defuses_escape_sequences() {
+        assert_eq!(printable("plain\ttext\nline"), "plain\ttext\nline");
+        assert_eq!(
+            printable("\u{1b}[2J\u{1b}]0;owned\u{7}x"),
+            "\\u{1b}[2J\\u{1b}]0;owned\\u{7}x"
+        );
+        assert_eq!(printable("a\rb"), "a\\u{d}b");
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m", "C1 CSI");
+        assert_eq!(printable("ab\u{202e}cd"), "ab\\u{202e}cd", "bidi override");
+        assert_eq!(printable("café ✓"), "café ✓");
+    }
     use proptest::prelude::*;
 
     #[test]

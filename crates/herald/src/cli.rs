@@ -142,7 +142,8 @@ async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Server messages can quote receiver-controlled text.
+            eprintln!("error: {}", herald_core::text::printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -296,6 +296,9 @@ fn inspect(
         (None, _) => block.push_str(&format!("({} bytes of non-UTF-8 data)", body.len())),
     }
     block.push_str("\n\n");
+    // The sender controls the path, the type and the body: no escape
+    // sequence of theirs reaches the terminal.
+    let block = herald_core::text::printable(&block).into_owned();
     Inspection { verdict, block }
 }
 
@@ -343,6 +346,17 @@ mod tests {
             "--> POST /hooks/a?x=1  webhook-id=msg_1  type=invoice.paid  verified ✔\n\
              {\n  \"type\": \"invoice.paid\",\n  \"data\": {\n    \"id\": 1\n  }\n}\n\n"
         );
+    }
+
+    #[test]
+    fn escape_sequences_from_the_sender_are_defused() {
+        let body = "{\"type\":\"\\u001b]0;pwned\\u0007\",\"x\":\"\\u001b[2J\"}";
+        let seen = run(&HeaderMap::new(), body, None);
+        assert!(!seen.block.contains('\u{1b}'), "{:?}", seen.block);
+        assert!(!seen.block.contains('\u{7}'), "{:?}", seen.block);
+        let raw = run(&HeaderMap::new(), "not json \u{1b}[31mred", None);
+        assert!(!raw.block.contains('\u{1b}'), "{:?}", raw.block);
+        assert!(raw.block.contains("\\u{1b}[31mred"), "{:?}", raw.block);
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub(crate) trait Render: Serialize {
 /// Renders `value` in `format`: JSON is one compact line, text as the view chooses.
 pub(crate) fn render<T: Render>(format: OutputFormat, value: &T) -> anyhow::Result<String> {
     match format {
-        OutputFormat::Text => Ok(value.to_text()),
+        // Text goes to a terminal: nothing a receiver or another user wrote
+        // (payloads, error text, descriptions) may carry escape sequences
+        // there. JSON escapes control characters itself.
+        OutputFormat::Text => Ok(herald_core::text::printable(&value.to_text()).into_owned()),
         OutputFormat::Json => {
             let mut line = serde_json::to_string(value).context("encoding JSON output")?;
             line.push('\n');
@@ -435,6 +438,24 @@ mod tests {
             updated_at_ms: 0,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn text_output_defuses_escape_sequences_json_escapes_them() {
+        let mut e = endpoint();
+        e.description = "\u{1b}]0;owned\u{7}\u{1b}[2J".into();
+        let view = EndpointView::from(e);
+        let text = render(OutputFormat::Text, &view).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}[2J"), "{text:?}");
+        let json = render(OutputFormat::Json, &view).unwrap();
+        assert!(
+            !json.contains('\u{1b}') && json.contains("\\u001b"),
+            "{json:?}"
+        );
     }
 
     #[test]
