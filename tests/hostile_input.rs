@@ -310,3 +310,77 @@ async fn endpoints_at_one_host_share_the_node_ceiling() {
     );
     node.shutdown().await;
 }
+
+/// A receiver that answers `301` with a 350 KB `Location` header: the text
+/// Herald keeps of it is bounded, and every other endpoint on the same
+/// partition keeps receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_redirect_location_harms_no_neighbour() {
+    let mut cfg = support::config();
+    cfg.dispatch.attempt_log = true;
+    let (_broker, cfg) = support::broker(cfg);
+    let node = TestNode::start(cfg).await;
+    let huge = format!("http://elsewhere.example/{}", "a".repeat(350 * 1024));
+    let receiver = TestReceiver::with_policy(herald_testkit::Policy::new(move |r, _| {
+        if r.path == "/hostile" {
+            herald_testkit::Reply::status(301).header("location", huge.clone())
+        } else {
+            herald_testkit::Reply::status(200)
+        }
+    }))
+    .await
+    .expect("receiver starts");
+    node.create_endpoint("hostile", &receiver.url_for("/hostile"))
+        .await;
+    let hostile = node.publish("hostile", "{}").await;
+
+    // Neighbours until a few share the hostile endpoint's partition (ids
+    // hash to partitions deterministically).
+    let mut neighbours = Vec::new();
+    for i in 0..64 {
+        let id = format!("neighbour-{i}");
+        node.create_endpoint(&id, &receiver.url_for(&format!("/{id}")))
+            .await;
+        let sent = node.publish(&id, "{}").await;
+        if sent.partition == hostile.partition {
+            neighbours.push(sent.event_id);
+        }
+        if neighbours.len() == 3 {
+            break;
+        }
+    }
+    assert!(
+        !neighbours.is_empty(),
+        "some neighbour shares the partition"
+    );
+    receiver
+        .wait_for(|all| all.iter().any(|r| r.path == "/hostile"), GUARD)
+        .await
+        .expect("the hostile endpoint was tried");
+    receiver
+        .wait_for_ids(&neighbours, GUARD)
+        .await
+        .expect("the neighbours on that partition still receive");
+
+    // What Herald recorded of the answer is bounded.
+    let attempts = node
+        .events
+        .clone()
+        .list_attempts(pb::ListAttemptsRequest {
+            endpoint_id: "hostile".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list attempts")
+        .into_inner()
+        .attempts;
+    for a in &attempts {
+        assert!(
+            a.error.len() <= 4096,
+            "error text of {} bytes kept",
+            a.error.len()
+        );
+        assert!(a.response_body.len() <= 4096);
+    }
+    node.shutdown().await;
+}
