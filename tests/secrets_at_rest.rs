@@ -141,14 +141,23 @@ async fn registry_topic_holds_no_plaintext_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_key_rotation_reseals_every_endpoint() {
     let (_broker, cfg) = support::broker(support::config());
+    let receiver = herald_testkit::TestReceiver::start().await.unwrap();
+    // Dispatches with the old key only, until step 3 replaces it.
     let old = TestNode::start(cfg.clone()).await;
     let mut secrets = Vec::new();
+    let mut sent = Vec::new();
     for i in 0..3 {
+        let id = format!("rot-{i}");
         let (_, secret) = old
-            .create_endpoint(&format!("rot-{i}"), "http://127.0.0.1:9/x")
+            .create_endpoint(&id, &receiver.url_for(&format!("/{id}")))
             .await;
         secrets.push(secret);
+        sent.push(old.publish(&id, r#"{"step":0}"#).await.event_id);
     }
+    receiver
+        .wait_for_ids(&sent, support::GUARD)
+        .await
+        .expect("delivered before the rotation");
 
     // Step 1: a node with the old and the new key, sealing with the new one.
     let dir = std::env::temp_dir().join(herald_testkit::fixtures::unique("rotate"));
@@ -167,16 +176,14 @@ async fn master_key_rotation_reseals_every_endpoint() {
         key("k2", new_key.clone()),
     ];
     both.secrets.active_key = "k2".into();
-    let rotating = TestNode::start_with(
-        both,
-        herald::node::Roles {
-            ingest: true,
-            dispatch: false,
-        },
-    )
-    .await;
+    let ingest_only = herald::node::Roles {
+        ingest: true,
+        dispatch: false,
+    };
+    let rotating = TestNode::start_with(both, ingest_only).await;
 
-    // Step 2: re-seal; a second run finds nothing left to do.
+    // Step 2: re-seal; a second run finds nothing left to do. Events keep
+    // flowing meanwhile.
     let mut api = rotating.endpoints.clone();
     let first = api
         .reseal_secrets(pb::ResealSecretsRequest {})
@@ -197,19 +204,26 @@ async fn master_key_rotation_reseals_every_endpoint() {
         .unwrap()
         .into_inner();
     assert_eq!((again.resealed, again.already_current), (0, 3));
+    for i in 0..3 {
+        sent.push(
+            rotating
+                .publish(&format!("rot-{i}"), r#"{"step":2}"#)
+                .await
+                .event_id,
+        );
+    }
+    receiver
+        .wait_for_ids(&sent, support::GUARD)
+        .await
+        .expect("delivered during the rotation");
 
-    // Step 3: a node with only the new key reads every secret.
+    // Step 3: the old key is gone; a node with only the new key reads
+    // every secret and takes over the deliveries.
+    old.shutdown().await;
     let mut only_new = cfg.clone();
     only_new.node.id = herald_testkit::fixtures::unique("new-key");
     only_new.secrets.keys = vec![key("k2", new_key)];
-    let fresh = TestNode::start_with(
-        only_new,
-        herald::node::Roles {
-            ingest: true,
-            dispatch: false,
-        },
-    )
-    .await;
+    let fresh = TestNode::start(only_new).await;
     for (i, secret) in secrets.iter().enumerate() {
         let ep = fresh
             .node
@@ -218,10 +232,38 @@ async fn master_key_rotation_reseals_every_endpoint() {
             .expect("readable with the new key");
         assert_eq!(&ep.secrets[0], secret);
         assert_eq!(ep.sealed_key_id, "k2");
+        sent.push(
+            fresh
+                .publish(&format!("rot-{i}"), r#"{"step":3}"#)
+                .await
+                .event_id,
+        );
+    }
+    receiver
+        .wait_for_ids(&sent, support::GUARD)
+        .await
+        .expect("no event lost across the rotation");
+
+    // Every delivery is signed with its endpoint's (unchanged) secret.
+    for r in receiver.requests() {
+        let i: usize = r.path.trim_start_matches("/rot-").parse().unwrap();
+        let verifier = herald_signing::Verifier::new(vec![herald_signing::Secret::parse(
+            &secrets[i],
+        )
+        .unwrap()]);
+        let now = herald_testkit::fixtures::now_unix();
+        verifier
+            .verify(
+                r.webhook_id(),
+                r.header("webhook-timestamp").unwrap_or(""),
+                r.header("webhook-signature").unwrap_or(""),
+                &r.body,
+                now,
+            )
+            .unwrap_or_else(|e| panic!("{} does not verify: {e}", r.path));
     }
     fresh.shutdown().await;
     rotating.shutdown().await;
-    old.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -312,4 +354,83 @@ async fn sensitive_headers_are_sealed_write_only_and_sent() {
     assert_eq!(req.header("authorization"), Some("Bearer top-secret-value"));
     assert_eq!(req.header("x-tenant"), Some("globex-tenant"));
     node.shutdown().await;
+}
+
+/// Records forged by anyone who can write the registry topic: an id that
+/// is not its key, garbage, a secret sealed under a key no node has. Every
+/// node skips them the same way (counted), applies the records after them,
+/// and never signs with a missing secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_registry_records_are_skipped_the_same_way_everywhere() {
+    use prost::Message as _;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let (_broker, cfg) = support::broker(support::config());
+    let first = TestNode::start_with(
+        cfg.clone(),
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cfg.kafka.brokers)
+        .create()
+        .expect("producer");
+    let plain = |id: &str| pb::EndpointRecord {
+        id: id.into(),
+        url: "http://127.0.0.1:9/x".into(),
+        secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+        ..Default::default()
+    };
+    let stranger = herald_registry::KeyRing::ephemeral();
+    let foreign = {
+        let ep = herald_core::Endpoint::from_record(plain("foreign")).unwrap();
+        stranger.seal_endpoint(&ep).encode_to_vec()
+    };
+    let forged: Vec<(&str, Vec<u8>)> = vec![
+        ("victim", plain("intruder").encode_to_vec()),
+        ("garbage", b"\xff\x00 not a record".to_vec()),
+        ("foreign", foreign),
+    ];
+    for (key, value) in &forged {
+        producer
+            .send(
+                FutureRecord::to(&cfg.kafka.endpoints_topic)
+                    .key(*key)
+                    .payload(value),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .expect("forged record written");
+    }
+    // A real write after them is applied: nothing before it was fatal.
+    first.create_endpoint("after", "http://127.0.0.1:9/y").await;
+
+    // A node that reads the topic from the start sees exactly the same.
+    let mut again = cfg.clone();
+    again.node.id = herald_testkit::fixtures::unique("rereads");
+    let second = TestNode::start_with(
+        again,
+        herald::node::Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    for node in [&first, &second] {
+        let reg = &node.node.registry;
+        assert!(reg.get("after").is_some());
+        for id in ["victim", "intruder", "garbage", "foreign"] {
+            assert!(reg.get(id).is_none(), "{id} must not be an endpoint");
+        }
+        let skipped = support::metric_sum(
+            &node.metrics().await,
+            "herald_registry_records_skipped_total",
+        );
+        assert!(skipped.unwrap_or(0.0) >= 3.0, "{skipped:?}");
+    }
+    second.shutdown().await;
+    first.shutdown().await;
 }
