@@ -1,7 +1,9 @@
 //! Measures the per-event CPU work between a publish request and the
 //! dispatcher's lane, for a 1 KiB JSON payload:
 //! - `ingest/validate`: the payload check ingest runs on every publish
-//!   (`herald_core::validate::payload`, JSON parsed into `IgnoredAny`), the
+//!   (`herald_core::validate::payload`: JSON walked with every string
+//!   decoded, so lone surrogates are refused; `serde_ignored_any` beside it
+//!   skips strings unread), the
 //!   full field check (`validate::id`, `validate::event_type`, payload),
 //!   and, for reference, parsing into `IgnoredAny` directly and into a
 //!   `serde_json::Value` tree;
