@@ -314,6 +314,19 @@ async fn sensitive_headers_are_sealed_write_only_and_sent() {
         "{both:?}"
     );
 
+    // Pointing the endpoint at another host would send the write-only value
+    // there: refused unless the sensitive headers are sent again.
+    let moved = api
+        .update_endpoint(pb::UpdateEndpointRequest {
+            id: "with-auth".into(),
+            url: Some("http://127.0.0.1:1/elsewhere".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a new host without the sensitive headers");
+    assert_eq!(moved.code(), tonic::Code::InvalidArgument);
+    assert!(moved.message().starts_with("sensitive_headers:"), "{moved:?}");
+
     // Replacing the plain headers keeps the sensitive ones.
     let updated = api
         .update_endpoint(pb::UpdateEndpointRequest {

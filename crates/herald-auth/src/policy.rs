@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_core::config::AuthConfig;
-use rustls_pki_types::{CertificateDer, DnsName, ServerName};
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest as _, Sha256};
 use tonic::Status;
 
@@ -59,8 +59,9 @@ pub struct AuthConfigError {
 /// How a client certificate is recognised.
 #[derive(Debug, Clone)]
 enum CertMatch {
-    /// Its subject alternative names cover this DNS name.
-    Dns(DnsName<'static>),
+    /// One of its subject alternative names is exactly this DNS name
+    /// (lower-cased; a wildcard SAN does not match).
+    Dns(String),
     /// Its DER encoding hashes to this.
     Fingerprint([u8; 32]),
 }
@@ -112,11 +113,20 @@ impl Authenticator {
                 .map_err(|(field, message)| bad(field, message))?
                 .with_limit(c.publish_per_second, c.publish_burst);
             let matcher = match (&c.dns_name, &c.cert_sha256) {
-                (Some(dns), None) => CertMatch::Dns(
-                    DnsName::try_from(dns.as_str())
-                        .map_err(|_| bad("dns_name", format!("{dns:?} is not a DNS name")))?
-                        .to_owned(),
-                ),
+                (Some(dns), None) => {
+                    let ok = !dns.is_empty()
+                        && dns.len() <= 253
+                        && dns
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                    if !ok {
+                        return Err(bad(
+                            "dns_name",
+                            format!("{dns:?} is not a DNS name (letters, digits, '-' and '.'; no wildcards)"),
+                        ));
+                    }
+                    CertMatch::Dns(dns.to_ascii_lowercase())
+                }
                 (None, Some(fp)) => CertMatch::Fingerprint(
                     TokenHash::parse(fp)
                         .map_err(|_| bad("cert_sha256", "expected \"sha256:\" and 64 hex digits (the SHA-256 of the certificate's DER)".into()))?
@@ -198,19 +208,37 @@ impl Authenticator {
 impl Authenticator {
     /// The principal a verified client certificate maps to, if any.
     fn client(&self, cert: &CertificateDer<'_>) -> Option<&Arc<Principal>> {
-        let parsed = webpki::EndEntityCert::try_from(cert).ok();
+        let names = san_dns_names(cert.as_ref());
         let fingerprint: [u8; 32] = Sha256::digest(cert.as_ref()).into();
         self.clients.iter().find_map(|(m, p)| {
             let hit = match m {
                 CertMatch::Fingerprint(f) => *f == fingerprint,
-                CertMatch::Dns(name) => parsed.as_ref().is_some_and(|c| {
-                    c.verify_is_valid_for_subject_name(&ServerName::DnsName(name.clone()))
-                        .is_ok()
-                }),
+                CertMatch::Dns(name) => names.iter().any(|n| n == name),
             };
             hit.then_some(p)
         })
     }
+}
+
+/// The DNS names among a certificate's subject alternative names,
+/// lower-cased; wildcards are kept as written, so they never equal a
+/// configured name. Empty when the certificate does not parse.
+fn san_dns_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::DNSName(n) => Some(n.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A checked principal from a config entry's name and scopes; errors are
@@ -376,6 +404,8 @@ mod tests {
         let ops = cert(&["ops.herald.internal"]);
         let pinned = cert(&["anything.example"]);
         let stranger = cert(&["stranger.example"]);
+        let wildcard = cert(&["*.herald.internal"]);
+        let upper = cert(&["OPS.Herald.Internal"]);
         let fp = format!(
             "sha256:{}",
             Sha256::digest(pinned.as_ref())
@@ -417,6 +447,21 @@ mod tests {
         assert_eq!(denied.code(), Code::PermissionDenied);
         let e = auth.authorize(PUBLISH, None, Some(&stranger)).unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated);
+        // A wildcard certificate is not the configured name.
+        let e = auth.authorize(PUBLISH, None, Some(&wildcard)).unwrap_err();
+        assert_eq!(
+            e.code(),
+            Code::Unauthenticated,
+            "a wildcard SAN must not match"
+        );
+        // DNS names compare without regard to case.
+        assert_eq!(
+            auth.authorize(CREATE, None, Some(&upper))
+                .unwrap()
+                .unwrap()
+                .name,
+            "ops"
+        );
         // Garbage in place of a certificate is refused, never a panic.
         let junk = CertificateDer::from(vec![0x30, 0x03, 0x01, 0x02]);
         assert_eq!(

@@ -1,8 +1,8 @@
 //! One pass over the dead-letter topic for `ListDeadLetters` and
 //! `ReplayDeadLetters`, in bounded memory: it keeps at most `keep` matching
 //! dead letters (the first ones in `(partition, offset)` order after a
-//! page token) and only counters and `(partition, offset)` keys for the
-//! rest, never the whole topic.
+//! page token) and only counters and (up to a bound) `(partition, offset)`
+//! keys for the rest, never the whole topic.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -74,11 +74,17 @@ impl Scan {
     }
 }
 
+/// Most `(partition, offset)` keys one scan remembers for counting replay
+/// markers: 16 bytes each, so at most about 32 MiB with the set's overhead.
+const MAX_TRACKED_KEYS: usize = 1_000_000;
+
 /// Folds records into a [`Scan`] (no I/O: tests feed it directly).
 #[derive(Default)]
 pub struct Collector {
     filter: Filter,
     kept: BTreeMap<(i32, i64), Entry>,
+    /// Matching dead letters seen.
+    matched: u64,
     /// Payload bytes of `kept`.
     bytes: usize,
     /// Keys of every matching dead letter, for counting replay markers.
@@ -101,7 +107,13 @@ impl Collector {
             return;
         }
         let key = (e.partition, e.offset);
-        self.matched_keys.insert(key);
+        self.matched += 1;
+        // Keys are remembered (to count replay markers) up to a bound; past
+        // it, markers of the rest are not counted and `remaining` may be
+        // high, never low.
+        if self.matched_keys.len() < MAX_TRACKED_KEYS {
+            self.matched_keys.insert(key);
+        }
         self.bytes += e.envelope.payload.len();
         self.kept.insert(key, e);
         while self.kept.len() > self.filter.keep
@@ -132,7 +144,7 @@ impl Collector {
     pub fn finish(self) -> Scan {
         Scan {
             entries: self.kept.into_values().collect(),
-            matched: self.matched_keys.len() as u64,
+            matched: self.matched,
             replayed: self.marked.len() as u64,
         }
     }

@@ -44,6 +44,10 @@ pub enum OpenError {
 pub struct KeyRing {
     active: String,
     keys: HashMap<String, Aes256Gcm>,
+    /// Read records whose secrets are in plaintext (written before sealing
+    /// existed). Off by default: without it, nobody can write a usable
+    /// endpoint into the topic without a master key.
+    accept_plaintext: bool,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -71,6 +75,7 @@ impl KeyRing {
         keys.contains_key(active).then(|| Self {
             active: active.to_string(),
             keys,
+            accept_plaintext: false,
         })
     }
 
@@ -85,7 +90,18 @@ impl KeyRing {
         let keys = [(id.clone(), Aes256Gcm::new(&key.into()))]
             .into_iter()
             .collect();
-        Self { active: id, keys }
+        Self {
+            active: id,
+            keys,
+            accept_plaintext: false,
+        }
+    }
+
+    /// Reads plaintext secrets too (`secrets.accept_plaintext`: records from
+    /// before sealing existed, until `ResealSecrets` has sealed them).
+    pub fn accept_plaintext(mut self, yes: bool) -> Self {
+        self.accept_plaintext = yes;
+        self
     }
 
     /// The id new values are sealed under.
@@ -147,32 +163,47 @@ impl KeyRing {
     /// sealed under the active key, none of them in plaintext.
     pub fn seal_endpoint(&self, ep: &Endpoint) -> EndpointRecord {
         let mut rec = ep.to_record();
+        let origin = origin(&ep.url);
         rec.sealed_secrets = std::mem::take(&mut rec.secrets)
             .iter()
             .enumerate()
-            .map(|(i, s)| self.seal(&secret_aad(&ep.id, i), s.as_bytes()))
+            .map(|(i, s)| self.seal(&secret_aad(&ep.id, &origin, i), s.as_bytes()))
             .collect();
         for name in &ep.sensitive_headers {
             if let Some(value) = rec.headers.remove(name) {
-                let sealed = self.seal(&header_aad(&ep.id, name), value.as_bytes());
+                let sealed = self.seal(&header_aad(&ep.id, &origin, name), value.as_bytes());
                 rec.sealed_headers.insert(name.clone(), sealed);
             }
         }
         rec
     }
 
-    /// The endpoint of a record read from the topic. Plaintext secrets
-    /// (written before sealing existed) are still read; a rotation
-    /// re-seals them.
+    /// The endpoint of a record read from the topic. Sealed values open
+    /// only in the record they were sealed for: the same endpoint id and the
+    /// same URL origin (so a writer of the topic cannot point an endpoint
+    /// elsewhere and keep its secrets). Plaintext secrets are read only with
+    /// [`KeyRing::accept_plaintext`].
     pub fn open_endpoint(&self, mut rec: EndpointRecord) -> Result<Endpoint, String> {
         let id = rec.id.clone();
+        let url = herald_core::validate::url(&rec.url).map_err(|e| e.to_string())?;
+        let origin = origin(&url);
         let sealed_key_id = sealed_under(&rec);
+        match (rec.secrets.is_empty(), rec.sealed_secrets.is_empty()) {
+            (false, false) => {
+                return Err("secret: both plaintext and sealed secrets; refused".into())
+            }
+            (false, true) if !self.accept_plaintext => return Err(
+                "secret: in plaintext, which this node refuses (secrets.accept_plaintext = false)"
+                    .into(),
+            ),
+            _ => {}
+        }
         if !rec.sealed_secrets.is_empty() {
             let opened: Result<Vec<String>, OpenError> = rec
                 .sealed_secrets
                 .iter()
                 .enumerate()
-                .map(|(i, v)| self.open(&secret_aad(&id, i), "secret", v))
+                .map(|(i, v)| self.open(&secret_aad(&id, &origin, i), "secret", v))
                 .collect();
             rec.secrets = opened.map_err(|e| e.to_string())?;
         }
@@ -186,7 +217,11 @@ impl KeyRing {
         let mut opened = BTreeMap::new();
         for (name, v) in &sealed_headers {
             let value = self
-                .open(&header_aad(&id, name), &format!("header {name:?}"), v)
+                .open(
+                    &header_aad(&id, &origin, name),
+                    &format!("header {name:?}"),
+                    v,
+                )
                 .map_err(|e| e.to_string())?;
             opened.insert(name.clone(), value);
         }
@@ -228,12 +263,29 @@ fn sealed_under(rec: &EndpointRecord) -> String {
     }
 }
 
-fn secret_aad(id: &str, index: usize) -> String {
-    format!("herald.endpoint/{id}/secret/{index}")
+/// `scheme://host:port` of an endpoint URL, lower-cased, default port filled in.
+fn origin(url: &http::Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("").to_ascii_lowercase();
+    let port = url
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    format!(
+        "{scheme}://{}:{port}",
+        url.host().unwrap_or("").to_ascii_lowercase()
+    )
 }
 
-fn header_aad(id: &str, name: &str) -> String {
-    format!("herald.endpoint/{id}/header/{}", name.to_ascii_lowercase())
+// Ids are [A-Za-z0-9._-], origins have no spaces, header names are HTTP
+// tokens: a space separates the parts unambiguously.
+fn secret_aad(id: &str, origin: &str, index: usize) -> String {
+    format!("herald.endpoint {id} {origin} secret {index}")
+}
+
+fn header_aad(id: &str, origin: &str, name: &str) -> String {
+    format!(
+        "herald.endpoint {id} {origin} header {}",
+        name.to_ascii_lowercase()
+    )
 }
 
 #[cfg(test)]
@@ -349,8 +401,29 @@ mod tests {
     }
 
     #[test]
-    fn plaintext_records_are_read_and_flagged_for_reseal() {
+    fn a_record_pointed_elsewhere_does_not_open() {
         let r = ring("k1", &[("k1", 1)]);
+        let mut rec = r.seal_endpoint(&endpoint());
+        rec.url = "https://attacker.example/h".into();
+        let e = r.open_endpoint(rec.clone()).unwrap_err();
+        assert!(e.contains("does not open"), "{e}");
+        // Another port or scheme of the same host is another origin too.
+        rec.url = "http://example.com/h".into();
+        assert!(r.open_endpoint(rec.clone()).is_err());
+        // Another path on the same origin is the same receiver.
+        rec.url = "https://example.com/other".into();
+        assert!(r.open_endpoint(rec).is_ok());
+    }
+
+    #[test]
+    fn plaintext_records_are_refused_unless_accepted() {
+        let strict = ring("k1", &[("k1", 1)]);
+        let e = strict.open_endpoint(endpoint().to_record()).unwrap_err();
+        assert!(e.contains("accept_plaintext"), "{e}");
+        let mut mixed = strict.seal_endpoint(&endpoint());
+        mixed.secrets.push(SECRET.into());
+        assert!(strict.open_endpoint(mixed).unwrap_err().contains("both"));
+        let r = ring("k1", &[("k1", 1)]).accept_plaintext(true);
         let rec = endpoint().to_record();
         assert!(r.needs_reseal(&rec));
         let ep = r.open_endpoint(rec).unwrap();

@@ -73,7 +73,8 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             herald_auth::Authenticator::from_config(&cfg.auth, mtls)
         })
         .transpose()?;
-    let ring = std::sync::Arc::new(master_keys(&cfg)?);
+    let ring =
+        std::sync::Arc::new(master_keys(&cfg)?.accept_plaintext(cfg.secrets.accept_plaintext));
     let metrics = install_recorder();
     let health = Health::new();
     let stop_ingest = CancellationToken::new();
@@ -135,22 +136,23 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let addr = listener.local_addr()?;
         let publisher = Publisher::new(&cfg.kafka, &cfg.grpc, &cfg.node.id, registry.clone())?;
         let writer = RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone(), ring.clone())?;
-        // One bound on topic scans for every RPC that scans (docs/security.md).
-        let scans = herald_ingest::scan_gate::ScanGate::default();
+        // Bounds on topic scans (docs/security.md), one gate per service so
+        // a caller of one (say attempts:read) cannot lock out the others.
+        let gate = herald_ingest::scan_gate::ScanGate::default;
         let dead_letters = DeadLetterApi::new(
             &cfg.kafka,
             &cfg.node.id,
             registry.clone(),
             publisher.clone(),
         )
-        .with_scan_gate(scans.clone());
+        .with_scan_gate(gate());
         let events = EventApi::new(
             publisher.clone(),
             cfg.grpc.max_batch_size,
             &cfg.kafka,
             &cfg.node.id,
         )
-        .with_scan_gate(scans.clone());
+        .with_scan_gate(gate());
         let ops = herald_registry::Ops::new(
             publisher.producer().clone(),
             &cfg.kafka.ops_topic,
@@ -211,6 +213,9 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         let reflection = reflection().build_v1()?;
         // Room for a batch of maximum-size payloads plus framing.
         let max_msg = cfg.grpc.max_payload_bytes.saturating_mul(4).max(4 << 20) + (64 << 10);
+        if !auth.is_disabled() && cfg.grpc.tls.is_none() && !cfg.grpc.listen.ip().is_loopback() {
+            tracing::warn!(listen = %cfg.grpc.listen, "API tokens will cross the network in plaintext: configure [grpc.tls], or terminate TLS in front of this port");
+        }
         if auth.is_disabled() {
             tracing::warn!("auth.disabled = true: every gRPC caller may publish, manage endpoints and read dead letters; use this only where every caller is trusted");
         }
@@ -240,7 +245,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
                 DeadLetterServiceServer::new(dead_letters).max_decoding_message_size(64 << 10),
             )
             .add_service(ClusterServiceServer::new(
-                ClusterApi::new(&cfg.kafka, &cfg.node.id, registry.clone()).with_scan_gate(scans),
+                ClusterApi::new(&cfg.kafka, &cfg.node.id, registry.clone()).with_scan_gate(gate()),
             ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -96,6 +96,12 @@ pub struct SecretsConfig {
     /// exit. `herald dev` sets it (its broker forgets everything anyway);
     /// anywhere else, secrets would become unreadable at the next restart.
     pub ephemeral_key: bool,
+    /// Read endpoint records whose secrets are in plaintext (written before
+    /// sealing existed). Off: a record without sealed secrets is skipped, so
+    /// nobody can add a usable endpoint to the topic without a master key.
+    /// Turn it on only to migrate, run `herald secrets rotate-master`, and
+    /// turn it off again.
+    pub accept_plaintext: bool,
 }
 
 /// One `[[secrets.keys]]` entry: where a 32-byte master key is read from
@@ -118,6 +124,7 @@ impl Default for SecretsConfig {
             keys: Vec::new(),
             rotation_grace: std::time::Duration::from_secs(86_400),
             ephemeral_key: false,
+            accept_plaintext: false,
         }
     }
 }
