@@ -325,7 +325,10 @@ async fn sensitive_headers_are_sealed_write_only_and_sent() {
         .await
         .expect_err("a new host without the sensitive headers");
     assert_eq!(moved.code(), tonic::Code::InvalidArgument);
-    assert!(moved.message().starts_with("sensitive_headers:"), "{moved:?}");
+    assert!(
+        moved.message().starts_with("sensitive_headers:"),
+        "{moved:?}"
+    );
 
     // Replacing the plain headers keeps the sensitive ones.
     let updated = api

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cluster;
 pub mod dlq;
 pub mod ledger;
