@@ -11,6 +11,7 @@ use herald_core::config::KafkaConfig;
 use herald_core::validate::{self, FieldError};
 use herald_proto::v1 as pb;
 use herald_proto::v1::AttemptRecord;
+use herald_telemetry::names;
 use prost::Message as _;
 use rdkafka::message::Message;
 use tonic::Status;
@@ -91,6 +92,12 @@ pub fn list(
             return;
         }
         let Some(rec) = msg.payload().and_then(|v| AttemptRecord::decode(v).ok()) else {
+            metrics::counter!(names::RECORDS_UNDECODABLE, "topic" => "attempts").increment(1);
+            tracing::debug!(
+                partition = msg.partition(),
+                offset = msg.offset(),
+                "undecodable attempt record skipped"
+            );
             return;
         };
         if (req.event_id.is_empty() || rec.event_id == req.event_id) && rec.at_ms >= req.since_ms {

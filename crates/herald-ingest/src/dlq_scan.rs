@@ -193,6 +193,14 @@ fn record(c: &mut Collector, msg: &BorrowedMessage<'_>) {
         return;
     }
     let Some(envelope) = msg.payload().and_then(|v| EventEnvelope::decode(v).ok()) else {
+        // Listed nowhere, but never silently: counted, and logged.
+        metrics::counter!(herald_telemetry::names::RECORDS_UNDECODABLE, "topic" => "dlq")
+            .increment(1);
+        tracing::debug!(
+            partition = msg.partition(),
+            offset = msg.offset(),
+            "undecodable dead-letter record skipped"
+        );
         return;
     };
     let at_ms = headers

@@ -228,6 +228,8 @@ fn open_circuits(
                 .payload()
                 .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
             else {
+                metrics::counter!(herald_telemetry::names::RECORDS_UNDECODABLE, "topic" => "ops")
+                    .increment(1);
                 return;
             };
             let (Some(kind), Some(ep)) = (v["type"].as_str(), v["endpoint_id"].as_str()) else {

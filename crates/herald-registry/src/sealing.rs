@@ -441,6 +441,35 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_endpoint_the_api_accepts_fits_a_kafka_record() {
+        use herald_core::validate as v;
+        let long_secret = format!("whsec_{}==", "A".repeat(86)); // 64 bytes of key
+        let mut ep = endpoint();
+        ep.url = format!("https://example.com/{}", "p".repeat(v::MAX_URL_LEN - 20))
+            .parse()
+            .unwrap();
+        ep.description = "d".repeat(v::MAX_DESCRIPTION_LEN);
+        ep.secrets = vec![long_secret.clone(), long_secret];
+        ep.headers = (0..v::MAX_CUSTOM_HEADERS)
+            .map(|i| {
+                let name = format!("X-{i:03}-{}", "n".repeat(v::MAX_HEADER_NAME_LEN - 6));
+                (name, "v".repeat(v::MAX_HEADER_VALUE_LEN))
+            })
+            .collect();
+        ep.sensitive_headers = ep.headers.keys().take(16).cloned().collect();
+        ep.retry_schedule = vec![
+            std::time::Duration::from_millis(v::MAX_RETRY_DELAY_MS);
+            v::MAX_RETRY_SCHEDULE_LEN
+        ];
+        let r = ring("k1", &[("k1", 1)]);
+        let bytes = prost::Message::encode_to_vec(&r.seal_endpoint(&ep));
+        // librdkafka's default message.max.bytes is 1,000,000.
+        assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+        let back = r.open_endpoint(prost::Message::decode(bytes.as_slice()).unwrap());
+        assert!(back.is_ok(), "{back:?}");
+    }
+
+    #[test]
     fn debug_shows_ids_not_keys() {
         let r = ring("k1", &[("k1", 0xab)]);
         let text = format!("{r:?}");

@@ -83,6 +83,10 @@ pub const COMMITS: &str = "herald_offset_commits_total";
 
 /// Gauge, label `state` (`enabled` | `disabled`): endpoints in the registry.
 pub const ENDPOINTS: &str = "herald_endpoints";
+/// Counter, label `topic` (`dlq` | `attempts` | `ops`): records a scan
+/// (`ListDeadLetters`, replays, `ListAttempts`, `GetStatus`) met that do not
+/// decode; the scan goes on without them. Counted per scan that meets them.
+pub const RECORDS_UNDECODABLE: &str = "herald_records_undecodable_total";
 /// Counter: registry records this node could not use (undecodable, id not
 /// equal to its key, a secret sealed under a master key it lacks); the
 /// endpoint's previous version stays in force.
@@ -121,6 +125,7 @@ pub const ALL: &[&str] = &[
     COMMITS,
     ENDPOINTS,
     REGISTRY_SKIPPED,
+    RECORDS_UNDECODABLE,
 ];
 
 /// The `status_class` label for an optional HTTP status.
