@@ -55,12 +55,7 @@ async fn the_cli_speaks_tls_with_a_token_and_defuses_receiver_text() {
         ..Default::default()
     });
     let (_broker, cfg) = support::broker(cfg);
-    let node = herald::node::start(cfg, herald::node::Roles::ALL)
-        .await
-        .expect("node starts");
-    tokio::time::timeout(GUARD, node.registry.wait_loaded())
-        .await
-        .expect("registry loads");
+    let node = support::start_loaded(cfg, herald::node::Roles::ALL).await;
     let server = format!("https://localhost:{}", node.grpc_addr.unwrap().port());
     let ca_arg = ca_file.to_str().unwrap();
 

@@ -18,7 +18,6 @@ use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
 use herald_proto::v1::event_service_client::EventServiceClient;
 use herald_testkit::{Policy, Reply, TestReceiver};
 use support::GUARD;
-use tonic::transport::Channel;
 
 /// Log output, kept in memory.
 #[derive(Clone, Default)]
@@ -67,17 +66,8 @@ async fn no_secret_in_logs_errors_metrics_or_the_attempt_log() {
         ..Default::default()
     }];
     let (_broker, cfg) = support::broker(cfg);
-    let node = herald::node::start(cfg, herald::node::Roles::ALL)
-        .await
-        .expect("node starts");
-    tokio::time::timeout(GUARD, node.registry.wait_loaded())
-        .await
-        .expect("registry loads");
-    let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let node = support::start_loaded(cfg, herald::node::Roles::ALL).await;
+    let ch = support::channel(&node).await;
     let mut endpoints = EndpointServiceClient::new(ch.clone());
     let mut events = EventServiceClient::new(ch.clone());
     // The first attempt fails (logged, recorded), the retry succeeds.

@@ -200,17 +200,8 @@ async fn every_rpc_needs_a_token_with_its_scope() {
         .chain(scoped.iter().map(|(_, _, c)| c.clone()))
         .collect();
     let (_broker, cfg) = support::broker(cfg);
-    let node = herald::node::start(cfg, herald::node::Roles::ALL)
-        .await
-        .expect("node starts");
-    tokio::time::timeout(GUARD, node.registry.wait_loaded())
-        .await
-        .expect("registry loads");
-    let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let node = support::start_loaded(cfg, herald::node::Roles::ALL).await;
+    let ch = support::channel(&node).await;
 
     // An existing endpoint, created with the admin token.
     let created = call(&ch, Rpc::CreateEndpoint, Some(&admin), "ep").await;
@@ -306,17 +297,8 @@ async fn idempotency_keys_are_scoped_per_caller() {
     cfg.auth.disabled = false;
     cfg.auth.tokens = vec![admin_cfg, billing_cfg, crm_cfg];
     let (_broker, cfg) = support::broker(cfg);
-    let node = herald::node::start(cfg, herald::node::Roles::ALL)
-        .await
-        .expect("node starts");
-    tokio::time::timeout(GUARD, node.registry.wait_loaded())
-        .await
-        .expect("registry loads");
-    let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let node = support::start_loaded(cfg, herald::node::Roles::ALL).await;
+    let ch = support::channel(&node).await;
     assert_eq!(
         call(&ch, Rpc::CreateEndpoint, Some(&admin), "ep")
             .await
@@ -407,17 +389,8 @@ async fn a_token_over_its_publish_rate_gets_resource_exhausted() {
     cfg.auth.disabled = false;
     cfg.auth.tokens = vec![admin_cfg, slow_cfg];
     let (_broker, cfg) = support::broker(cfg);
-    let node = herald::node::start(cfg, herald::node::Roles::ALL)
-        .await
-        .expect("node starts");
-    tokio::time::timeout(GUARD, node.registry.wait_loaded())
-        .await
-        .expect("registry loads");
-    let ch = Channel::from_shared(format!("http://{}", node.grpc_addr.unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let node = support::start_loaded(cfg, herald::node::Roles::ALL).await;
+    let ch = support::channel(&node).await;
     assert_eq!(
         call(&ch, Rpc::CreateEndpoint, Some(&admin), "ep")
             .await

@@ -80,12 +80,7 @@ async fn tls_tokens_and_client_certificates() {
         require_client_cert: false,
     });
     let (_broker, cfg) = support::broker(cfg);
-    let node = herald::node::start(cfg, herald::node::Roles::ALL)
-        .await
-        .expect("node starts with TLS");
-    tokio::time::timeout(GUARD, node.registry.wait_loaded())
-        .await
-        .expect("registry loads");
+    let node = support::start_loaded(cfg, herald::node::Roles::ALL).await;
     let addr = node.grpc_addr.unwrap();
 
     // A token over TLS, no client certificate.

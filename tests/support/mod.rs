@@ -62,16 +62,8 @@ impl TestNode {
     /// Starts a node with `roles` (ingest must be one of them) and waits
     /// until its registry is loaded.
     pub async fn start_with(cfg: Config, roles: Roles) -> Self {
-        let node = node::start(cfg, roles).await.expect("node starts");
-        tokio::time::timeout(GUARD, node.registry.wait_loaded())
-            .await
-            .expect("the endpoint registry loads");
-        let grpc = node.grpc_addr.expect("ingest runs, so gRPC is bound");
-        let channel = Channel::from_shared(format!("http://{grpc}"))
-            .expect("valid uri")
-            .connect()
-            .await
-            .expect("gRPC connects");
+        let node = start_loaded(cfg, roles).await;
+        let channel = channel(&node).await;
         Self {
             node,
             events: EventServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
@@ -124,6 +116,26 @@ impl TestNode {
             .expect("node shuts down in time")
             .expect("node shuts down cleanly");
     }
+}
+
+/// Starts a node with `roles` under `cfg` and waits until its registry is
+/// loaded; no client is attached (the config may require tokens or TLS).
+pub async fn start_loaded(cfg: Config, roles: Roles) -> RunningNode {
+    let node = node::start(cfg, roles).await.expect("node starts");
+    tokio::time::timeout(GUARD, node.registry.wait_loaded())
+        .await
+        .expect("the endpoint registry loads");
+    node
+}
+
+/// A plaintext gRPC channel to `node`'s API.
+pub async fn channel(node: &RunningNode) -> Channel {
+    let grpc = node.grpc_addr.expect("ingest runs, so gRPC is bound");
+    Channel::from_shared(format!("http://{grpc}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .expect("gRPC connects")
 }
 
 /// A publish request of type `test.event`.
