@@ -73,8 +73,11 @@ impl ScanGate {
         std::thread::Builder::new()
             .name("herald-scan".into())
             .spawn(move || {
-                let _permit = permit;
-                let _ = tx.send(scan(&flag));
+                let result = scan(&flag);
+                // Free the slot before the answer goes out, so a caller's
+                // next scan, sent once it has this answer, finds it free.
+                drop(permit);
+                let _ = tx.send(result);
             })
             .map_err(|e| Status::unavailable(format!("{what}: cannot start a scan thread: {e}")))?;
         match tokio::time::timeout(self.deadline, rx).await {
