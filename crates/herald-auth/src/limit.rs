@@ -6,16 +6,19 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
-/// A caller's publish budget.
-pub struct PublishLimit {
+/// A caller's publish budget, on clock `C` (the real one outside tests).
+pub struct PublishLimit<C: Clock = DefaultClock> {
     per_second: NonZeroU32,
     burst: NonZeroU32,
-    limiter: DefaultDirectRateLimiter,
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
 }
 
-impl std::fmt::Debug for PublishLimit {
+impl<C: Clock> std::fmt::Debug for PublishLimit<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PublishLimit")
             .field("per_second", &self.per_second)
@@ -40,12 +43,23 @@ impl PublishLimit {
     /// `per_second` events per second, `burst` at once (0 = `per_second`);
     /// `None` when `per_second` is 0 (no limit).
     pub fn new(per_second: u32, burst: u32) -> Option<Self> {
+        Self::with_clock(per_second, burst, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> PublishLimit<C> {
+    /// [`PublishLimit::new`] on `clock`.
+    pub fn with_clock(per_second: u32, burst: u32, clock: C) -> Option<Self> {
         let per_second = NonZeroU32::new(per_second)?;
         let burst = NonZeroU32::new(burst).unwrap_or(per_second);
         Some(Self {
             per_second,
             burst,
-            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            limiter: RateLimiter::direct_with_clock(
+                Quota::per_second(per_second).allow_burst(burst),
+                clock.clone(),
+            ),
+            clock,
         })
     }
 
@@ -67,9 +81,7 @@ impl PublishLimit {
         };
         match self.limiter.check_n(n) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(Refusal::Wait(
-                not_until.wait_time_from(DefaultClock::default().now()),
-            )),
+            Ok(Err(not_until)) => Err(Refusal::Wait(not_until.wait_time_from(self.clock.now()))),
             Err(_) => Err(too_many),
         }
     }
@@ -79,14 +91,20 @@ impl PublishLimit {
 mod tests {
     use super::*;
 
+    use governor::clock::FakeRelativeClock;
+
     #[test]
     fn budget_burst_and_oversize_calls() {
         assert!(PublishLimit::new(0, 10).is_none(), "0 = unlimited");
-        let l = PublishLimit::new(1, 5).unwrap();
+        let clock = FakeRelativeClock::default();
+        let l = PublishLimit::with_clock(1, 5, clock.clone()).unwrap();
         assert_eq!(l.admit(0), Ok(()));
         assert_eq!(l.admit(3), Ok(()));
         assert_eq!(l.admit(2), Ok(()));
-        assert!(matches!(l.admit(1), Err(Refusal::Wait(d)) if d > Duration::ZERO));
+        assert_eq!(l.admit(1), Err(Refusal::Wait(Duration::from_secs(1))));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(l.admit(1), Ok(()), "one event a second comes back");
+        assert!(matches!(l.admit(1), Err(Refusal::Wait(_))));
         assert_eq!(l.admit(6), Err(Refusal::TooMany { burst: 5 }));
         assert_eq!(l.admit(usize::MAX), Err(Refusal::TooMany { burst: 5 }));
     }

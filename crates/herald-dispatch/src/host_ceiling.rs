@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 use herald_core::time::now_ms;
@@ -16,22 +17,33 @@ use herald_core::time::now_ms;
 /// How often idle hosts are forgotten, so the map does not grow forever.
 const FORGET_EVERY_MS: i64 = 60_000;
 
-/// The per-host limiter of one node.
-pub struct HostCeiling {
-    limiter: RateLimiter<String, HashMapStateStore<String>, DefaultClock>,
+/// The per-host limiter of one node, on clock `C` (the real one outside tests).
+pub struct HostCeiling<C: Clock = DefaultClock> {
+    limiter: RateLimiter<String, HashMapStateStore<String>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
     last_forget_ms: AtomicI64,
 }
 
 impl HostCeiling {
     /// A ceiling of `per_second` requests per host; `None` when 0 (off).
     pub fn new(per_second: u32) -> Option<Self> {
+        Self::with_clock(per_second, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> HostCeiling<C> {
+    /// [`HostCeiling::new`] on `clock`.
+    pub fn with_clock(per_second: u32, clock: C) -> Option<Self> {
         let rate = NonZeroU32::new(per_second)?;
         Some(Self {
-            limiter: RateLimiter::hashmap(Quota::per_second(rate)),
+            limiter: RateLimiter::hashmap_with_clock(Quota::per_second(rate), clock.clone()),
+            clock,
             last_forget_ms: AtomicI64::new(now_ms()),
         })
     }
+}
 
+impl HostCeiling {
     /// The key of `uri`: its `host:port`, lower-cased, default port filled in.
     pub fn key(uri: &http::Uri) -> String {
         let host = uri.host().unwrap_or("").to_ascii_lowercase();
@@ -41,7 +53,9 @@ impl HostCeiling {
         });
         format!("{host}:{port}")
     }
+}
 
+impl<C: Clock + Clone> HostCeiling<C> {
     /// How long a request to `key` must wait now (zero: go), taking a slot
     /// when it may go.
     pub fn check(&self, key: &str) -> Duration {
@@ -49,7 +63,7 @@ impl HostCeiling {
         match self.limiter.check_key(&key.to_string()) {
             Ok(()) => Duration::ZERO,
             Err(not_until) => not_until
-                .wait_time_from(DefaultClock::default().now())
+                .wait_time_from(self.clock.now())
                 .max(Duration::from_millis(1)),
         }
     }
