@@ -73,6 +73,10 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             herald_auth::Authenticator::from_config(&cfg.auth, mtls)
         })
         .transpose()?;
+    let tls = match (&cfg.grpc.tls, roles.ingest) {
+        (Some(tls), true) => Some(server_tls(tls)?),
+        _ => None,
+    };
     let ring =
         std::sync::Arc::new(master_keys(&cfg)?.accept_plaintext(cfg.secrets.accept_plaintext));
     let metrics = install_recorder();
@@ -229,9 +233,9 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .http2_max_pending_accept_reset_streams(Some(64))
             .http2_max_local_error_reset_streams(Some(256))
             .http2_max_header_list_size(64 * 1024);
-        if let Some(tls) = &cfg.grpc.tls {
+        if let Some(tls) = tls {
             builder = builder
-                .tls_config(server_tls(tls)?)
+                .tls_config(tls)
                 .context("config key `grpc.tls`: the certificate or key is not usable")?;
         }
         let server = builder
