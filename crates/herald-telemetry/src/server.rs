@@ -32,6 +32,7 @@ pub fn install_recorder() -> MetricsHandle {
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
             describe();
+            crate::zeroes::register();
             handle
         })
         .clone()

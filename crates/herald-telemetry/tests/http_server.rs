@@ -63,3 +63,34 @@ async fn oversized_request_headers_are_refused() {
     let _ = client.read_to_string(&mut text).await;
     assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
 }
+
+/// Every counter and histogram is on `/metrics` from the first scrape, at
+/// zero, before anything happened.
+#[tokio::test]
+async fn every_counter_and_histogram_is_exported_at_zero_from_the_start() {
+    let text = install_recorder().render();
+    let gauges = [
+        herald_telemetry::names::CONSUMER_LAG,
+        herald_telemetry::names::CONSUMER_LAG_SECONDS,
+        herald_telemetry::names::CIRCUITS_OPEN,
+        herald_telemetry::names::ENDPOINT_OLDEST_EVENT_AGE,
+        herald_telemetry::names::LANE_EVENTS,
+        herald_telemetry::names::LANES_OPEN,
+        herald_telemetry::names::PARTITIONS_ASSIGNED,
+        herald_telemetry::names::ENDPOINTS,
+    ];
+    for name in herald_telemetry::names::ALL
+        .iter()
+        .filter(|n| !gauges.contains(n))
+    {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && !l.starts_with('#')),
+            "{name} is not exported at start:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("herald_dead_letters_total{reason=\"attempts_exhausted\"} 0"),
+        "{text}"
+    );
+}
