@@ -10,6 +10,20 @@ use herald_proto::v1::EndpointRecord;
 
 use crate::validate::{self, FieldError};
 
+/// The origin of an endpoint URL, `scheme://host:port`, lower-cased, with
+/// the scheme's default port filled in: two URLs with the same origin reach
+/// the same receiver.
+pub fn origin(url: &http::Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("").to_ascii_lowercase();
+    let port = url
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    format!(
+        "{scheme}://{}:{port}",
+        url.host().unwrap_or("").to_ascii_lowercase()
+    )
+}
+
 /// A request-rate limit: `per_second` requests per second with `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -290,6 +304,18 @@ mod tests {
         ep.previous_secret_expires_at_ms = 100;
         assert_eq!(ep.signing_secrets(99).len(), 2);
         assert_eq!(ep.signing_secrets(100), &ep.secrets[..1]);
+    }
+
+    #[test]
+    fn origins() {
+        let o = |u: &str| origin(&u.parse().unwrap());
+        assert_eq!(
+            o("https://API.example.com/a"),
+            "https://api.example.com:443"
+        );
+        assert_eq!(o("http://example.com:8080/b"), "http://example.com:8080");
+        assert_eq!(o("https://example.com/x"), o("https://example.com:443/y"));
+        assert_ne!(o("http://example.com/"), o("https://example.com/"));
     }
 
     #[test]

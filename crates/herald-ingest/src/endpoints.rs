@@ -174,20 +174,6 @@ fn parse_secret(field: &str, s: &str) -> Result<String, Status> {
         .map_err(|e| invalid(FieldError::new(field, e.to_string())))
 }
 
-/// Whether two URLs reach the same receiver: scheme, host and port.
-fn same_origin(a: &http::Uri, b: &http::Uri) -> bool {
-    let port = |u: &http::Uri| {
-        u.port_u16().unwrap_or(if u.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        })
-    };
-    a.scheme_str() == b.scheme_str()
-        && a.host().map(str::to_ascii_lowercase) == b.host().map(str::to_ascii_lowercase)
-        && port(a) == port(b)
-}
-
 /// Sets an endpoint's custom headers: `plain` ones and `sensitive` ones
 /// (sealed at rest, write-only). A name may not be in both.
 fn set_headers(
@@ -332,7 +318,7 @@ impl EndpointService for EndpointApi {
             // read them must not be able to send them to another host.
             if !ep.sensitive_headers.is_empty()
                 && req.sensitive_headers.is_none()
-                && !same_origin(&ep.url, &url)
+                && herald_core::endpoint::origin(&ep.url) != herald_core::endpoint::origin(&url)
             {
                 return Err(invalid(FieldError::new(
                     "sensitive_headers",

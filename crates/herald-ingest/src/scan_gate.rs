@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 use tonic::Status;
 
-/// Scans at once per node, and the longest one may run.
+/// Scans at once per gate.
 pub const DEFAULT_MAX_SCANS: usize = 4;
 /// The longest a scan may run.
 pub const DEFAULT_SCAN_DEADLINE: Duration = Duration::from_secs(60);

@@ -163,7 +163,7 @@ impl KeyRing {
     /// sealed under the active key, none of them in plaintext.
     pub fn seal_endpoint(&self, ep: &Endpoint) -> EndpointRecord {
         let mut rec = ep.to_record();
-        let origin = origin(&ep.url);
+        let origin = herald_core::endpoint::origin(&ep.url);
         rec.sealed_secrets = std::mem::take(&mut rec.secrets)
             .iter()
             .enumerate()
@@ -186,7 +186,7 @@ impl KeyRing {
     pub fn open_endpoint(&self, mut rec: EndpointRecord) -> Result<Endpoint, String> {
         let id = rec.id.clone();
         let url = herald_core::validate::url(&rec.url).map_err(|e| e.to_string())?;
-        let origin = origin(&url);
+        let origin = herald_core::endpoint::origin(&url);
         let sealed_key_id = sealed_under(&rec);
         match (rec.secrets.is_empty(), rec.sealed_secrets.is_empty()) {
             (false, false) => {
@@ -261,18 +261,6 @@ fn sealed_under(rec: &EndpointRecord) -> String {
     } else {
         "*".to_string()
     }
-}
-
-/// `scheme://host:port` of an endpoint URL, lower-cased, default port filled in.
-fn origin(url: &http::Uri) -> String {
-    let scheme = url.scheme_str().unwrap_or("").to_ascii_lowercase();
-    let port = url
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    format!(
-        "{scheme}://{}:{port}",
-        url.host().unwrap_or("").to_ascii_lowercase()
-    )
 }
 
 // Ids are [A-Za-z0-9._-], origins have no spaces, header names are HTTP
