@@ -13,78 +13,75 @@
 //! host entry (`/32` or `/128`): allowing `169.254.0.0/16` for some link-local service
 //! must not also open the instance metadata service.
 //!
-//! The file depends on `std` only, so it can be compiled into any crate.
+//! Block arithmetic (masking, containment) is the `ipnet` crate's; the text form of an
+//! allow-list entry and its errors are this module's.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use ipnet::IpNet;
+
 /// The setting operators use to allow-list refused ranges, named in every refusal.
 pub const ALLOW_LIST_SETTING: &str = "delivery.allow_cidrs";
 
 /// An IP network: an address and a prefix length, with no bits set after the prefix.
+///
+/// The block arithmetic (prefix bounds, masking, containment, display) is
+/// [`ipnet::IpNet`]'s; this type adds the strict text form and the errors an operator
+/// can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     /// The block `addr/prefix`. Fails if the prefix is longer than the address or if
     /// `addr` has bits set after the prefix (the error names the intended block).
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Cidr, CidrError> {
-        let max = max_prefix(addr);
-        if prefix > max {
-            return Err(CidrError::PrefixTooLong {
-                input: format!("{addr}/{prefix}"),
-                max,
-            });
-        }
-        let network = Cidr {
-            addr: mask(addr, prefix),
-            prefix,
-        };
-        if network.addr != addr {
+        let input = || format!("{addr}/{prefix}");
+        let net = IpNet::new(addr, prefix).map_err(|_| CidrError::PrefixTooLong {
+            input: input(),
+            max: max_prefix(addr),
+        })?;
+        let network = net.trunc();
+        if network != net {
             return Err(CidrError::HostBitsSet {
-                input: format!("{addr}/{prefix}"),
-                network,
+                input: input(),
+                network: Cidr(network),
             });
         }
-        Ok(network)
+        Ok(Cidr(net))
     }
 
     /// The block holding exactly `addr` (`/32` or `/128`).
     pub fn host(addr: IpAddr) -> Cidr {
-        Cidr {
-            addr,
-            prefix: max_prefix(addr),
-        }
+        Cidr(IpNet::from(addr))
     }
 
     /// The network address.
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.network()
     }
 
     /// The prefix length.
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
     /// Whether the block is a single address (`/32` or `/128`).
     pub fn is_host(&self) -> bool {
-        self.prefix == max_prefix(self.addr)
+        self.0.prefix_len() == self.0.max_prefix_len()
     }
 
     /// Whether `ip` lies in the block. Families never mix: `10.0.0.0/8` does not contain
     /// `::ffff:10.0.0.1` (the [`EgressPolicy`] looks inside such addresses itself).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                mask(ip, self.prefix) == self.addr
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
+    }
+}
+
+impl From<Cidr> for IpNet {
+    fn from(cidr: Cidr) -> IpNet {
+        cidr.0
     }
 }
 
@@ -93,6 +90,11 @@ impl FromStr for Cidr {
 
     /// `10.0.0.0/8`, `fd00::/8`, or a bare address for a single host (`127.0.0.1`).
     /// Surrounding whitespace is ignored.
+    ///
+    /// The address is read by the standard library's parser, not by
+    /// `IpNet::from_str`: ipnet's copy of an older std parser takes `010.0.0.0` as
+    /// decimal 10, where other tools read octal 8, and an allow-list must not be
+    /// ambiguous. The prefix is one to three decimal digits.
     fn from_str(text: &str) -> Result<Cidr, CidrError> {
         let trimmed = text.trim();
         let syntax = || CidrError::Syntax {
@@ -111,31 +113,28 @@ impl FromStr for Cidr {
                 let prefix: u16 = prefix.parse().map_err(|_| syntax())?;
                 (addr, prefix)
             }
-            None => {
-                let addr: IpAddr = trimmed.parse().map_err(|_| syntax())?;
-                (addr, u16::from(max_prefix(addr)))
-            }
+            None => return trimmed.parse().map(Cidr::host).map_err(|_| syntax()),
         };
-        let max = max_prefix(addr);
-        match u8::try_from(prefix) {
-            Ok(prefix) if prefix <= max => Cidr::new(addr, prefix).map_err(|err| match err {
-                CidrError::HostBitsSet { network, .. } => CidrError::HostBitsSet {
-                    input: trimmed.to_owned(),
-                    network,
-                },
-                other => other,
-            }),
-            _ => Err(CidrError::PrefixTooLong {
+        let too_long = || CidrError::PrefixTooLong {
+            input: trimmed.to_owned(),
+            max: max_prefix(addr),
+        };
+        let prefix = u8::try_from(prefix).map_err(|_| too_long())?;
+        Cidr::new(addr, prefix).map_err(|err| match err {
+            CidrError::HostBitsSet { network, .. } => CidrError::HostBitsSet {
                 input: trimmed.to_owned(),
-                max,
-            }),
-        }
+                network,
+            },
+            CidrError::PrefixTooLong { .. } => too_long(),
+            other => other,
+        })
     }
 }
 
 impl fmt::Display for Cidr {
+    /// Always with the prefix: `127.0.0.1/32`, `fe80::/10`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -535,20 +534,6 @@ fn max_prefix(addr: IpAddr) -> u8 {
     match addr {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
-    }
-}
-
-/// `addr` with every bit after `prefix` cleared; `prefix` must fit the family.
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => {
-            let keep = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & keep))
-        }
-        IpAddr::V6(v6) => {
-            let keep = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & keep))
-        }
     }
 }
 

@@ -221,3 +221,20 @@ fn payload_limit_must_fit_the_producer() {
         .unwrap();
     assert_eq!(cfg.grpc.max_payload_bytes, 2_000_000);
 }
+
+#[test]
+fn bad_allow_list_entry_names_key_and_value() {
+    for (entry, why) in [
+        ("10.0.0.1/8", "did you mean 10.0.0.0/8?"),
+        ("10.0.0.0/33", "prefix length over 32"),
+        ("intranet", "is not a CIDR block"),
+    ] {
+        let mut l = ConfigLoader::new();
+        l.file("h.toml", &format!("[delivery]\nallow_cidrs = [\"{entry}\"]\n"))
+            .unwrap();
+        let msg = l.build().unwrap_err().to_string();
+        assert!(msg.contains("delivery.allow_cidrs"), "{msg}");
+        assert!(msg.contains(&format!("{entry:?}")), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+    }
+}
