@@ -18,7 +18,7 @@ pub struct AttemptsArgs {
     /// Only this event's attempts.
     #[arg(long, value_name = "EVENT_ID")]
     event: Option<String>,
-    /// Only attempts at or after: unix ms, or an age such as 2h.
+    /// Only attempts at or after: unix ms, RFC 3339, or an age such as 2h.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     since: Option<i64>,
     /// At most this many (server default 100).

@@ -1,7 +1,8 @@
 //! `herald dlq list|replay`: inspecting and replaying dead letters through
 //! the gRPC `DeadLetterService`.
 //!
-//! Times are given as unix milliseconds or as an age (`2h` = two hours ago).
+//! Times are given as unix milliseconds, as RFC 3339 (`2025-01-31T12:00:00Z`)
+//! or as an age (`2h` = two hours ago).
 //! A replay streams progress; on a terminal it draws a progress bar on
 //! stderr, and it ends with the count of what was replayed and skipped.
 
@@ -12,6 +13,8 @@ use herald_proto::v1::{
     DeadLetter, ListDeadLettersRequest, ReplayDeadLettersRequest, ReplayProgress,
 };
 use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::output::{self, format_unix_ms, Render};
 use super::{rpc, ClientOpts, OutputFormat};
@@ -31,10 +34,10 @@ pub struct ListArgs {
     /// Only this endpoint's dead letters.
     #[arg(long, value_name = "ID")]
     endpoint: Option<String>,
-    /// Dead-lettered at or after: unix ms, or an age such as 2h.
+    /// Dead-lettered at or after: unix ms, RFC 3339, or an age such as 2h.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     since: Option<i64>,
-    /// Dead-lettered before: unix ms, or an age such as 30m.
+    /// Dead-lettered before: unix ms, RFC 3339, or an age such as 30m.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     until: Option<i64>,
     /// At most this many per page (server default 100).
@@ -51,10 +54,10 @@ pub struct ReplayArgs {
     /// Whose dead letters to replay.
     #[arg(long, value_name = "ID")]
     endpoint: String,
-    /// Dead-lettered at or after: unix ms, or an age such as 2h.
+    /// Dead-lettered at or after: unix ms, RFC 3339, or an age such as 2h.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     since: Option<i64>,
-    /// Dead-lettered before: unix ms, or an age such as 30m.
+    /// Dead-lettered before: unix ms, RFC 3339, or an age such as 30m.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     until: Option<i64>,
     /// Deliver to this endpoint instead of the original one.
@@ -65,17 +68,26 @@ pub struct ReplayArgs {
     force: bool,
 }
 
-/// Unix ms, or an age (`90s`, `2h`, `3d`) counted back from now.
+/// Unix ms, an RFC 3339 time (`2025-01-31T12:00:00Z`, as the client prints
+/// times), or an age (`90s`, `2h`, `3d`) counted back from now.
 pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
+    let not_before_1970 = || "a time cannot be before 1970 (unix ms 0)".to_owned();
     if let Ok(ms) = s.parse::<i64>() {
-        return if ms >= 0 {
-            Ok(ms)
-        } else {
-            Err("a time cannot be negative".into())
-        };
+        return if ms >= 0 { Ok(ms) } else { Err(not_before_1970()) };
     }
-    let age = herald_core::duration::parse(s)
-        .map_err(|e| format!("{e}; give unix milliseconds or an age such as 2h"))?;
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+        return i64::try_from(ms)
+            .ok()
+            .filter(|&ms| ms >= 0)
+            .ok_or_else(not_before_1970);
+    }
+    let age = herald_core::duration::parse(s).map_err(|e| {
+        format!(
+            "{e}; give unix milliseconds, an RFC 3339 time such as \
+             2025-01-31T12:00:00Z, or an age such as 2h"
+        )
+    })?;
     Ok(herald_core::time::now_ms() - age.as_millis() as i64)
 }
 
@@ -296,6 +308,15 @@ mod tests {
         let two_h = parse_time("2h").unwrap();
         assert!((now - 2 * 3_600_000 - two_h).abs() < 60_000);
         assert!(parse_time("-5").is_err());
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.123Z").unwrap(),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20+01:00").unwrap(),
+            1_700_000_000_000
+        );
+        assert!(parse_time("1969-12-31T23:59:59Z").is_err());
         assert!(parse_time("yesterday").unwrap_err().contains("age"));
     }
 

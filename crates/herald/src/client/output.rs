@@ -12,6 +12,9 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use herald_proto::v1;
 use serde::Serialize;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
 
 use super::OutputFormat;
 
@@ -325,36 +328,20 @@ fn table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
     out
 }
 
-/// Unix milliseconds as `2025-01-31T12:00:00.000Z` (UTC); `-` for 0 (unknown).
+/// Unix milliseconds as `2025-01-31T12:00:00.000Z` (UTC, always three
+/// fractional digits so columns line up); `-` for 0 (unknown). A time outside
+/// years -9999..=9999 is shown as its raw number.
 pub(crate) fn format_unix_ms(ms: i64) -> String {
+    const FORMAT: &[BorrowedFormatItem<'_>] = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     if ms == 0 {
         return "-".to_owned();
     }
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| format!("{ms} (unix ms)"))
 }
 
 /// Pretty-prints already-validated JSON text with two-space indents, keeping
@@ -569,6 +556,11 @@ mod tests {
         assert_eq!(format_unix_ms(1), "1970-01-01T00:00:00.001Z");
         assert_eq!(format_unix_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_unix_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            format_unix_ms(253_402_300_799_999),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(format_unix_ms(i64::MAX), format!("{} (unix ms)", i64::MAX));
     }
 
     #[test]
