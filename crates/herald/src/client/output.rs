@@ -218,20 +218,16 @@ impl Render for EndpointListView {
         if self.0.is_empty() {
             return "no endpoints\n".to_owned();
         }
-        let rows: Vec<[String; 5]> = self
-            .0
-            .iter()
-            .map(|e| {
-                [
-                    e.id.clone(),
-                    e.url.clone(),
-                    yes_no(e.enabled).to_owned(),
-                    yes_no(e.ordered).to_owned(),
-                    rate_text(e.rate_limit_per_second, e.rate_limit_burst),
-                ]
-            })
-            .collect();
-        table(["ID", "URL", "ENABLED", "ORDERED", "RATE"], &rows)
+        let rows = self.0.iter().map(|e| {
+            [
+                e.id.clone(),
+                e.url.clone(),
+                yes_no(e.enabled).to_owned(),
+                yes_no(e.ordered).to_owned(),
+                rate_text(e.rate_limit_per_second, e.rate_limit_burst),
+            ]
+        });
+        table(&["ID", "URL", "ENABLED", "ORDERED", "RATE"], rows)
     }
 }
 
@@ -300,30 +296,31 @@ pub(crate) fn rate_text(per_second: u32, burst: u32) -> String {
     }
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = headers.map(|h| h.chars().count());
+/// Left-aligned columns separated by two spaces under a header row, with no
+/// borders and no trailing spaces, laid out by comfy-table (which measures
+/// cells by display width, so wide characters keep the columns aligned).
+/// Never wrapped: scripts that want fields use `--output json`.
+pub(crate) fn table<R, C>(headers: &[&str], rows: R) -> String
+where
+    R: IntoIterator<Item = C>,
+    C: IntoIterator,
+    C::Item: Into<comfy_table::Cell>,
+{
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(headers.iter().copied());
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+        t.add_row(row);
+    }
+    let last = headers.len().saturating_sub(1);
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, if i == last { 0 } else { 2 }));
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; N]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == N {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
-            }
-        }
-        out.push_str(text.trim_end());
+    for line in t.lines() {
+        out.push_str(line.trim_end());
         out.push('\n');
-    };
-    line(headers);
-    for row in rows {
-        line(row.each_ref().map(String::as_str));
     }
     out
 }
@@ -548,6 +545,13 @@ mod tests {
              ep_long_name  http://x                  no       yes      node default\n"
         );
         assert_eq!(EndpointListView(vec![]).to_text(), "no endpoints\n");
+    }
+
+    #[test]
+    fn tables_align_by_display_width() {
+        let text = table(&["A", "B"], [["日本", "x"], ["ab", "y"]]);
+        assert_eq!(text, "A     B\n日本  x\nab    y\n");
+        assert_eq!(table(&["ONLY"], Vec::<[&str; 1]>::new()), "ONLY\n");
     }
 
     #[test]
