@@ -230,8 +230,11 @@ fn bad_allow_list_entry_names_key_and_value() {
         ("intranet", "is not a CIDR block"),
     ] {
         let mut l = ConfigLoader::new();
-        l.file("h.toml", &format!("[delivery]\nallow_cidrs = [\"{entry}\"]\n"))
-            .unwrap();
+        l.file(
+            "h.toml",
+            &format!("[delivery]\nallow_cidrs = [\"{entry}\"]\n"),
+        )
+        .unwrap();
         let msg = l.build().unwrap_err().to_string();
         assert!(msg.contains("delivery.allow_cidrs"), "{msg}");
         assert!(msg.contains(&format!("{entry:?}")), "{msg}");

@@ -6,12 +6,13 @@
 //! A replay streams progress; on a terminal it draws a progress bar on
 //! stderr, and it ends with the count of what was replayed and skipped.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use herald_proto::v1::dead_letter_service_client::DeadLetterServiceClient;
 use herald_proto::v1::{
     DeadLetter, ListDeadLettersRequest, ReplayDeadLettersRequest, ReplayProgress,
 };
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -73,7 +74,11 @@ pub struct ReplayArgs {
 pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     let not_before_1970 = || "a time cannot be before 1970 (unix ms 0)".to_owned();
     if let Ok(ms) = s.parse::<i64>() {
-        return if ms >= 0 { Ok(ms) } else { Err(not_before_1970()) };
+        return if ms >= 0 {
+            Ok(ms)
+        } else {
+            Err(not_before_1970())
+        };
     }
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
@@ -247,20 +252,22 @@ pub async fn run_dlq(opts: &ClientOpts, cmd: DlqCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| rpc::rpc_error(server, "ReplayDeadLetters", s))?
                 .into_inner();
-            let bar = opts.output == OutputFormat::Text && std::io::stderr().is_terminal();
+            let bar =
+                replay_bar(opts.output == OutputFormat::Text && std::io::stderr().is_terminal());
             let mut last = ReplayProgress::default();
-            while let Some(p) = stream
-                .message()
-                .await
-                .map_err(|s| rpc::rpc_error(server, "ReplayDeadLetters", s))?
-            {
-                if bar {
-                    draw_bar(&p);
-                }
+            while let Some(p) = stream.message().await.map_err(|s| {
+                bar.abandon();
+                rpc::rpc_error(server, "ReplayDeadLetters", s)
+            })? {
+                // Skipped dead letters are not sent: the bar counts what is.
+                bar.set_length(u64::from(p.total.saturating_sub(p.skipped)));
+                bar.set_position(u64::from(p.replayed));
                 last = p;
             }
-            if bar {
-                eprintln!();
+            if last.done {
+                bar.finish();
+            } else {
+                bar.abandon();
             }
             anyhow::ensure!(
                 last.done,
@@ -280,21 +287,19 @@ pub async fn run_dlq(opts: &ClientOpts, cmd: DlqCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Draws `[#####.....] replayed/todo` on stderr, in place.
-fn draw_bar(p: &ReplayProgress) {
-    let todo = p.total.saturating_sub(p.skipped).max(1);
-    let width = 30usize;
-    let filled = (p.replayed as usize * width / todo as usize).min(width);
-    let mut err = std::io::stderr().lock();
-    let _ = write!(
-        err,
-        "\r[{}{}] {}/{} replayed",
-        "#".repeat(filled),
-        ".".repeat(width - filled),
-        p.replayed,
-        todo
-    );
-    let _ = err.flush();
+const BAR_TEMPLATE: &str = "[{bar:30}] {pos}/{len} replayed ({elapsed})";
+
+/// `[#####.....] 40/100 replayed (1s)` on stderr, redrawn in place at most a
+/// few times a second; hidden when `show` is false (JSON output, or stderr is
+/// not a terminal).
+fn replay_bar(show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template(BAR_TEMPLATE)
+        .map(|s| s.progress_chars("#>."))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(0).with_style(style)
 }
 
 #[cfg(test)]
@@ -318,6 +323,12 @@ mod tests {
         );
         assert!(parse_time("1969-12-31T23:59:59Z").is_err());
         assert!(parse_time("yesterday").unwrap_err().contains("age"));
+    }
+
+    #[test]
+    fn the_bar_template_is_valid_and_scripts_get_no_bar() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+        assert!(replay_bar(false).is_hidden());
     }
 
     #[test]

@@ -329,9 +329,8 @@ where
 /// fractional digits so columns line up); `-` for 0 (unknown). A time outside
 /// years -9999..=9999 is shown as its raw number.
 pub(crate) fn format_unix_ms(ms: i64) -> String {
-    const FORMAT: &[BorrowedFormatItem<'_>] = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    const FORMAT: &[BorrowedFormatItem<'_>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     if ms == 0 {
         return "-".to_owned();
     }
