@@ -2,7 +2,7 @@
 //!
 //! Owns a small hyper HTTP server that prints one block per delivery (method,
 //! path, `webhook-id`, the payload's `type`, the signature verdict, the
-//! pretty-printed body) and answers `--status`, or 401 when `--secret` is set
+//! body pretty-printed by serde_json, in the sender's key order) and answers `--status`, or 401 when `--secret` is set
 //! and the Standard Webhooks signature does not verify. It does not
 //! de-duplicate, store or forward anything. The signature maths is
 //! `herald-signing`'s; the verdict and the printed block are pure functions
@@ -24,8 +24,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-
-use super::output::pretty_json;
 
 /// Bodies above this are refused with 413 instead of being buffered.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -286,10 +284,14 @@ fn inspect(
         Verdict::Unchecked => block.push_str("unverified (no --secret)"),
     }
     block.push('\n');
-    match (text, json.is_some()) {
+    match (text, &json) {
         _ if body.is_empty() => block.push_str("(empty body)"),
-        (Some(text), true) => block.push_str(&pretty_json(text)),
-        (Some(text), false) => {
+        // serde_json's `preserve_order` keeps the sender's key order.
+        (Some(text), Some(json)) => match serde_json::to_string_pretty(json) {
+            Ok(pretty) => block.push_str(&pretty),
+            Err(_) => block.push_str(text.trim_end()),
+        },
+        (Some(text), None) => {
             block.push_str("(body is not JSON)\n");
             block.push_str(text.trim_end());
         }
@@ -345,6 +347,20 @@ mod tests {
             seen.block,
             "--> POST /hooks/a?x=1  webhook-id=msg_1  type=invoice.paid  verified ✔\n\
              {\n  \"type\": \"invoice.paid\",\n  \"data\": {\n    \"id\": 1\n  }\n}\n\n"
+        );
+    }
+
+    #[test]
+    fn pretty_printing_keeps_the_senders_key_order() {
+        let body = r#" {"z":[1,2.5,{"b":"x\"y, {z}"}],"a":{},"m":[ ],"e":null} "#;
+        let seen = run(&HeaderMap::new(), body, None);
+        assert!(
+            seen.block.ends_with(
+                "\n{\n  \"z\": [\n    1,\n    2.5,\n    {\n      \"b\": \"x\\\"y, {z}\"\n    }\n  ],\n  \
+                 \"a\": {},\n  \"m\": [],\n  \"e\": null\n}\n\n"
+            ),
+            "{}",
+            seen.block
         );
     }
 

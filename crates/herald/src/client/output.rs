@@ -340,62 +340,6 @@ pub(crate) fn format_unix_ms(ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} (unix ms)"))
 }
 
-/// Pretty-prints already-validated JSON text with two-space indents, keeping
-/// key order and number spelling exactly as received (unlike a round trip
-/// through `serde_json::Value`).
-pub(crate) fn pretty_json(src: &str) -> String {
-    let mut out = String::with_capacity(src.len() * 2);
-    let mut depth = 0usize;
-    let mut chars = src.chars().peekable();
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        for _ in 0..depth {
-            out.push_str("  ");
-        }
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                out.push('"');
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    out.push(c);
-                    match c {
-                        _ if escaped => escaped = false,
-                        '\\' => escaped = true,
-                        '"' => break,
-                        _ => {}
-                    }
-                }
-            }
-            '{' | '[' => {
-                out.push(c);
-                while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
-                let close = if c == '{' { '}' } else { ']' };
-                if chars.next_if_eq(&close).is_some() {
-                    out.push(close);
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(',');
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_ascii_whitespace() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,24 +508,5 @@ mod tests {
             "9999-12-31T23:59:59.999Z"
         );
         assert_eq!(format_unix_ms(i64::MAX), format!("{} (unix ms)", i64::MAX));
-    }
-
-    #[test]
-    fn pretty_json_matches_serde_for_sorted_input() {
-        let src = r#" {"a":[1,2.50,{"b":"x\"y, {z}"}],"c":{},"d":[ ],"e":null} "#;
-        let expected =
-            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(src).unwrap())
-                .unwrap()
-                .replace("2.5", "2.50");
-        assert_eq!(pretty_json(src), expected);
-    }
-
-    #[test]
-    fn pretty_json_keeps_key_order() {
-        assert_eq!(
-            pretty_json(r#"{"z":1,"a":2}"#),
-            "{\n  \"z\": 1,\n  \"a\": 2\n}"
-        );
-        assert_eq!(pretty_json("\"s\""), "\"s\"");
     }
 }
