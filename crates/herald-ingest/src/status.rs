@@ -1,8 +1,10 @@
 //! `ClusterService.GetStatus`: the state of the cluster as Kafka sees it —
 //! the dispatchers' consumer group and who owns which partition, lag of the
 //! events and retry topics, publish throughput (end offsets sampled twice),
-//! and endpoints that are disabled (registry) or have an open circuit
-//! (the last hour of operational events).
+//! endpoints that are disabled (registry), and from one scan of the last
+//! hour of operational events the endpoints with an open circuit and those
+//! with the most dead letters and circuit openings. Which Kafka features the
+//! broker lacks is the capability probe's (`herald_kafka::capabilities`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
@@ -21,6 +23,9 @@ use tonic::{Request, Response, Status};
 
 /// How many ids of disabled or failing endpoints a status lists.
 const MAX_LISTED: usize = 50;
+
+/// How many of the worst endpoints a status lists.
+const MAX_WORST: usize = 10;
 
 /// The `ClusterService` implementation.
 #[derive(Clone)]
@@ -198,24 +203,98 @@ fn status(
             )
         });
 
+    let (open_circuits, worst_endpoints) = endpoint_trouble(kafka, node_id, stop)?;
     Ok(pb::ClusterStatus {
         group: kafka.consumer_group.clone(),
         group_state,
         dispatchers,
         partitions: partition_status,
         publish_rate: written as f64 / elapsed,
-        open_circuits: open_circuits(kafka, node_id, stop)?,
+        open_circuits,
+        worst_endpoints,
+        // filled by herald_kafka::capabilities
+        broker_gaps: Vec::new(),
         ..Default::default()
     })
 }
 
-/// Endpoints whose latest circuit event in the last hour is `circuit.opened`.
-fn open_circuits(
+/// What the last hour of operational events says about endpoints, tallied
+/// as the ops topic is read (pure: fed one event at a time, no I/O).
+#[derive(Debug, Default)]
+struct OpsTally {
+    /// Per endpoint: dead letters, circuit openings, and whether its latest
+    /// circuit event opened it.
+    endpoints: HashMap<String, Trouble>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Trouble {
+    dead_letters: u32,
+    circuit_opens: u32,
+    circuit_open: bool,
+}
+
+impl OpsTally {
+    /// Counts one operational event of `kind` about `endpoint`; events are
+    /// fed in topic order within an endpoint (the ops topic is keyed by it).
+    fn observe(&mut self, kind: &str, endpoint: &str) {
+        use herald_registry::ops::kind::*;
+        let update: fn(&mut Trouble) = match kind {
+            EVENT_EXHAUSTED => |t| t.dead_letters = t.dead_letters.saturating_add(1),
+            CIRCUIT_OPENED => |t| {
+                t.circuit_opens = t.circuit_opens.saturating_add(1);
+                t.circuit_open = true;
+            },
+            CIRCUIT_CLOSED => |t| t.circuit_open = false,
+            _ => return,
+        };
+        update(self.endpoints.entry(endpoint.to_owned()).or_default());
+    }
+
+    /// Endpoints whose circuit is open (sorted, at most [`MAX_LISTED`]), and
+    /// the worst endpoints (at most [`MAX_WORST`]): most dead letters, then
+    /// most circuit openings, then an open circuit, then by id.
+    fn finish(self) -> (Vec<String>, Vec<pb::EndpointTrouble>) {
+        let mut open: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter(|(_, t)| t.circuit_open)
+            .map(|(e, _)| e.clone())
+            .collect();
+        open.sort();
+        open.truncate(MAX_LISTED);
+        let mut worst: Vec<(String, Trouble)> = self
+            .endpoints
+            .into_iter()
+            .filter(|(_, t)| t.dead_letters > 0 || t.circuit_opens > 0 || t.circuit_open)
+            .collect();
+        worst.sort_by(|(a_id, a), (b_id, b)| {
+            (b.dead_letters, b.circuit_opens, b.circuit_open)
+                .cmp(&(a.dead_letters, a.circuit_opens, a.circuit_open))
+                .then_with(|| a_id.cmp(b_id))
+        });
+        worst.truncate(MAX_WORST);
+        let worst = worst
+            .into_iter()
+            .map(|(endpoint_id, t)| pb::EndpointTrouble {
+                endpoint_id,
+                dead_letters: t.dead_letters,
+                circuit_opens: t.circuit_opens,
+                circuit_open: t.circuit_open,
+            })
+            .collect();
+        (open, worst)
+    }
+}
+
+/// Open circuits and the worst endpoints, from one scan of the last hour of
+/// the operations topic.
+fn endpoint_trouble(
     kafka: &KafkaConfig,
     node_id: &str,
     stop: &AtomicBool,
-) -> Result<Vec<String>, KafkaError> {
-    let mut last: HashMap<String, String> = HashMap::new();
+) -> Result<(Vec<String>, Vec<pb::EndpointTrouble>), KafkaError> {
+    let mut tally = OpsTally::default();
     let client = format!("herald-status-ops-{node_id}");
     herald_kafka::scan::scan_topic_until(
         kafka,
@@ -232,22 +311,12 @@ fn open_circuits(
                     .increment(1);
                 return;
             };
-            let (Some(kind), Some(ep)) = (v["type"].as_str(), v["endpoint_id"].as_str()) else {
-                return;
-            };
-            if kind.starts_with("circuit.") {
-                last.insert(ep.to_string(), kind.to_string());
+            if let (Some(kind), Some(ep)) = (v["type"].as_str(), v["endpoint_id"].as_str()) {
+                tally.observe(kind, ep);
             }
         },
     )?;
-    let mut open: Vec<String> = last
-        .into_iter()
-        .filter(|(_, k)| k == "circuit.opened")
-        .map(|(e, _)| e)
-        .collect();
-    open.sort();
-    open.truncate(MAX_LISTED);
-    Ok(open)
+    Ok(tally.finish())
 }
 
 #[tonic::async_trait]
@@ -308,6 +377,54 @@ mod tests {
         }
         b.extend(0i32.to_be_bytes()); // user data
         b
+    }
+
+    #[test]
+    fn ops_tally_ranks_the_worst_endpoints_and_tracks_open_circuits() {
+        let mut t = OpsTally::default();
+        for (kind, ep) in [
+            ("event.exhausted", "a"),
+            ("circuit.opened", "b"),
+            ("circuit.closed", "b"),
+            ("circuit.opened", "b"),
+            ("event.exhausted", "c"),
+            ("event.exhausted", "c"),
+            ("circuit.opened", "c"),
+            ("circuit.closed", "c"),
+            ("endpoint.disabled", "d"),
+            ("endpoint.enabled", "d"),
+            ("something.new", "e"),
+        ] {
+            t.observe(kind, ep);
+        }
+        let (open, worst) = t.finish();
+        assert_eq!(open, ["b"]);
+        let row = |id: &str, dead_letters, circuit_opens, circuit_open| pb::EndpointTrouble {
+            endpoint_id: id.into(),
+            dead_letters,
+            circuit_opens,
+            circuit_open,
+        };
+        assert_eq!(
+            worst,
+            [
+                row("c", 2, 1, false),
+                row("a", 1, 0, false),
+                row("b", 0, 2, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn ops_tally_lists_at_most_the_caps() {
+        let mut t = OpsTally::default();
+        for i in 0..(MAX_LISTED + 5) {
+            t.observe("circuit.opened", &format!("ep-{i:03}"));
+        }
+        let (open, worst) = t.finish();
+        assert_eq!(open.len(), MAX_LISTED);
+        assert_eq!(open[0], "ep-000");
+        assert_eq!(worst.len(), MAX_WORST);
     }
 
     #[test]

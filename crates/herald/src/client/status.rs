@@ -203,6 +203,7 @@ mod tests {
             disabled_count: 1,
             disabled_endpoints: vec!["gone".into()],
             open_circuits: vec!["flaky".into()],
+            ..Default::default()
         });
         let text = view.to_text();
         assert!(text.contains("herald-dispatch-a"), "{text}");
