@@ -1,6 +1,8 @@
 //! The Kubernetes manifests under `deploy/kubernetes/`: every object of a
 //! directory, the Deployments' containers as [`Container`]s (with `--config`
-//! resolved through their ConfigMap mounts), and label selectors.
+//! resolved through their ConfigMap mounts and the grace period net of a
+//! preStop sleep), label selectors and ports, and the dispatcher rollout
+//! rules (`strategy`, `minReadySeconds`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,9 +10,10 @@ use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
+use crate::cli::Cli;
 use crate::compose::config_path;
-use crate::dockerfile::Dockerfile;
-use crate::node::Container;
+use crate::dockerfile::{self, Dockerfile};
+use crate::node::{self, Checked, Container};
 use crate::{repo_root, yaml_str};
 
 pub const KUBERNETES: &str = "deploy/kubernetes";
@@ -324,5 +327,59 @@ pub fn resolve_port(port: &Value, c: &Container) -> Result<u16, String> {
             }),
         },
         other => Err(format!("{other:?} is not a port")),
+    }
+}
+
+/// Every Deployment's herald containers; `None` where the common checks
+/// failed (already reported).
+pub type Pod = (Object, Container, Value, Option<Checked>);
+
+pub fn checked_pods(cli: &Cli, objs: &[Object], errors: &mut Vec<String>) -> Vec<Pod> {
+    let image = dockerfile::load();
+    let mut out = Vec::new();
+    for dep in objs.iter().filter(|o| o.kind() == "Deployment") {
+        let cs = containers(dep, objs, &image);
+        if cs.is_empty() {
+            errors.push(format!(
+                "{}: no container runs the herald image",
+                dep.origin()
+            ));
+        }
+        for (c, raw) in cs {
+            let ch = node::check(cli, &c, errors);
+            out.push((dep.clone(), c, raw, ch));
+        }
+    }
+    out
+}
+
+/// A dispatcher rollout replaces one pod at a time, and waits for the
+/// rebalance its new pod caused to settle before stopping the next old one.
+pub fn check_dispatch_rollout(dep: &Object, cfg: &herald_core::Config, errors: &mut Vec<String>) {
+    let o = dep.origin();
+    let spec = &dep.doc["spec"];
+    let ru = &spec["strategy"]["rollingUpdate"];
+    if yaml_str(&spec["strategy"]["type"]) != "RollingUpdate"
+        || !["0", "0%"].contains(&yaml_str(&ru["maxUnavailable"]).as_str())
+    {
+        errors.push(format!(
+            "{o}: a dispatcher rollout must be RollingUpdate with maxUnavailable 0 (a new pod joins before an old one leaves)"
+        ));
+    }
+    if !["1", "0"].contains(&yaml_str(&ru["maxSurge"]).as_str()) {
+        errors.push(format!("{o}: maxSurge {:?}: more than one new dispatcher at a time means overlapping rebalances", yaml_str(&ru["maxSurge"])));
+    }
+    // Readiness says "subscribed"; the partitions come with the rebalance
+    // that follows (every member rejoins within a session timeout), and
+    // the partitions revoked from others finish or abandon their in-flight
+    // deliveries within the drain timeout.
+    let need =
+        (cfg.dispatch.drain_timeout_ms + u64::from(cfg.kafka.session_timeout_ms)).div_ceil(1000);
+    let have = spec["minReadySeconds"].as_u64().unwrap_or(0);
+    if have < need {
+        errors.push(format!(
+            "{o}: minReadySeconds is {have}, below dispatch.drain_timeout_ms + kafka.session_timeout_ms = {need}s: \
+             the next old dispatcher would stop before the rebalance that gave the new one its partitions settled"
+        ));
     }
 }

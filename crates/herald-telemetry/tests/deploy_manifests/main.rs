@@ -25,6 +25,7 @@
 //!
 //! Files only: no Docker, no cluster, no `herald` binary.
 
+mod autoscaling;
 mod cli;
 mod compose;
 mod dockerfile;
@@ -315,36 +316,12 @@ fn compose_stack_runs_real_commands_with_loadable_config() {
     fail_on(errors, f);
 }
 
-/// Every Deployment's herald containers, checked.
-/// Every Deployment's herald containers; `None` where the common checks
-/// failed (already reported).
-type Pod = (Object, Container, Value, Option<Checked>);
-
-fn kube_checked(cli: &cli::Cli, objs: &[Object], errors: &mut Vec<String>) -> Vec<Pod> {
-    let image = dockerfile::load();
-    let mut out = Vec::new();
-    for dep in objs.iter().filter(|o| o.kind() == "Deployment") {
-        let cs = kube::containers(dep, objs, &image);
-        if cs.is_empty() {
-            errors.push(format!(
-                "{}: no container runs the herald image",
-                dep.origin()
-            ));
-        }
-        for (c, raw) in cs {
-            let ch = node::check(cli, &c, errors);
-            out.push((dep.clone(), c, raw, ch));
-        }
-    }
-    out
-}
-
 #[test]
 fn kubernetes_manifests_run_real_commands_with_loadable_config() {
     let cli = cli();
     let objs = kube::load_dir(KUBERNETES);
     let mut errors = Vec::new();
-    let pods = kube_checked(&cli, &objs, &mut errors);
+    let pods = kube::checked_pods(&cli, &objs, &mut errors);
     assert!(
         !pods.is_empty() || !errors.is_empty(),
         "{KUBERNETES}: no Deployment"
@@ -415,7 +392,7 @@ fn kubernetes_manifests_run_real_commands_with_loadable_config() {
             ));
         }
         if roles.dispatch {
-            check_dispatch_rollout(dep, cfg, &mut errors);
+            kube::check_dispatch_rollout(dep, cfg, &mut errors);
         }
     }
 
@@ -488,190 +465,19 @@ fn kubernetes_manifests_run_real_commands_with_loadable_config() {
     fail_on(errors, KUBERNETES);
 }
 
-/// A dispatcher rollout replaces one pod at a time, and waits for the
-/// rebalance its new pod caused to settle before stopping the next old one.
-fn check_dispatch_rollout(dep: &Object, cfg: &herald_core::Config, errors: &mut Vec<String>) {
-    let o = dep.origin();
-    let spec = &dep.doc["spec"];
-    let ru = &spec["strategy"]["rollingUpdate"];
-    if yaml_str(&spec["strategy"]["type"]) != "RollingUpdate"
-        || !["0", "0%"].contains(&yaml_str(&ru["maxUnavailable"]).as_str())
-    {
-        errors.push(format!(
-            "{o}: a dispatcher rollout must be RollingUpdate with maxUnavailable 0 (a new pod joins before an old one leaves)"
-        ));
-    }
-    if !["1", "0"].contains(&yaml_str(&ru["maxSurge"]).as_str()) {
-        errors.push(format!("{o}: maxSurge {:?}: more than one new dispatcher at a time means overlapping rebalances", yaml_str(&ru["maxSurge"])));
-    }
-    // Readiness says "subscribed"; the partitions come with the rebalance
-    // that follows (every member rejoins within a session timeout), and
-    // the partitions revoked from others finish or abandon their in-flight
-    // deliveries within the drain timeout.
-    let need =
-        (cfg.dispatch.drain_timeout_ms + u64::from(cfg.kafka.session_timeout_ms)).div_ceil(1000);
-    let have = spec["minReadySeconds"].as_u64().unwrap_or(0);
-    if have < need {
-        errors.push(format!(
-            "{o}: minReadySeconds is {have}, below dispatch.drain_timeout_ms + kafka.session_timeout_ms = {need}s: \
-             the next old dispatcher would stop before the rebalance that gave the new one its partitions settled"
-        ));
-    }
-}
-
 #[test]
 fn autoscaling_scales_dispatchers_on_their_own_lag() {
     let cli = cli();
     let objs = kube::load_dir(KUBERNETES);
     let mut errors = Vec::new();
-    let pods = kube_checked(&cli, &objs, &mut errors);
+    let pods = kube::checked_pods(&cli, &objs, &mut errors);
     let scaled: Vec<Object> = kube::load_dir(AUTOSCALING)
         .into_iter()
         .filter(|o| o.kind() == "ScaledObject")
         .collect();
     assert!(!scaled.is_empty(), "{AUTOSCALING}: no ScaledObject");
     for so in &scaled {
-        let o = so.origin();
-        let spec = &so.doc["spec"];
-        let target = yaml_str(&spec["scaleTargetRef"]["name"]);
-        let kind = spec["scaleTargetRef"]["kind"]
-            .as_str()
-            .unwrap_or("Deployment");
-        let Some((dep, c, _, ch)) = pods
-            .iter()
-            .find(|(d, ..)| d.name() == target && d.kind() == kind)
-        else {
-            errors.push(format!(
-                "{o}: scaleTargetRef {kind} {target:?} is not a Herald Deployment of {KUBERNETES}"
-            ));
-            continue;
-        };
-        let Some(ch) = ch else { continue }; // reported by its own checks
-        if so.namespace() != dep.namespace() {
-            errors.push(format!(
-                "{o}: namespace {:?}, but {} is in {:?}",
-                so.namespace(),
-                dep.origin(),
-                dep.namespace()
-            ));
-        }
-        let Some((roles, cfg)) = &ch.server else {
-            continue;
-        };
-        if roles.ingest || !roles.dispatch {
-            errors.push(format!(
-                "{o}: scales {}, which runs `herald {}`; scale dispatchers on lag",
-                dep.origin(),
-                ch.invocation.path.join(" ")
-            ));
-        }
-        let partitions = cfg.kafka.events_partitions as u64;
-        let max = spec["maxReplicaCount"].as_u64().unwrap_or(0);
-        if max != partitions {
-            errors.push(format!(
-                "{o}: maxReplicaCount is {max}, but {} configures kafka.events_partitions = {partitions}: \
-                 dispatchers beyond the partition count get no partition",
-                c.config_file.as_ref().map(|f| f.0.as_str()).unwrap_or("the config")
-            ));
-        }
-        let min = spec["minReplicaCount"].as_u64().unwrap_or(0);
-        if min == 0 || min > max {
-            errors.push(format!(
-                "{o}: minReplicaCount is {min}; it must be 1..=maxReplicaCount: with no dispatcher, \
-                 retries waiting in {} are never sent",
-                cfg.kafka.retry_topic
-            ));
-        }
-        if !spec["idleReplicaCount"].is_null() {
-            errors.push(format!(
-                "{o}: idleReplicaCount scales dispatchers to zero; retries would stop"
-            ));
-        }
-        // Scale-down steps are rebalances: slow and one pod at a time.
-        let down = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"];
-        let window = down["stabilizationWindowSeconds"].as_u64().unwrap_or(0);
-        if window < 300 {
-            errors.push(format!("{o}: scaleDown.stabilizationWindowSeconds is {window}; keep it ≥ 300 so a lag dip does not stop a dispatcher (each stop is a rebalance)"));
-        }
-        let grace = dep.doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-            .as_u64()
-            .unwrap_or(30);
-        let policies = down["policies"].as_sequence().cloned().unwrap_or_default();
-        if policies.is_empty() {
-            errors.push(format!(
-                "{o}: no scaleDown policies: the HPA may remove every extra dispatcher at once"
-            ));
-        }
-        for p in &policies {
-            let (ty, value, period) = (
-                yaml_str(&p["type"]),
-                p["value"].as_u64().unwrap_or(0),
-                p["periodSeconds"].as_u64().unwrap_or(0),
-            );
-            if ty != "Pods" || value != 1 || period < grace {
-                errors.push(format!(
-                    "{o}: scaleDown policy {ty} {value} per {period}s; use Pods 1 per ≥ {grace}s (terminationGracePeriodSeconds): \
-                     one dispatcher stops, drains and leaves the group before the next"
-                ));
-            }
-        }
-
-        let kafka: Vec<&Value> = spec["triggers"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["type"].as_str() == Some("kafka"))
-            .collect();
-        if kafka.len() != 1 {
-            errors.push(format!(
-                "{o}: expected one kafka trigger, found {}",
-                kafka.len()
-            ));
-            continue;
-        }
-        let m = &kafka[0]["metadata"];
-        let expect = [
-            (
-                "consumerGroup",
-                cfg.kafka.consumer_group.clone(),
-                "kafka.consumer_group",
-            ),
-            (
-                "topic",
-                cfg.kafka.events_topic.clone(),
-                "kafka.events_topic",
-            ),
-            (
-                "bootstrapServers",
-                cfg.kafka.brokers.clone(),
-                "kafka.brokers",
-            ),
-            (
-                "offsetResetPolicy",
-                node::rdkafka_property(cfg, "auto.offset.reset"),
-                "the dispatcher's auto.offset.reset (crates/herald-kafka/src/clients.rs)",
-            ),
-        ];
-        for (key, want, from) in expect {
-            let have = yaml_str(&m[key]);
-            if have != want {
-                errors.push(format!(
-                    "{o}: kafka trigger {key} is {have:?}, but {from} is {want:?}"
-                ));
-            }
-        }
-        match yaml_str(&m["lagThreshold"]).parse::<u64>() {
-            Ok(n) if n > 0 => {}
-            _ => errors.push(format!(
-                "{o}: lagThreshold {:?} is not a positive integer",
-                yaml_str(&m["lagThreshold"])
-            )),
-        }
-        if yaml_str(&m["allowIdleConsumers"]) == "true" {
-            errors.push(format!(
-                "{o}: allowIdleConsumers lets KEDA add dispatchers beyond the partition count"
-            ));
-        }
+        autoscaling::check(so, &pods, &mut errors);
     }
     fail_on(errors, AUTOSCALING);
 }
