@@ -1,9 +1,12 @@
 //! `herald listen`: a local webhook receiver for trying Herald by hand.
 //!
 //! Owns a small hyper HTTP server that prints one block per delivery (method,
-//! path, `webhook-id`, the payload's `type`, the signature verdict, the
-//! body pretty-printed by serde_json, in the sender's key order) and answers `--status`, or 401 when `--secret` is set
-//! and the Standard Webhooks signature does not verify. It does not
+//! path, `webhook-id`, the payload's `type`, the signature verdict, the body
+//! pretty-printed by serde_json) and answers `--status`, or 401 when
+//! `--secret` is set and the Standard Webhooks signature does not verify.
+//! The body keeps the sender's key order (serde_json's `preserve_order`);
+//! numbers are shown as serde_json reads them (`2.50` as `2.5`, an integer
+//! beyond 64 bits as a float), and of a repeated key only the last value. It does not
 //! de-duplicate, store or forward anything. The signature maths is
 //! `herald-signing`'s; the verdict and the printed block are pure functions
 //! ([`inspect`]) tested without a socket.
