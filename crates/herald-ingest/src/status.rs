@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use herald_core::config::KafkaConfig;
 use herald_core::time::now_ms;
+use herald_kafka::Capabilities;
 use herald_proto::v1 as pb;
 use herald_proto::v1::cluster_service_server::ClusterService;
 use herald_registry::Registry;
@@ -35,6 +36,8 @@ pub struct ClusterApi {
     registry: Registry,
     /// Bounds the ops-topic scan of `GetStatus`.
     gate: crate::scan_gate::ScanGate,
+    /// What the node's probe found the broker lacks (unset while it runs).
+    broker: std::sync::Arc<std::sync::OnceLock<Capabilities>>,
 }
 
 impl ClusterApi {
@@ -45,7 +48,18 @@ impl ClusterApi {
             node_id: node_id.into(),
             registry,
             gate: Default::default(),
+            broker: Default::default(),
         }
+    }
+
+    /// Reports the gaps the node's broker capability probe finds (until it
+    /// has finished, every feature is listed as unknown).
+    pub fn with_broker_features(
+        mut self,
+        found: std::sync::Arc<std::sync::OnceLock<Capabilities>>,
+    ) -> Self {
+        self.broker = found;
+        self
     }
 
     /// Shares `gate` (the node's bound on topic scans) with the other scanning RPCs.
@@ -212,7 +226,7 @@ fn status(
         publish_rate: written as f64 / elapsed,
         open_circuits,
         worst_endpoints,
-        // filled by herald_kafka::capabilities
+        // Filled by the service from the node's capability probe.
         broker_gaps: Vec::new(),
         ..Default::default()
     })
@@ -347,6 +361,18 @@ impl ClusterService for ClusterApi {
                 })
             })
             .await?;
+        let unprobed = Capabilities::default();
+        s.broker_gaps = self
+            .broker
+            .get()
+            .unwrap_or(&unprobed)
+            .gaps()
+            .into_iter()
+            .map(|g| pb::BrokerGap {
+                feature: format!("{} ({})", g.feature, g.observed),
+                effect: g.effect.to_string(),
+            })
+            .collect();
         let all = self.registry.list(None, usize::MAX);
         s.endpoints = all.len() as u32;
         let disabled: Vec<String> = all

@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod capabilities;
 pub mod clients;
 pub mod dev;
 pub mod producer;
 pub mod scan;
 
 pub use admin::{ensure_topics, TopicError};
+pub use capabilities::{Capabilities, Gap};
 pub use clients::{base_config, consumer_config, producer_config};
 pub use dev::DevBroker;
 pub use producer::{DeliveryFuture, Producer};

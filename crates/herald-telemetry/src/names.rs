@@ -92,6 +92,12 @@ pub const RECORDS_UNDECODABLE: &str = "herald_records_undecodable_total";
 /// endpoint's previous version stays in force.
 pub const REGISTRY_SKIPPED: &str = "herald_registry_records_skipped_total";
 
+/// Gauge, label `feature` (`offset_commit_metadata`): whether the Kafka
+/// broker supports a feature Herald uses, as probed at node start: `1`
+/// supported, `0` missing, `-1` unknown. A missing feature costs re-sends,
+/// never events (docs/topics.md, "Broker compatibility").
+pub const BROKER_FEATURE_SUPPORTED: &str = "herald_broker_feature_supported";
+
 /// Every name above, for tests that check dashboards and docs.
 pub const ALL: &[&str] = &[
     EVENTS_PUBLISHED,
@@ -126,6 +132,7 @@ pub const ALL: &[&str] = &[
     ENDPOINTS,
     REGISTRY_SKIPPED,
     RECORDS_UNDECODABLE,
+    BROKER_FEATURE_SUPPORTED,
 ];
 
 /// The `status_class` label for an optional HTTP status.

@@ -92,6 +92,22 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .await?;
     }
     health.ready("kafka");
+    // What the broker lacks of what Herald uses, found in the background
+    // (it never delays start): logged, exported, and listed by `herald
+    // status`. Each gap costs re-sends, never events.
+    let broker_features = std::sync::Arc::new(std::sync::OnceLock::new());
+    {
+        let (kafka, features) = (cfg.kafka.clone(), broker_features.clone());
+        rest.push(tokio::task::spawn_blocking(move || {
+            let found = herald_kafka::capabilities::probe_blocking(
+                &kafka,
+                &kafka.events_topic,
+                Duration::from_secs(10),
+            );
+            found.report();
+            let _ = features.set(found);
+        }));
+    }
 
     let http = TcpListener::bind(cfg.http.listen)
         .await
@@ -249,7 +265,9 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
                 DeadLetterServiceServer::new(dead_letters).max_decoding_message_size(64 << 10),
             )
             .add_service(ClusterServiceServer::new(
-                ClusterApi::new(&cfg.kafka, &cfg.node.id, registry.clone()).with_scan_gate(gate()),
+                ClusterApi::new(&cfg.kafka, &cfg.node.id, registry.clone())
+                    .with_scan_gate(gate())
+                    .with_broker_features(broker_features.clone()),
             ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
