@@ -260,20 +260,6 @@ fn at(rx: &TestReceiver, path: &str) -> Vec<Recorded> {
     rx.requests_for(path)
 }
 
-/// The largest number of `times` inside any half-open window of `window`.
-fn max_in_window(times: &[Instant], window: Duration) -> usize {
-    let mut t = times.to_vec();
-    t.sort();
-    let (mut lo, mut best) = (0, 0);
-    for hi in 0..t.len() {
-        while t[hi] - t[lo] >= window {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
-}
-
 /// The gaps between consecutive arrivals, for failure messages.
 fn gaps(reqs: &[Recorded]) -> Vec<String> {
     reqs.windows(2)
@@ -411,7 +397,7 @@ async fn rate_limit_holds_across_two_dispatchers() {
     for id in limited {
         let reqs = at(&receiver, id);
         let times: Vec<Instant> = reqs.iter().map(|r| r.at).collect();
-        let busiest = max_in_window(&times, Duration::from_secs(1));
+        let busiest = support::max_in_window(&times, Duration::from_secs(1));
         let span = times[times.len() - 1] - times[0];
         eprintln!(
             "{id}: {} requests over {span:?}; busiest one-second window: {busiest} (limit {R}/s + burst {BURST})",
@@ -491,7 +477,7 @@ async fn default_rate_limit_applies_to_endpoints_without_their_own() {
     rx.wait_for_ids(&all, GUARD).await.unwrap();
 
     let paced: Vec<Instant> = at(&rx, "by-default").iter().map(|r| r.at).collect();
-    let busiest = max_in_window(&paced, Duration::from_secs(1));
+    let busiest = support::max_in_window(&paced, Duration::from_secs(1));
     eprintln!("by-default: busiest one-second window {busiest} (default {DEFAULT_R}/s + burst {DEFAULT_BURST})");
     assert!(
         busiest <= DEFAULT_R + DEFAULT_BURST,

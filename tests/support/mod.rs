@@ -11,8 +11,10 @@
 pub mod certs;
 pub mod cluster;
 pub mod dlq;
+pub mod fleet;
 pub mod ledger;
 pub mod procs;
+pub mod tansu;
 
 use std::time::Duration;
 
@@ -222,4 +224,19 @@ pub fn metric_sum_with(text: &str, name: &str, label: &str) -> Option<f64> {
         }
     }
     found
+}
+
+/// The largest number of `times` inside any half-open window of `window`
+/// (rate-limit checks on a receiver's arrival times).
+pub fn max_in_window(times: &[std::time::Instant], window: Duration) -> usize {
+    let mut t = times.to_vec();
+    t.sort();
+    let (mut lo, mut best) = (0, 0);
+    for hi in 0..t.len() {
+        while t[hi] - t[lo] >= window {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
 }

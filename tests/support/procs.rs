@@ -51,6 +51,17 @@ impl ChildProc {
     /// Starts `herald-it-node <args>` with `envs`, logging to `dir/<name>.log`
     /// (appending, so a restarted process keeps one log).
     pub fn spawn(name: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(NODE_BIN);
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Self::spawn_command(name, dir, cmd)
+    }
+
+    /// Starts `cmd` (any program) the same way: killed on drop, output
+    /// logged to `dir/<name>.log` and kept for [`ChildProc::wait_for_line`].
+    pub fn spawn_command(name: &str, dir: &Path, mut cmd: Command) -> Self {
         let log_path = dir.join(format!("{name}.log"));
         let log = Arc::new(Mutex::new(
             std::fs::OpenOptions::new()
@@ -59,25 +70,16 @@ impl ChildProc {
                 .open(&log_path)
                 .expect("open the child's log file"),
         ));
-        let mut cmd = Command::new(NODE_BIN);
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("RUST_LOG");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
+        let shown = format!("{cmd:?}");
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {NODE_BIN} {args:?}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
         let pid = child.id();
-        writeln!(
-            log.lock().unwrap(),
-            "==== {name} (pid {pid}): herald-it-node {}",
-            args.join(" ")
-        )
-        .ok();
+        writeln!(log.lock().unwrap(), "==== {name} (pid {pid}): {shown}").ok();
         let lines = Arc::new(Lines::default());
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
