@@ -592,6 +592,46 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         "the receiver got an id that is in no topic"
     );
 
+    // The broker capability gaps: what an ingest node's probe found is what
+    // `herald status` (GetStatus) lists, and what its gauge says.
+    let http = fleet.ingest[0].http.clone().expect("ingest-a is running");
+    let url = fleet.ingest[0].grpc.clone().expect("ingest-a is running");
+    let mut cluster = pb::cluster_service_client::ClusterServiceClient::new(
+        tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap(),
+    );
+    tokio::task::block_in_place(|| {
+        fleet.ingest[0]
+            .proc
+            .as_mut()
+            .expect("running")
+            .wait_for_line("broker capability probe finished", GUARD)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = herald_testkit::http::get(&format!("http://{http}/metrics")).await.unwrap().text();
+    let supported = support::metric_sum(&text, "herald_broker_feature_supported");
+    let supported = supported.expect("the probe set its gauge");
+    let status = cluster
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .expect("GetStatus")
+        .into_inner();
+    let listed = status
+        .broker_gaps
+        .iter()
+        .any(|g| g.feature.starts_with("offset_commit_metadata"));
+    eprintln!(
+        "broker gaps per herald status: {:?}; group {} {}, {} dispatchers",
+        status.broker_gaps.iter().map(|g| &g.feature).collect::<Vec<_>>(),
+        status.group,
+        status.group_state,
+        status.dispatchers.len()
+    );
+    assert_eq!(
+        listed,
+        supported == 0.0,
+        "herald status and the node's gauge disagree about commit metadata"
+    );
+
     drop(events_tail);
     drop(dlq);
     drop(fleet);

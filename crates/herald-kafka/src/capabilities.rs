@@ -26,16 +26,19 @@ use crate::clients::consumer_config;
 pub enum Feature {
     /// `OffsetFetch` returns the metadata string committed with an offset.
     CommitMetadata,
+    /// `DescribeGroups` answers with the group's state and members.
+    DescribeGroups,
 }
 
 impl Feature {
     /// Every feature the probe checks.
-    pub const ALL: [Feature; 1] = [Feature::CommitMetadata];
+    pub const ALL: [Feature; 2] = [Feature::CommitMetadata, Feature::DescribeGroups];
 
     /// The metric label and log name.
     pub fn name(self) -> &'static str {
         match self {
             Feature::CommitMetadata => "offset_commit_metadata",
+            Feature::DescribeGroups => "describe_groups",
         }
     }
 
@@ -46,6 +49,10 @@ impl Feature {
                 "a new partition owner cannot skip what the previous owner finished above its \
                  committed offset, so a rebalance or crash re-sends those events (duplicates \
                  with the same webhook-id, never loss)"
+            }
+            Feature::DescribeGroups => {
+                "herald status cannot show the consumer group's state, its members or which \
+                 partitions each dispatcher owns (delivery is not affected)"
             }
         }
     }
@@ -126,7 +133,13 @@ impl Capabilities {
             };
             metrics::gauge!(names::BROKER_FEATURE_SUPPORTED, "feature" => f.name()).set(value);
         }
-        for gap in self.gaps() {
+        let gaps = self.gaps();
+        tracing::info!(
+            target: "herald::broker",
+            gaps = gaps.len(),
+            "broker capability probe finished"
+        );
+        for gap in gaps {
             tracing::warn!(
                 feature = gap.feature,
                 observed = %gap.observed,
@@ -162,7 +175,30 @@ pub fn probe_blocking(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Capa
         }),
         Err(e) => Support::Unknown(e),
     };
-    Capabilities::from_findings(vec![(Feature::CommitMetadata, metadata)])
+    let describe = describe_group(cfg, &group, timeout);
+    Capabilities::from_findings(vec![
+        (Feature::CommitMetadata, metadata),
+        (Feature::DescribeGroups, describe),
+    ])
+}
+
+/// Kafka describes any group id, even one with only committed offsets
+/// (state `Empty`) or none at all (`Dead`); an error or an answer without a
+/// state means the broker does not implement `DescribeGroups`.
+fn describe_group(cfg: &KafkaConfig, group: &str, timeout: Duration) -> Support {
+    let client_id = format!("herald-probe-{}", std::process::id());
+    let consumer: BaseConsumer = match consumer_config(cfg, Some(group), &client_id).create() {
+        Ok(c) => c,
+        Err(e) => return Support::Unknown(format!("cannot create the probe consumer: {e}")),
+    };
+    match consumer.fetch_group_list(Some(group), timeout) {
+        Ok(list) => match list.groups().iter().find(|g| g.name() == group) {
+            Some(g) if !g.state().is_empty() => Support::Yes,
+            Some(_) => Support::No("the group was described without a state".into()),
+            None => Support::No("the group was not in the answer".into()),
+        },
+        Err(e) => Support::No(format!("DescribeGroups failed: {e}")),
+    }
 }
 
 /// Commits offset 0 with `token` as metadata and reads it back; returns the
@@ -187,9 +223,15 @@ fn commit_metadata_round_trip(
     consumer
         .commit(&tpl, CommitMode::Sync)
         .map_err(|e| format!("the probe commit failed: {e}"))?;
+    // Read back through a second client, as a new partition owner would,
+    // so nothing the first one remembers locally can stand in for the
+    // broker's answer.
+    let reader: BaseConsumer = consumer_config(cfg, Some(group), &format!("{client_id}-reader"))
+        .create()
+        .map_err(|e| format!("cannot create the probe reader: {e}"))?;
     let mut query = TopicPartitionList::new();
     query.add_partition(topic, 0);
-    let read = consumer
+    let read = reader
         .committed_offsets(query, timeout)
         .map_err(|e| format!("reading the probe commit back failed: {e}"))?;
     Ok(read
@@ -204,13 +246,19 @@ mod tests {
 
     #[test]
     fn gaps_name_what_is_missing_or_unknown_and_nothing_else() {
-        let all_there = Capabilities::from_findings(vec![(Feature::CommitMetadata, Support::Yes)]);
+        let all_there = Capabilities::from_findings(vec![
+            (Feature::CommitMetadata, Support::Yes),
+            (Feature::DescribeGroups, Support::Yes),
+        ]);
         assert!(all_there.gaps().is_empty());
 
-        let missing = Capabilities::from_findings(vec![(
-            Feature::CommitMetadata,
-            Support::No("committed metadata came back empty".into()),
-        )]);
+        let missing = Capabilities::from_findings(vec![
+            (
+                Feature::CommitMetadata,
+                Support::No("committed metadata came back empty".into()),
+            ),
+            (Feature::DescribeGroups, Support::Yes),
+        ]);
         let gaps = missing.gaps();
         assert_eq!(gaps.len(), 1);
         assert_eq!(gaps[0].feature, "offset_commit_metadata");
@@ -219,7 +267,7 @@ mod tests {
 
         // Not probed counts as unknown: a gap, so nobody assumes support.
         let unprobed = Capabilities::default();
-        assert_eq!(unprobed.gaps().len(), 1);
+        assert_eq!(unprobed.gaps().len(), Feature::ALL.len());
         assert!(unprobed.gaps()[0].observed.starts_with("unknown"));
     }
 }

@@ -92,7 +92,7 @@ pub const RECORDS_UNDECODABLE: &str = "herald_records_undecodable_total";
 /// endpoint's previous version stays in force.
 pub const REGISTRY_SKIPPED: &str = "herald_registry_records_skipped_total";
 
-/// Gauge, label `feature` (`offset_commit_metadata`): whether the Kafka
+/// Gauge, label `feature` (`offset_commit_metadata`, `describe_groups`): whether the Kafka
 /// broker supports a feature Herald uses, as probed at node start: `1`
 /// supported, `0` missing, `-1` unknown. A missing feature costs re-sends,
 /// never events (docs/topics.md, "Broker compatibility").
