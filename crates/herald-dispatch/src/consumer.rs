@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attempt::AttemptContext;
 use crate::attempt_log::AttemptLog;
-use crate::group::{lock, DispatchContext, Failure, WorkerHandle};
+use crate::group::{lock, record_commit, DispatchContext, Failure, WorkerHandle};
 use crate::sink::Sink;
 use crate::worker::{Control, ControlMsg, Record, Topic, WorkerSettings};
 
@@ -257,8 +257,9 @@ pub async fn run_dispatcher(
     if final_commit.count() > 0 {
         let c = consumer.clone();
         match tokio::task::spawn_blocking(move || c.commit(&final_commit, CommitMode::Sync)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => record_commit(&Ok(())),
             Ok(Err(e)) => {
+                record_commit(&Err(e.clone()));
                 tracing::warn!(error = %e, "final commit failed; the next owner re-sends more")
             }
             Err(e) => tracing::warn!(error = %e, "final commit task failed"),
@@ -405,10 +406,22 @@ async fn commit_loop(consumer: Arc<DispatchConsumer>, interval: Duration, stop: 
             }
         }
         if tpl.count() > 0 {
-            // Errors arrive in `commit_callback` (which also counts commits).
-            let r = consumer.commit(&tpl, CommitMode::Async);
+            // Synchronous, off the runtime: the result is known here (and
+            // counted); one commit is in flight at a time, in tick order.
+            let c = consumer.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                let r = c.commit(&tpl, CommitMode::Sync);
+                (r, tpl)
+            })
+            .await;
+            let Ok((r, tpl)) = r else {
+                tracing::warn!("offset commit task failed; sent again on the next tick");
+                continue;
+            };
+            record_commit(&r);
             if let Err(e) = r {
-                tracing::warn!(error = %e, "offset commit failed");
+                tracing::warn!(error = %e, "offset commit failed; it is sent again on the next tick");
+                consumer.context().commit_failed(&tpl);
             }
         }
     }

@@ -251,17 +251,10 @@ impl ClientContext for DispatchContext {
     }
 }
 
-impl ConsumerContext for DispatchContext {
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        offsets: &TopicPartitionList,
-    ) {
-        record_commit(&result);
-        let Err(e) = result else { return };
-        tracing::warn!(target: LOG_TARGET, error = %e, "offset commit failed; it is sent again on the next tick");
-        // Forget what was sent, so the next tick sends these points again
-        // even if they did not change.
+impl DispatchContext {
+    /// After a failed commit of `offsets`: forget what was sent, so the next
+    /// tick sends these points again even if they did not change.
+    pub(crate) fn commit_failed(&self, offsets: &TopicPartitionList) {
         let mut workers = lock(&self.workers);
         for elem in offsets.elements() {
             if let Some(w) = workers.get_mut(&elem.partition()) {
@@ -273,7 +266,13 @@ impl ConsumerContext for DispatchContext {
             }
         }
     }
+}
 
+// Commits are synchronous and their results handled where they are made
+// (`consumer::commit_loop`, revoke, shutdown): rust-rdkafka 0.39 does not
+// deliver `commit_callback` for a StreamConsumer's manual async commits
+// (fede1024/rust-rdkafka#856), so nothing relies on it.
+impl ConsumerContext for DispatchContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
@@ -299,6 +298,7 @@ impl ConsumerContext for DispatchContext {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if commit.count() > 0 {
             let r = consumer.commit(&commit, CommitMode::Sync);
+            record_commit(&r);
             if let Err(e) = r {
                 tracing::warn!(target: LOG_TARGET, error = %e, "commit on revoke failed; the next owner re-sends more");
             }
