@@ -217,6 +217,12 @@ pub async fn run_worker(
     w.execute();
     let mut registry_changes = w.settings.registry.progress();
     let mut draining = false;
+    // The lag gauge and worst endpoints age while events wait, even when
+    // nothing wakes the worker (a head stuck in a long attempt): a tick while
+    // it holds events. Reported once at start, so an idle partition reads 0.
+    let mut age_tick = tokio::time::interval(Duration::from_secs(1));
+    age_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    w.report_worst();
     loop {
         tokio::select! {
             biased;
@@ -240,6 +246,7 @@ pub async fn run_worker(
                 let now = *suspended.borrow_and_update();
                 w.step(Input::Suspend(now));
             }
+            _ = age_tick.tick(), if w.core.lane_count() > 0 => {}
         }
         if w.fatal.is_some() {
             break;
