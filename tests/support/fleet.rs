@@ -1,6 +1,7 @@
-//! Herald as a fleet of real processes on a persistent broker: a tansu
-//! broker, ingest nodes and dispatchers (`herald-it-node ingest|dispatch`),
-//! each of which a test can SIGKILL, stop with SIGTERM, or start again; and
+//! Herald as a fleet of real processes: a broker (the mock cluster, or the
+//! persistent tansu broker), ingest nodes and dispatchers (`herald-it-node
+//! ingest|dispatch`), each of which a test can SIGKILL, stop with SIGTERM, or
+//! start again; and
 //! a publisher that keeps each endpoint's order across node and broker
 //! restarts by retrying whole batches with idempotency keys.
 
@@ -12,8 +13,50 @@ use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
 use herald_proto::v1::event_service_client::EventServiceClient;
 use tonic::transport::Channel;
 
-use super::procs::{self, ChildProc};
+use super::procs::{self, BrokerProc, ChildProc};
 use super::tansu::TansuBroker;
+
+/// Which broker a fleet runs on.
+pub enum BrokerKind {
+    /// librdkafka's mock cluster in its own process (nothing persists).
+    Mock,
+    /// tansu with SQLite storage in the run directory (this binary).
+    Tansu(PathBuf),
+}
+
+/// The broker process of a fleet.
+pub enum Broker {
+    /// See [`BrokerKind::Mock`].
+    Mock(BrokerProc),
+    /// See [`BrokerKind::Tansu`].
+    Tansu(TansuBroker),
+}
+
+impl Broker {
+    /// `host:port` for `kafka.brokers`.
+    pub fn bootstrap(&self) -> &str {
+        match self {
+            Broker::Mock(b) => &b.bootstrap,
+            Broker::Tansu(b) => &b.bootstrap,
+        }
+    }
+
+    /// Kills the broker and starts it again on the same port and storage
+    /// (the persistent broker only: the mock cluster would lose everything).
+    pub fn restart(&mut self) {
+        match self {
+            Broker::Tansu(b) => b.restart(),
+            Broker::Mock(_) => panic!("the mock broker keeps nothing across a restart"),
+        }
+    }
+}
+
+/// librdkafka 2.12.1 (the version rdkafka 0.39 bundles; no newer one is
+/// published) can abort a consumer when an assignment is torn down while a
+/// partition's previous stop is still outstanding, e.g. when the broker
+/// restarts under a rebalance (librdkafka issue 5573, fixed upstream after
+/// 2.15). The node dies like a SIGKILL; docs/delivery-semantics.md lists it.
+pub const LIBRDKAFKA_ABORT: &str = "rd_kafka_assignment_partition_stopped: Assertion";
 
 /// Log filter of fleet nodes: rebalances, capability gaps and warnings.
 pub const NODE_LOG: &str = "warn,herald=info,herald_dispatch::consumer=info";
@@ -40,7 +83,7 @@ pub struct Fleet {
     /// Dispatchers.
     pub dispatch: Vec<Node>,
     /// The broker (dropped last: declared last).
-    pub broker: TansuBroker,
+    pub broker: Broker,
     /// The config file.
     pub config: PathBuf,
     /// The run directory.
@@ -51,9 +94,10 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts the broker, then `ingest` ingest nodes (the first creates the
-    /// topics), then `dispatch` dispatchers; waits until each is started.
+    /// topics on tansu; the mock broker has them from the start), then
+    /// `dispatch` dispatchers; waits until each is started.
     pub fn start(
-        tansu: PathBuf,
+        kind: BrokerKind,
         dir: &Path,
         toml: &str,
         ingest: usize,
@@ -61,7 +105,10 @@ impl Fleet {
         guard: Duration,
     ) -> Self {
         let config = procs::write_config(dir, toml);
-        let broker = TansuBroker::start(tansu, dir);
+        let broker = match kind {
+            BrokerKind::Mock => Broker::Mock(BrokerProc::start(dir, &config)),
+            BrokerKind::Tansu(bin) => Broker::Tansu(TansuBroker::start(bin, dir)),
+        };
         let mut fleet = Self {
             ingest: Vec::new(),
             dispatch: Vec::new(),
@@ -70,27 +117,29 @@ impl Fleet {
             dir: dir.to_path_buf(),
             guard,
         };
-        for i in 0..ingest {
-            fleet.ingest.push(Node {
-                name: format!("ingest-{}", letter(i)),
-                role: "ingest",
-                proc: None,
-                grpc: None,
-                http: None,
-            });
-            fleet.start_node("ingest", i);
+        for _ in 0..ingest {
+            fleet.add_node("ingest");
         }
-        for i in 0..dispatch {
-            fleet.dispatch.push(Node {
-                name: format!("dispatch-{}", letter(i)),
-                role: "dispatch",
-                proc: None,
-                grpc: None,
-                http: None,
-            });
-            fleet.start_node("dispatch", i);
+        for _ in 0..dispatch {
+            fleet.add_node("dispatch");
         }
         fleet
+    }
+
+    /// Adds one more node of `role` (`ingest-c`, `dispatch-d`, ...) and
+    /// starts it; returns its index.
+    pub fn add_node(&mut self, role: &'static str) -> usize {
+        let nodes = self.nodes(role);
+        let i = nodes.len();
+        nodes.push(Node {
+            name: format!("{role}-{}", letter(i)),
+            role,
+            proc: None,
+            grpc: None,
+            http: None,
+        });
+        self.start_node(role, i);
+        i
     }
 
     fn nodes(&mut self, role: &str) -> &mut Vec<Node> {
@@ -106,7 +155,7 @@ impl Fleet {
         let (dir, config, brokers, guard) = (
             self.dir.clone(),
             self.config.clone(),
-            self.broker.bootstrap.clone(),
+            self.broker.bootstrap().to_string(),
             self.guard,
         );
         let node = &mut self.nodes(role)[i];
@@ -175,10 +224,41 @@ impl Fleet {
         let guard = self.guard;
         let node = &mut self.nodes(role)[i];
         let mut p = node.proc.take().expect("running");
-        p.terminate(guard)
-            .unwrap_or_else(|e| panic!("graceful stop of {}: {e}", node.name));
+        if let Err(e) = p.terminate(guard) {
+            // Dead already of the known librdkafka abort: a crash, not a
+            // failed drain (the caller starts it again either way).
+            assert!(p.printed(LIBRDKAFKA_ABORT), "graceful stop of {}: {e}", node.name);
+            eprintln!("{} had died of the librdkafka abort before its SIGTERM", node.name);
+        }
         node.grpc = None;
         node.http = None;
+    }
+
+    /// Nodes that died on their own since the last call: each must have died
+    /// of the one known librdkafka abort ([`LIBRDKAFKA_ABORT`]), which is
+    /// then handled as a supervisor would (the node is started again) and
+    /// returned by name; any other death fails the test.
+    pub fn revive_crashed(&mut self) -> Vec<String> {
+        let mut revived = Vec::new();
+        for role in ["ingest", "dispatch"] {
+            for i in 0..self.nodes(role).len() {
+                let node = &mut self.nodes(role)[i];
+                let Some(p) = node.proc.as_mut() else { continue };
+                if p.is_running() {
+                    continue;
+                }
+                assert!(
+                    p.printed(LIBRDKAFKA_ABORT),
+                    "{} died on its own; log: {}",
+                    node.name,
+                    p.log_path.display()
+                );
+                revived.push(node.name.clone());
+                node.proc = None;
+                self.start_node(role, i);
+            }
+        }
+        revived
     }
 
     /// Whether node `i` of `role` is running.

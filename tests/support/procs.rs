@@ -181,6 +181,11 @@ impl ChildProc {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Whether the process printed a line containing `needle` so far.
+    pub fn printed(&self, needle: &str) -> bool {
+        self.lines.lines.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
 }
 
 impl Drop for ChildProc {
