@@ -385,40 +385,13 @@ async fn no_loss_across_sigkill_and_rebalance() {
     assert_eq!(acked.len(), total, "distinct event ids");
 
     // Wait until every acknowledged event was delivered or dead-lettered.
-    let mut missing: HashSet<String> = acked.iter().map(|s| s.to_string()).collect();
-    let mut seen = 0;
-    let mut dlq_seen = 0;
-    let waited = ledger
-        .wait_until(
-            |entries| {
-                for e in &entries[seen..] {
-                    if e.ok() {
-                        missing.remove(&e.id);
-                    }
-                }
-                seen = entries.len();
-                let letters = dlq.records();
-                for d in &letters[dlq_seen..] {
-                    missing.remove(&d.envelope.event_id);
-                }
-                dlq_seen = letters.len();
-                missing.is_empty()
-            },
-            RUN_GUARD,
-        )
-        .await;
-    let entries = ledger.entries();
-    let letters = dlq.records();
-    let dead: HashSet<String> = letters
-        .iter()
-        .map(|d| d.envelope.event_id.clone())
-        .collect();
+    let support::dlq::Settled {
+        waited,
+        entries,
+        dead,
+        lost,
+    } = support::dlq::settle(&ledger, &dlq, &acked, RUN_GUARD).await;
     let delivered = ledger::delivered(&entries);
-    let lost: Vec<&str> = acked
-        .iter()
-        .copied()
-        .filter(|id| !delivered.contains(id) && !dead.contains(*id))
-        .collect();
     if let Err(e) = waited {
         let mut per_ep: BTreeMap<&str, usize> = BTreeMap::new();
         let ep_of: HashMap<&str, &str> = order
@@ -426,7 +399,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
             .flat_map(|(ep, ids)| ids.iter().map(move |id| (id.as_str(), ep.as_str())))
             .collect();
         for id in &lost {
-            *per_ep.entry(ep_of[id]).or_default() += 1;
+            *per_ep.entry(ep_of[id.as_str()]).or_default() += 1;
         }
         panic!(
             "{e}: {} of {total} acknowledged events were neither delivered nor dead-lettered; per endpoint: {per_ep:?}; logs in {}",

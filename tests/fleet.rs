@@ -469,35 +469,13 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     assert_eq!(acked.len(), total, "distinct event ids");
 
     // Every acknowledged event delivered or dead-lettered.
-    let mut missing: HashSet<String> = acked.iter().map(|s| s.to_string()).collect();
-    let (mut seen, mut dlq_seen) = (0, 0);
-    let waited = ledger
-        .wait_until(
-            |entries| {
-                for e in &entries[seen..] {
-                    if e.ok() {
-                        missing.remove(&e.id);
-                    }
-                }
-                seen = entries.len();
-                let letters = dlq.records();
-                for d in &letters[dlq_seen..] {
-                    missing.remove(&d.envelope.event_id);
-                }
-                dlq_seen = letters.len();
-                missing.is_empty()
-            },
-            GUARD,
-        )
-        .await;
-    let entries = ledger.entries();
-    let dead: HashSet<String> = dlq.records().iter().map(|d| d.envelope.event_id.clone()).collect();
+    let support::dlq::Settled {
+        waited,
+        entries,
+        dead,
+        lost,
+    } = support::dlq::settle(&ledger, &dlq, &acked, GUARD).await;
     let delivered = ledger::delivered(&entries);
-    let lost: Vec<&str> = acked
-        .iter()
-        .copied()
-        .filter(|id| !delivered.contains(id) && !dead.contains(*id))
-        .collect();
     if let Err(e) = waited {
         panic!(
             "{e}: {} of {total} acknowledged events were neither delivered nor dead-lettered, e.g. {:?}; logs in {}",

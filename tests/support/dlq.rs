@@ -5,7 +5,7 @@
 //! [`DlqTail`] reads in a background thread for the whole test and bumps a
 //! [`Ledger`] on every record, so waits that also count dead letters wake up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::ledger::Ledger;
+use super::ledger::{self, Entry, Ledger};
 
 /// One record of the dead-letter topic.
 #[derive(Debug, Clone)]
@@ -154,5 +154,62 @@ impl Drop for DlqTail {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// What became of a run's acknowledged events, once each was answered 2xx
+/// by the receiver or is in the dead-letter topic (or the guard passed).
+pub struct Settled {
+    /// `Err` when the guard passed first.
+    pub waited: Result<(), String>,
+    /// The receiver's ledger at the end of the wait.
+    pub entries: Vec<Entry>,
+    /// Ids in the dead-letter topic.
+    pub dead: HashSet<String>,
+    /// Acknowledged ids neither delivered nor dead-lettered.
+    pub lost: Vec<String>,
+}
+
+/// Waits (event-driven, up to `guard`) until every id in `acked` was
+/// answered 2xx or dead-lettered; see [`Settled`].
+pub async fn settle(ledger: &Ledger, dlq: &DlqTail, acked: &HashSet<&str>, guard: Duration) -> Settled {
+    let mut missing: HashSet<String> = acked.iter().map(|s| s.to_string()).collect();
+    let (mut seen, mut dlq_seen) = (0, 0);
+    let waited = ledger
+        .wait_until(
+            |entries| {
+                for e in &entries[seen..] {
+                    if e.ok() {
+                        missing.remove(&e.id);
+                    }
+                }
+                seen = entries.len();
+                let letters = dlq.records();
+                for d in &letters[dlq_seen..] {
+                    missing.remove(&d.envelope.event_id);
+                }
+                dlq_seen = letters.len();
+                missing.is_empty()
+            },
+            guard,
+        )
+        .await;
+    let entries = ledger.entries();
+    let dead: HashSet<String> = dlq
+        .records()
+        .iter()
+        .map(|d| d.envelope.event_id.clone())
+        .collect();
+    let delivered = ledger::delivered(&entries);
+    let lost = acked
+        .iter()
+        .filter(|id| !delivered.contains(**id) && !dead.contains(**id))
+        .map(|id| id.to_string())
+        .collect();
+    Settled {
+        waited,
+        entries,
+        dead,
+        lost,
     }
 }
