@@ -75,6 +75,11 @@ pub struct BenchArgs {
     /// Register endpoints unordered (Herald's default is ordered).
     #[arg(long)]
     pub unordered: bool,
+    /// The receivers hold each answer back this long, as a receiver one
+    /// round trip of that many milliseconds away would (an ordered
+    /// endpoint then gets at most 1000/DELAY deliveries per second).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub receiver_delay_ms: u64,
     /// Skip the raw hyper baseline.
     #[arg(long)]
     pub no_baseline: bool,
@@ -131,6 +136,7 @@ pub async fn run(args: BenchArgs, herald_exe: PathBuf) -> anyhow::Result<()> {
         baseline_concurrency: args.baseline_concurrency,
         timeout: Duration::from_secs(args.timeout_secs),
         unordered: args.unordered,
+        receiver_delay: Duration::from_millis(args.receiver_delay_ms),
         progress: !args.quiet,
     };
     let knobs = scenario::Knobs {

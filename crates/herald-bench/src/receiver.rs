@@ -6,7 +6,9 @@
 //! (answered 2xx), the highest one, and the publish → arrival latencies. A
 //! delivery of `n` after a higher number was delivered, with `n` not yet
 //! delivered, is an order violation; a second delivery of `n` is a
-//! duplicate. Failures are injected per request (`fail_per_mille`).
+//! duplicate. Failures are injected per request (`fail_per_mille`), and a
+//! fixed delay before each answer stands in for a distant receiver
+//! (`--receiver-delay-ms`: one round trip of that many milliseconds).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -149,12 +151,14 @@ pub struct Receivers {
 
 impl Receivers {
     /// Starts `ports` receivers verifying with `secret`, failing
-    /// `fail_per_mille` of requests with a 500.
+    /// `fail_per_mille` of requests with a 500 and holding every answer back
+    /// for `delay` (zero: answer at once).
     pub async fn start(
         ports: usize,
         endpoints: usize,
         secret: &Secret,
         fail_per_mille: u32,
+        delay: std::time::Duration,
     ) -> std::io::Result<Self> {
         let ledger = Arc::new(Ledger::new(endpoints));
         let verifier = Arc::new(Verifier::new(vec![secret.clone()]));
@@ -164,7 +168,13 @@ impl Receivers {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             addrs.push(listener.local_addr()?);
             let (ledger, verifier) = (ledger.clone(), verifier.clone());
-            tasks.spawn(accept_loop(listener, ledger, verifier, fail_per_mille));
+            tasks.spawn(accept_loop(
+                listener,
+                ledger,
+                verifier,
+                fail_per_mille,
+                delay,
+            ));
         }
         Ok(Self {
             addrs,
@@ -190,6 +200,7 @@ async fn accept_loop(
     ledger: Arc<Ledger>,
     verifier: Arc<Verifier>,
     fail_per_mille: u32,
+    delay: std::time::Duration,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -211,7 +222,7 @@ async fn accept_loop(
         let (ledger, verifier) = (ledger.clone(), verifier.clone());
         conns.spawn(async move {
             let svc = service_fn(move |req| {
-                handle(req, ledger.clone(), verifier.clone(), fail_per_mille)
+                handle(req, ledger.clone(), verifier.clone(), fail_per_mille, delay)
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -226,8 +237,13 @@ async fn handle(
     ledger: Arc<Ledger>,
     verifier: Arc<Verifier>,
     fail_per_mille: u32,
+    delay: std::time::Duration,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     ledger.requests.fetch_add(1, Relaxed);
+    if !delay.is_zero() {
+        // The request has arrived; the answer takes this long to get back.
+        tokio::time::sleep(delay).await;
+    }
     let (parts, body) = req.into_parts();
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return Ok(reply(StatusCode::BAD_REQUEST));

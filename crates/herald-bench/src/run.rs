@@ -39,6 +39,8 @@ pub struct Context {
     pub timeout: Duration,
     /// Register endpoints unordered.
     pub unordered: bool,
+    /// Receivers answer after this long (a stand-in for network distance).
+    pub receiver_delay: Duration,
     /// Show a progress bar.
     pub progress: bool,
 }
@@ -60,7 +62,7 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
     };
 
     if ctx.baseline && case.deliver {
-        let rx = Receivers::start(ctx.ports, w.endpoints, &secret, 0).await?;
+        let rx = Receivers::start(ctx.ports, w.endpoints, &secret, 0, ctx.receiver_delay).await?;
         let requests = ctx.baseline_requests;
         let conc = ctx.baseline_concurrency.unwrap_or(healthy).max(1);
         let b = baseline::run(
@@ -76,7 +78,14 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         fig.raw_rate = Some(b.per_second);
     }
 
-    let rx = Receivers::start(ctx.ports, w.endpoints, &secret, case.fail_per_mille).await?;
+    let rx = Receivers::start(
+        ctx.ports,
+        w.endpoints,
+        &secret,
+        case.fail_per_mille,
+        ctx.receiver_delay,
+    )
+    .await?;
     let dead_url = dead_url().await?;
     let herald = start_herald(ctx, case).await?;
     let ch = publish::connect(&herald.grpc).await?;
@@ -100,9 +109,16 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         let per_sec = case.registered as f64 / took.as_secs_f64().max(1e-9);
         fig.extra.insert("endpoint_creates_per_sec".into(), per_sec);
         if let Some(bootstrap) = &herald.bootstrap {
-            let (node, load) = ctx.launcher.registry_node(bootstrap)?;
+            let (node, load, loaded) = ctx.launcher.registry_node(bootstrap)?;
             fig.extra
                 .insert("registry_load_secs".into(), load.as_secs_f64());
+            // What the new node found: fewer than registered means the
+            // broker dropped registry records (the embedded broker keeps
+            // about 5 MiB per partition, docs/topics.md).
+            if let Some(n) = loaded {
+                fig.extra
+                    .insert("registry_endpoints_loaded".into(), n as f64);
+            }
             let s = node.sample()?;
             fig.extra
                 .insert("registry_node_peak_rss_mib".into(), s.peak_rss_mib);

@@ -166,7 +166,7 @@ pub struct Launcher {
 impl Launcher {
     /// `herald dev` on port 0.
     pub fn dev(&self) -> anyhow::Result<Herald> {
-        let mut cmd = self.command("dev");
+        let mut cmd = self.command("dev")?;
         cmd.args([
             "--grpc-listen",
             "127.0.0.1:0",
@@ -189,7 +189,7 @@ impl Launcher {
 
     /// A broker process and `herald ingest` beside it.
     pub fn ingest_only(&self) -> anyhow::Result<Herald> {
-        let (broker, lines) = self.spawn(self.command("mock-broker"), "broker")?;
+        let (broker, lines) = self.spawn(self.command("mock-broker")?, "broker")?;
         let bootstrap = wait_for(&lines, "bootstrap:", |l| word_after(l, "bootstrap:"))?;
         let (ingest, grpc) = self.node("ingest", &bootstrap, "ingest")?;
         Ok(Herald {
@@ -201,18 +201,21 @@ impl Launcher {
     }
 
     /// Starts `herald ingest` against `bootstrap` and waits until its
-    /// endpoint registry is loaded; returns it and how long that took.
-    pub fn registry_node(&self, bootstrap: &str) -> anyhow::Result<(Proc, Duration)> {
+    /// endpoint registry is loaded; returns it, how long that took, and how
+    /// many endpoints it loaded (from its log line, when readable).
+    pub fn registry_node(&self, bootstrap: &str) -> anyhow::Result<(Proc, Duration, Option<u64>)> {
         let started = Instant::now();
         let cmd = self.node_command("ingest", bootstrap, "bench-registry")?;
         let (proc, lines) = self.spawn(cmd, "registry-node")?;
-        wait_for(&lines, "endpoint registry loaded", |_| Some(()))?;
-        Ok((proc, started.elapsed()))
+        let loaded = wait_for(&lines, "endpoint registry loaded", |l| {
+            Some(loaded_endpoints(l))
+        })?;
+        Ok((proc, started.elapsed(), loaded))
     }
 
     /// `herald SUB` against `bootstrap` on port 0, logging JSON at info.
     fn node_command(&self, sub: &str, bootstrap: &str, node_id: &str) -> anyhow::Result<Command> {
-        let mut cmd = self.command(sub);
+        let mut cmd = self.command(sub)?;
         cmd.args(["--grpc-listen", "127.0.0.1:0"]);
         cmd.args(["--http-listen", "127.0.0.1:0"]);
         cmd.args(["--brokers", bootstrap, "--log-format", "json"]);
@@ -251,12 +254,7 @@ impl Launcher {
              # The harness's publishers send no token (a loopback node it started).\n\
              [auth]\ndisabled = true\n",
         );
-        let key = self.dir.join("master.key");
-        std::fs::write(&key, herald_registry::keys::generate_key())?;
-        text.push_str(&format!(
-            "\n[[secrets.keys]]\nid = \"bench\"\nfile = {:?}\n",
-            key.display().to_string()
-        ));
+        text.push_str(&self.secrets_section()?);
         if let Some(user) = &self.config {
             text = std::fs::read_to_string(user)
                 .with_context(|| format!("cannot read {}", user.display()))?;
@@ -265,16 +263,39 @@ impl Launcher {
         Ok(path)
     }
 
-    fn command(&self, sub: &str) -> Command {
+    /// The `[[secrets.keys]]` entry every node of this invocation shares.
+    /// One key file for all of them: `herald dev` would otherwise seal
+    /// under a random key of its own, and a second node reading its
+    /// registry (`many-endpoints`) could open none of the records.
+    fn secrets_section(&self) -> anyhow::Result<String> {
+        let key = self.dir.join("master.key");
+        if !key.exists() {
+            std::fs::write(&key, herald_registry::keys::generate_key())?;
+        }
+        Ok(format!(
+            "\n[[secrets.keys]]\nid = \"bench\"\nfile = {:?}\n",
+            key.display().to_string()
+        ))
+    }
+
+    fn command(&self, sub: &str) -> anyhow::Result<Command> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg(sub);
         if sub == "dev" || sub == "mock-broker" {
-            if let Some(c) = &self.config {
-                cmd.arg("--config").arg(c);
+            match &self.config {
+                Some(c) => {
+                    cmd.arg("--config").arg(c);
+                }
+                None if sub == "dev" => {
+                    let path = self.dir.join("dev.toml");
+                    std::fs::write(&path, self.secrets_section()?)?;
+                    cmd.arg("--config").arg(path);
+                }
+                None => {}
             }
             cmd.args(["--log-level", "warn"]);
         }
-        cmd
+        Ok(cmd)
     }
 
     /// Spawns with stdout (the dev banner) and stderr (the log) both read
@@ -352,6 +373,14 @@ fn wait_for<T>(
     }
 }
 
+/// The `endpoints` field of the node's JSON "endpoint registry loaded" line.
+fn loaded_endpoints(line: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get("endpoints")
+        .or_else(|| v.get("fields")?.get("endpoints"))?
+        .as_u64()
+}
+
 /// The first whitespace-separated word after `marker` in `line`.
 fn word_after(line: &str, marker: &str) -> Option<String> {
     let rest = &line[line.find(marker)? + marker.len()..];
@@ -388,6 +417,14 @@ mod tests {
     fn own_process_can_be_sampled() {
         let s = sample(std::process::id()).unwrap();
         assert!(s.peak_rss_mib > 0.0);
+    }
+
+    #[test]
+    fn the_loaded_endpoint_count_is_read_from_the_log_line() {
+        let l =
+            r#"{"level":"INFO","fields":{"message":"endpoint registry loaded","endpoints":4321}}"#;
+        assert_eq!(loaded_endpoints(l), Some(4321));
+        assert_eq!(loaded_endpoints("endpoint registry loaded"), None);
     }
 
     #[test]
