@@ -150,6 +150,9 @@ impl Capabilities {
     }
 }
 
+/// How every probe's metadata starts.
+const TOKEN_PREFIX: &str = "herald-probe:";
+
 /// The metadata the probe commits: unique per call, so an old probe's
 /// commit is never mistaken for this one's.
 fn probe_token() -> String {
@@ -157,7 +160,7 @@ fn probe_token() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("herald-probe:{}:{nanos}", std::process::id())
+    format!("{TOKEN_PREFIX}{}:{nanos}", std::process::id())
 }
 
 /// Asks the broker, on partition 0 of `topic` (which must exist), under the
@@ -167,7 +170,9 @@ pub fn probe_blocking(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Capa
     let group = format!("{}.capability-probe", cfg.consumer_group);
     let token = probe_token();
     let metadata = match commit_metadata_round_trip(cfg, &group, topic, &token, timeout) {
-        Ok(returned) if returned.as_deref() == Some(token.as_str()) => Support::Yes,
+        // Another node probing at the same moment may have committed after
+        // this one: its token coming back proves the round trip as well.
+        Ok(Some(m)) if m == token || m.starts_with(TOKEN_PREFIX) => Support::Yes,
         Ok(returned) => Support::No(match returned {
             Some(m) if m.is_empty() => "committed metadata came back empty".into(),
             Some(m) => format!("committed metadata came back as {m:?}"),
