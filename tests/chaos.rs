@@ -34,8 +34,8 @@ use herald_testkit::{Reply, TestReceiver};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::dlq::DlqTail;
-use support::ledger::{self, Ledger};
 use support::fleet::{BrokerKind, Fleet};
+use support::ledger::{self, Ledger};
 use support::procs;
 use support::{publish_in_order, TestNode};
 
@@ -156,25 +156,6 @@ fn duplicates_per_window(entries: &[ledger::Entry], marks: &[usize]) -> Vec<usiz
         }
     }
     windows
-}
-
-/// Counts distinct ids answered 2xx, incrementally over a growing ledger.
-#[derive(Default)]
-struct DeliveredCounter {
-    ids: HashSet<String>,
-    seen: usize,
-}
-
-impl DeliveredCounter {
-    fn count(&mut self, entries: &[ledger::Entry]) -> usize {
-        for e in &entries[self.seen.min(entries.len())..] {
-            if e.ok() {
-                self.ids.insert(e.id.clone());
-            }
-        }
-        self.seen = entries.len();
-        self.ids.len()
-    }
 }
 
 fn dispatcher_name(i: usize) -> String {
@@ -308,7 +289,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
     // Ledger length at each kill: re-sends after kill k land between mark k
     // and mark k+1.
     let mut kill_marks = Vec::new();
-    let mut counter = DeliveredCounter::default();
+    let mut counter = ledger::Delivered::default();
     for (b, batch) in batches.iter().enumerate() {
         if b == 1 {
             tokio::task::block_in_place(|| {

@@ -107,34 +107,9 @@ fn rate_limited(i: usize) -> bool {
 }
 
 fn ep_index(ep: &str) -> usize {
-    ep.trim_start_matches("f-").parse().expect("fleet endpoint id")
-}
-
-/// Ids answered 2xx so far, updated incrementally from the ledger.
-#[derive(Default)]
-struct DeliveredSet {
-    ids: HashSet<String>,
-    seen: usize,
-}
-
-impl DeliveredSet {
-    fn update(&mut self, entries: &[ledger::Entry]) {
-        for e in &entries[self.seen.min(entries.len())..] {
-            if e.ok() {
-                self.ids.insert(e.id.clone());
-            }
-        }
-        self.seen = entries.len();
-    }
-
-    /// How many of `ids`, from the first, are delivered.
-    fn delivered_prefix(&self, ids: &[&str]) -> usize {
-        ids.iter().take_while(|id| self.ids.contains(**id)).count()
-    }
-
-    fn count_of(&self, ids: &[&str]) -> usize {
-        ids.iter().filter(|id| self.ids.contains(**id)).count()
-    }
+    ep.trim_start_matches("f-")
+        .parse()
+        .expect("fleet endpoint id")
 }
 
 fn config_toml() -> String {
@@ -248,7 +223,10 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         })
     };
     let receiver = TestReceiver::with_policy(policy).await.unwrap();
-    let create = |i: usize, mut endpoints: pb::endpoint_service_client::EndpointServiceClient<tonic::transport::Channel>| {
+    let create = |i: usize,
+                  mut endpoints: pb::endpoint_service_client::EndpointServiceClient<
+        tonic::transport::Channel,
+    >| {
         let url = receiver.url_for(&ep_id(i));
         async move {
             endpoints
@@ -290,7 +268,11 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             fleet.wait_assigned(i);
         }
     });
-    eprintln!("{} {} endpoints created; every dispatcher has partitions", at(), scale.endpoints - scale.late);
+    eprintln!(
+        "{} {} endpoints created; every dispatcher has partitions",
+        at(),
+        scale.endpoints - scale.late
+    );
 
     // Items in publish order: round by round, every endpoint once per round
     // (late endpoints from a third of the way on).
@@ -330,7 +312,7 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     let mut retries = PublishRetries::default();
     let mut marks: Vec<(Phase, usize)> = vec![(Phase::Joins, 0)];
     let mut kill_check: Option<(usize, BTreeMap<i32, i64>, String)> = None;
-    let mut delivered_so_far = DeliveredSet::default();
+    let mut delivered_so_far = ledger::Delivered::default();
     // Nodes that died of the known librdkafka abort and were started again.
     let mut crashes: Vec<String> = Vec::new();
     // Each step runs right after its batch was published, once everything
@@ -344,21 +326,38 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         .filter(|(_, p)| **p != Phase::Rolling)
         .map(|(&b, &p)| (b, (p, None)))
         .collect();
-    let roll_from = plan.iter().find(|(_, p)| **p == Phase::Rolling).map(|(b, _)| *b).unwrap();
-    for (k, node) in [("ingest", 0), ("ingest", 1), ("dispatch", 0), ("dispatch", 1), ("dispatch", 2)]
-        .into_iter()
-        .enumerate()
+    let roll_from = plan
+        .iter()
+        .find(|(_, p)| **p == Phase::Rolling)
+        .map(|(b, _)| *b)
+        .unwrap();
+    for (k, node) in [
+        ("ingest", 0),
+        ("ingest", 1),
+        ("dispatch", 0),
+        ("dispatch", 1),
+        ("dispatch", 2),
+    ]
+    .into_iter()
+    .enumerate()
     {
         steps.insert(roll_from + 2 * k, (Phase::Rolling, Some(node)));
     }
-    assert!(steps.keys().all(|&b| b < nb), "the run is too short for its steps");
+    assert!(
+        steps.keys().all(|&b| b < nb),
+        "the run is too short for its steps"
+    );
     for b in 0..nb {
         if b == first_late_batch {
             let (_, endpoints_b) = fleet.clients(1).await;
             for i in (0..scale.endpoints).filter(|&i| scale.is_late(i)) {
                 create(i, endpoints_b.clone()).await;
             }
-            eprintln!("{} {} endpoints created through ingest-b and published to at once", at(), scale.late);
+            eprintln!(
+                "{} {} endpoints created through ingest-b and published to at once",
+                at(),
+                scale.late
+            );
         }
         if b == outage_ends {
             outage.store(false, Ordering::SeqCst);
@@ -371,7 +370,11 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             |attempt| {
                 let url = urls[(b + attempt) % urls.len()].clone();
                 async move {
-                    let ch = tonic::transport::Channel::from_shared(url?).ok()?.connect().await.ok()?;
+                    let ch = tonic::transport::Channel::from_shared(url?)
+                        .ok()?
+                        .connect()
+                        .await
+                        .ok()?;
                     Some(pb::event_service_client::EventServiceClient::new(ch))
                 }
             },
@@ -392,7 +395,10 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             .map(|(r, _)| r.event_id.as_str())
             .collect();
         let share = BATCH * rng.random_range(20..60) / 100;
-        let batch_ids: Vec<&str> = published[batch_from..].iter().map(|r| r.event_id.as_str()).collect();
+        let batch_ids: Vec<&str> = published[batch_from..]
+            .iter()
+            .map(|r| r.event_id.as_str())
+            .collect();
         let mut cursor = 0;
         ledger
             .wait_until(
@@ -413,13 +419,19 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
                 fleet.kill9("dispatch", victim);
                 let at_kill = tokio::task::block_in_place(|| committed(&brokers));
                 marks.last_mut().unwrap().1 = ledger.len();
-                eprintln!("{} kill -9 {name}; committed offsets right after: {at_kill:?}", at());
+                eprintln!(
+                    "{} kill -9 {name}; committed offsets right after: {at_kill:?}",
+                    at()
+                );
                 kill_check = Some((ledger.len(), at_kill, name));
                 tokio::task::block_in_place(|| fleet.start_node("dispatch", victim));
             }
             (Phase::BrokerRestart, _) => {
                 tokio::task::block_in_place(|| fleet.broker.restart());
-                eprintln!("{} broker killed and started again on the same storage", at());
+                eprintln!(
+                    "{} broker killed and started again on the same storage",
+                    at()
+                );
             }
             (Phase::ScaleDown, _) => {
                 tokio::task::block_in_place(|| {
@@ -441,7 +453,10 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
                     fleet.terminate(role, i);
                     fleet.start_node(role, i);
                 });
-                eprintln!("{} rolling: {name} stopped with SIGTERM (drained, exit 0) and started again", at());
+                eprintln!(
+                    "{} rolling: {name} stopped with SIGTERM (drained, exit 0) and started again",
+                    at()
+                );
             }
             other => unreachable!("{other:?}"),
         }
@@ -465,7 +480,10 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
 
     let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (it, r) in items.iter().zip(&published) {
-        order.entry(it.endpoint.clone()).or_default().push(r.event_id.clone());
+        order
+            .entry(it.endpoint.clone())
+            .or_default()
+            .push(r.event_id.clone());
     }
     let acked: HashSet<&str> = published.iter().map(|r| r.event_id.as_str()).collect();
     assert_eq!(acked.len(), total, "distinct event ids");
@@ -486,7 +504,12 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             dir.display()
         );
     }
-    eprintln!("{} every event delivered ({}) or dead-lettered ({})", at(), delivered.len(), dead.len());
+    eprintln!(
+        "{} every event delivered ({}) or dead-lettered ({})",
+        at(),
+        delivered.len(),
+        dead.len()
+    );
 
     // Order of every ordered endpoint (dead-lettered ids excused).
     let violations: Vec<String> = (0..scale.endpoints)
@@ -517,7 +540,10 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     let mut first_ok: HashMap<&str, usize> = HashMap::new();
     let mut per_phase: BTreeMap<Phase, usize> = BTreeMap::new();
     let mut resent_after_kill: Vec<&str> = Vec::new();
-    let kill_window = kill_check.as_ref().map(|(m, _, _)| *m).unwrap_or(usize::MAX);
+    let kill_window = kill_check
+        .as_ref()
+        .map(|(m, _, _)| *m)
+        .unwrap_or(usize::MAX);
     let next_mark = marks
         .iter()
         .map(|(_, m)| *m)
@@ -529,7 +555,11 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
                 first_ok.insert(&e.id, idx);
             }
             Some(&first) => {
-                let phase = marks.iter().rev().find(|(_, m)| *m <= idx).map_or(Phase::Joins, |(p, _)| *p);
+                let phase = marks
+                    .iter()
+                    .rev()
+                    .find(|(_, m)| *m <= idx)
+                    .map_or(Phase::Joins, |(p, _)| *p);
                 *per_phase.entry(phase).or_default() += 1;
                 if (kill_window..next_mark).contains(&idx) && first < kill_window {
                     resent_after_kill.push(&e.id);
@@ -551,7 +581,11 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     // guarantees, not this bound; events written twice by a publish retry
     // are a publisher's duplicate.
     let (_, at_kill, victim) = kill_check.expect("the SIGKILL phase ran");
-    let failed_once: HashSet<&str> = entries.iter().filter(|e| !e.ok()).map(|e| e.id.as_str()).collect();
+    let failed_once: HashSet<&str> = entries
+        .iter()
+        .filter(|e| !e.ok())
+        .map(|e| e.id.as_str())
+        .collect();
     let index = events_index(&events_tail);
     let mut checked = 0;
     let mut below = Vec::new();
@@ -567,7 +601,10 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         }
         checked += 1;
         if offsets[0] < at_kill[p] {
-            below.push(format!("{id} at {p}:{} (committed {})", offsets[0], at_kill[p]));
+            below.push(format!(
+                "{id} at {p}:{} (committed {})",
+                offsets[0], at_kill[p]
+            ));
         }
     }
     eprintln!(
@@ -579,7 +616,9 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         "events below the committed offset were re-sent after the SIGKILL: {below:?}"
     );
     assert!(
-        entries.iter().all(|e| acked.contains(e.id.as_str()) || index.contains_key(&e.id)),
+        entries
+            .iter()
+            .all(|e| acked.contains(e.id.as_str()) || index.contains_key(&e.id)),
         "the receiver got an id that is in no topic"
     );
 
@@ -588,7 +627,11 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     let http = fleet.ingest[0].http.clone().expect("ingest-a is running");
     let url = fleet.ingest[0].grpc.clone().expect("ingest-a is running");
     let mut cluster = pb::cluster_service_client::ClusterServiceClient::new(
-        tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap(),
+        tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
     );
     tokio::task::block_in_place(|| {
         fleet.ingest[0]
@@ -598,7 +641,10 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             .wait_for_line("broker capability probe finished", GUARD)
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let text = herald_testkit::http::get(&format!("http://{http}/metrics")).await.unwrap().text();
+    let text = herald_testkit::http::get(&format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text();
     let supported = support::metric_sum(&text, "herald_broker_feature_supported");
     let supported = supported.expect("the probe set its gauge");
     let status = cluster
@@ -612,7 +658,11 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         .any(|g| g.feature.starts_with("offset_commit_metadata"));
     eprintln!(
         "broker gaps per herald status: {:?}; group {} {}, {} dispatchers",
-        status.broker_gaps.iter().map(|g| &g.feature).collect::<Vec<_>>(),
+        status
+            .broker_gaps
+            .iter()
+            .map(|g| &g.feature)
+            .collect::<Vec<_>>(),
         status.group,
         status.group_state,
         status.dispatchers.len()

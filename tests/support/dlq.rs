@@ -172,7 +172,12 @@ pub struct Settled {
 
 /// Waits (event-driven, up to `guard`) until every id in `acked` was
 /// answered 2xx or dead-lettered; see [`Settled`].
-pub async fn settle(ledger: &Ledger, dlq: &DlqTail, acked: &HashSet<&str>, guard: Duration) -> Settled {
+pub async fn settle(
+    ledger: &Ledger,
+    dlq: &DlqTail,
+    acked: &HashSet<&str>,
+    guard: Duration,
+) -> Settled {
     let mut missing: HashSet<String> = acked.iter().map(|s| s.to_string()).collect();
     let (mut seen, mut dlq_seen) = (0, 0);
     let waited = ledger

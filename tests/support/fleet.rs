@@ -192,7 +192,11 @@ impl Fleet {
         node.grpc = v
             .get("grpc")
             .and_then(|g| g.as_str())
-            .and_then(|g| g.strip_prefix("Some(")?.strip_suffix(')').map(str::to_string))
+            .and_then(|g| {
+                g.strip_prefix("Some(")?
+                    .strip_suffix(')')
+                    .map(str::to_string)
+            })
             .map(|a| format!("http://{a}"));
         node.proc = Some(p);
     }
@@ -227,8 +231,15 @@ impl Fleet {
         if let Err(e) = p.terminate(guard) {
             // Dead already of the known librdkafka abort: a crash, not a
             // failed drain (the caller starts it again either way).
-            assert!(p.printed(LIBRDKAFKA_ABORT), "graceful stop of {}: {e}", node.name);
-            eprintln!("{} had died of the librdkafka abort before its SIGTERM", node.name);
+            assert!(
+                p.printed(LIBRDKAFKA_ABORT),
+                "graceful stop of {}: {e}",
+                node.name
+            );
+            eprintln!(
+                "{} had died of the librdkafka abort before its SIGTERM",
+                node.name
+            );
         }
         node.grpc = None;
         node.http = None;
@@ -243,7 +254,9 @@ impl Fleet {
         for role in ["ingest", "dispatch"] {
             for i in 0..self.nodes(role).len() {
                 let node = &mut self.nodes(role)[i];
-                let Some(p) = node.proc.as_mut() else { continue };
+                let Some(p) = node.proc.as_mut() else {
+                    continue;
+                };
                 if p.is_running() {
                     continue;
                 }
@@ -346,8 +359,11 @@ where
         let outcome = match reconnect(attempt).await {
             None => Err("no ingest node reachable".to_string()),
             Some(mut client) => {
-                match tokio::time::timeout(Duration::from_secs(40), client.publish_batch(req.clone()))
-                    .await
+                match tokio::time::timeout(
+                    Duration::from_secs(40),
+                    client.publish_batch(req.clone()),
+                )
+                .await
                 {
                     Err(_) => Err("PublishBatch did not answer in 40 s".to_string()),
                     Ok(Err(status)) => Err(format!("PublishBatch: {status}")),

@@ -194,3 +194,39 @@ pub fn summary(entries: &[Entry]) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// Distinct ids answered 2xx so far, updated incrementally from a growing
+/// ledger (each entry is looked at once).
+#[derive(Default)]
+pub struct Delivered {
+    ids: HashSet<String>,
+    seen: usize,
+}
+
+impl Delivered {
+    /// Takes in the entries not seen yet.
+    pub fn update(&mut self, entries: &[Entry]) {
+        for e in &entries[self.seen.min(entries.len())..] {
+            if e.ok() {
+                self.ids.insert(e.id.clone());
+            }
+        }
+        self.seen = entries.len();
+    }
+
+    /// [`Delivered::update`], then the number of distinct ids delivered.
+    pub fn count(&mut self, entries: &[Entry]) -> usize {
+        self.update(entries);
+        self.ids.len()
+    }
+
+    /// How many of `ids`, from the first, are delivered.
+    pub fn delivered_prefix(&self, ids: &[&str]) -> usize {
+        ids.iter().take_while(|id| self.ids.contains(**id)).count()
+    }
+
+    /// How many of `ids` are delivered.
+    pub fn count_of(&self, ids: &[&str]) -> usize {
+        ids.iter().filter(|id| self.ids.contains(**id)).count()
+    }
+}

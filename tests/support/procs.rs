@@ -184,7 +184,12 @@ impl ChildProc {
 
     /// Whether the process printed a line containing `needle` so far.
     pub fn printed(&self, needle: &str) -> bool {
-        self.lines.lines.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.lines
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
     }
 }
 

@@ -15,7 +15,11 @@ fn the_mock_broker_keeps_commit_metadata() {
     let broker = DevBroker::start(&cfg).expect("mock broker");
     cfg.brokers = broker.bootstrap_servers().to_string();
     let caps = probe_blocking(&cfg, &cfg.events_topic.clone(), Duration::from_secs(30));
-    assert_eq!(caps.support(Feature::CommitMetadata), Support::Yes, "{caps:?}");
+    assert_eq!(
+        caps.support(Feature::CommitMetadata),
+        Support::Yes,
+        "{caps:?}"
+    );
     let gaps: Vec<&str> = caps.gaps().iter().map(|g| g.feature).collect();
     assert_eq!(gaps, ["describe_groups"], "{caps:?}");
 
