@@ -676,12 +676,7 @@ in_memory_max = "100ms""#,
         ..Default::default()
     })
     .await;
-    let dlq = DlqTail::start(
-        &h.c.broker.bootstrap,
-        "herald.dlq",
-        PARTITIONS,
-        ledger.clone(),
-    );
+    let dlq = DlqTail::start(h.c.bootstrap(), "herald.dlq", PARTITIONS, ledger.clone());
     let wait_dlq = |n: usize, what: &'static str| {
         let (ledger, dlq) = (ledger.clone(), &dlq);
         async move {

@@ -30,8 +30,6 @@
 //! `HERALD_REQUIRE_TANSU` is set (`.ci/run` sets it).
 
 mod support;
-#[path = "support/topic_tail.rs"]
-mod topic_tail;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +48,7 @@ use support::dlq::DlqTail;
 use support::fleet::{publish_until_accepted, BrokerKind, Fleet, Item, PublishRetries};
 use support::ledger::{self, Ledger};
 use support::tansu::TansuBroker;
-use topic_tail::TopicTail;
+use support::topic_tail::TopicTail;
 
 const PARTITIONS: i32 = 6;
 const BATCH: usize = 250;

@@ -15,26 +15,19 @@
 //! topic (`event.exhausted` is emitted after the dead-letter counter moved)
 //! and the dispatcher's own log lines.
 
-#[path = "support/attempts_tail.rs"]
-mod attempts_tail;
-#[path = "support/ops.rs"]
-mod ops;
-#[path = "support/promtext.rs"]
-mod promtext;
 mod support;
-#[path = "support/topic_tail.rs"]
-mod topic_tail;
 
 use std::path::Path;
 
-use attempts_tail::AttemptsTail;
 use herald_proto::v1 as pb;
 use herald_testkit::{Policy, Reply, TestReceiver};
-use ops::OpsTail;
+use support::attempts_tail::AttemptsTail;
 use support::cluster::ProcessCluster;
 use support::dlq::DlqTail;
 use support::ledger::Ledger;
+use support::ops::OpsTail;
 use support::procs;
+use support::promtext;
 use support::GUARD;
 
 const PARTITIONS: i32 = 2;
@@ -45,7 +38,7 @@ async fn cluster(test: &str, sections: &[(&str, &str)]) -> ProcessCluster {
 }
 
 fn attempts_tail(c: &ProcessCluster) -> AttemptsTail {
-    AttemptsTail::start(&c.broker.bootstrap, "herald.attempts", PARTITIONS)
+    AttemptsTail::start(c.bootstrap(), "herald.attempts", PARTITIONS)
 }
 
 fn endpoint_req(id: &str, url: &str) -> pb::CreateEndpointRequest {
@@ -96,23 +89,22 @@ async fn metrics_parse_and_count() {
     }
     let metrics_url = c.spawn_dispatcher("warn,herald=info");
     let attempts = attempts_tail(&c);
-    let ops = OpsTail::start(&c.broker.bootstrap, "herald.ops");
+    let ops = OpsTail::start(c.bootstrap(), "herald.ops");
     let ledger = Ledger::new();
-    let dlq = DlqTail::start(
-        &c.broker.bootstrap,
-        "herald.dlq",
-        PARTITIONS,
-        ledger.clone(),
-    );
+    let dlq = DlqTail::start(c.bootstrap(), "herald.dlq", PARTITIONS, ledger.clone());
 
     let mut delivered_ids = Vec::new();
     for (ep, n) in [("ok", 5), ("flaky", 3)] {
         for i in 0..n {
-            let id = c.node.publish(ep, &format!("{{\"n\":{i}}}")).await.event_id;
+            let id = c
+                .node()
+                .publish(ep, &format!("{{\"n\":{i}}}"))
+                .await
+                .event_id;
             delivered_ids.push(id);
         }
     }
-    let dead_id = c.node.publish("broken", "{\"n\":0}").await.event_id;
+    let dead_id = c.node().publish("broken", "{\"n\":0}").await.event_id;
 
     receiver
         .wait_for_ids(&delivered_ids, GUARD)
@@ -212,7 +204,7 @@ async fn metrics_parse_and_count() {
     }
 
     // The ingest node (in-process, shared recorder).
-    let text = c.node.metrics().await;
+    let text = c.node().metrics().await;
     let m = promtext::parse(&text)
         .unwrap_or_else(|e| panic!("ingest /metrics does not parse: {e}\n{text}"));
     assert!(
@@ -277,7 +269,7 @@ async fn attempt_log_shows_failed_then_successful_history() {
     c.spawn_dispatcher("warn,herald=info");
     let attempts = attempts_tail(&c);
 
-    let event = c.node.publish("flaky", "{\"n\":1}").await.event_id;
+    let event = c.node().publish("flaky", "{\"n\":1}").await.event_id;
     receiver
         .wait_for(
             |all| all.iter().filter(|r| r.webhook_id() == event).count() >= 3,
@@ -293,9 +285,9 @@ async fn attempt_log_shows_failed_then_successful_history() {
         .await
         .expect("three attempts in the attempt log");
 
-    let grpc = c.node.node.grpc_addr.expect("ingest runs");
+    let grpc = c.node().node.grpc_addr.expect("ingest runs");
     let listed = c
-        .node
+        .node()
         .events
         .clone()
         .list_attempts(pb::ListAttemptsRequest {
@@ -332,7 +324,7 @@ async fn attempt_log_shows_failed_then_successful_history() {
             (event.as_str(), "flaky")
         );
         assert_eq!(a.event_type, "test.event");
-        assert_eq!(a.node, "dispatch", "the dispatcher's node id: {a:?}");
+        assert_eq!(a.node, "dispatch-a", "the dispatcher's node id: {a:?}");
         assert!(a.at_ms > 0, "{a:?}");
     }
     for a in &listed[1..] {
@@ -411,7 +403,7 @@ async fn logs_never_show_secrets_or_signatures() {
     c.create_endpoint(with_secret("dead", SECRET)).await;
     c.create_endpoint(with_secret("gone", SECRET)).await;
     c.create_endpoint(with_secret("rotated", OLD_SECRET)).await;
-    c.node
+    c.node()
         .endpoints
         .clone()
         .update_endpoint(pb::UpdateEndpointRequest {
@@ -425,12 +417,17 @@ async fn logs_never_show_secrets_or_signatures() {
     // to its end before it dispatches, so it signs with both secrets.
     c.spawn_dispatcher("debug");
     let attempts = attempts_tail(&c);
-    let ops = OpsTail::start(&c.broker.bootstrap, "herald.ops");
+    let ops = OpsTail::start(c.bootstrap(), "herald.ops");
 
     let mut ids = Vec::new();
     for (ep, n) in [("signed", 3), ("rotated", 2), ("dead", 1), ("gone", 1)] {
         for i in 0..n {
-            ids.push(c.node.publish(ep, &format!("{{\"n\":{i}}}")).await.event_id);
+            ids.push(
+                c.node()
+                    .publish(ep, &format!("{{\"n\":{i}}}"))
+                    .await
+                    .event_id,
+            );
         }
     }
     ops.wait_kind("event.exhausted", "dead", GUARD).await;
@@ -443,7 +440,7 @@ async fn logs_never_show_secrets_or_signatures() {
 
     // Stop the dispatcher gracefully: every line logged before "shutting
     // down" is then in its log file.
-    let mut d = c.dispatcher.take().expect("dispatcher runs");
+    let mut d = c.fleet.dispatch[0].proc.take().expect("dispatcher runs");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &d.pid().to_string()])
         .status()

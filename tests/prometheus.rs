@@ -541,11 +541,11 @@ async fn dashboard_and_alerts_evaluate_on_a_real_prometheus() {
         .and_then(|s| s.strip_suffix("/metrics"))
         .expect("http://ADDR/metrics")
         .to_string();
-    let ingest = c.node.node.http_addr.to_string();
+    let ingest = c.node().node.http_addr.to_string();
     let targets = [ingest.clone(), dispatcher.clone()];
 
     let prom = tokio::task::block_in_place(|| {
-        Prometheus::start(&tools.prometheus, &c.dir, &targets, &rules_file, GUARD)
+        Prometheus::start(&tools.prometheus, c.dir(), &targets, &rules_file, GUARD)
     });
     let prom_started = Instant::now();
     eprintln!(
@@ -589,18 +589,23 @@ async fn dashboard_and_alerts_evaluate_on_a_real_prometheus() {
     //    keeps the age it had at dispatch. Sent into workers that started
     //    seconds ago and have had nothing to do since, it is reported as it
     //    is dispatched.
-    c.node.publish("held", "{\"n\":0}").await;
+    c.node().publish("held", "{\"n\":0}").await;
     held.wait_for_requests(1, GUARD)
         .await
         .expect("the held delivery reaches its receiver");
     let mut delivered = Vec::new();
     for (ep, n) in [("ok", 5), ("flaky", 3)] {
         for i in 0..n {
-            delivered.push(c.node.publish(ep, &format!("{{\"n\":{i}}}")).await.event_id);
+            delivered.push(
+                c.node()
+                    .publish(ep, &format!("{{\"n\":{i}}}"))
+                    .await
+                    .event_id,
+            );
         }
     }
     for ep in ["broken", "gone"] {
-        c.node.publish(ep, "{\"n\":0}").await;
+        c.node().publish(ep, "{\"n\":0}").await;
     }
     receiver
         .wait_for_ids(&delivered, GUARD)

@@ -5,7 +5,8 @@
 //! `ListDeadLetters` shows them as replayed.
 //!
 //! The broker runs as its own process (`herald-it-node mock-broker`); the
-//! node (ingest and dispatcher) runs in the test process.
+//! node (ingest and dispatcher) runs in the test process
+//! ([`ProcessCluster`]).
 
 mod support;
 
@@ -16,10 +17,11 @@ use herald::node::Roles;
 use herald_proto::v1 as pb;
 use herald_proto::v1::dead_letter_service_client::DeadLetterServiceClient;
 use herald_testkit::{Policy, Reply, TestReceiver};
+use support::cluster::ProcessCluster;
 use support::dlq::DlqTail;
 use support::ledger::Ledger;
-use support::procs::{self, BrokerProc};
-use support::{TestNode, GUARD};
+use support::procs;
+use support::GUARD;
 
 const PARTITIONS: i32 = 4;
 
@@ -52,9 +54,8 @@ fn delivered(receiver: &TestReceiver, path: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_replay_in_order_and_once() {
-    let dir = procs::run_dir("replay");
-    let config = procs::write_config(
-        &dir,
+    let c = ProcessCluster::start_with(
+        "replay",
         &procs::config_text(
             PARTITIONS,
             &[
@@ -62,17 +63,10 @@ async fn dead_letters_replay_in_order_and_once() {
                 ("endpoint_health", "failures_to_open = 0"),
             ],
         ),
-    );
-    let broker = BrokerProc::start(&dir, &config);
-    let cfg = procs::load_config(&config, &broker.bootstrap, "replay-node");
-    let node = TestNode::start_with(
-        cfg,
-        Roles {
-            ingest: true,
-            dispatch: true,
-        },
+        Roles::ALL,
     )
     .await;
+    let node = c.node();
 
     // The receiver fails /orig until healed; /other always succeeds. Only
     // 2xx answers count as deliveries below (failed attempts are filtered).
@@ -115,7 +109,7 @@ async fn dead_letters_replay_in_order_and_once() {
         })
         .collect();
     let ledger = Ledger::new();
-    let dlq = DlqTail::start(&broker.bootstrap, "herald.dlq", PARTITIONS, ledger.clone());
+    let dlq = DlqTail::start(c.bootstrap(), "herald.dlq", PARTITIONS, ledger.clone());
     ledger
         .wait_until(|_| dlq.len() >= 5, GUARD)
         .await
@@ -260,6 +254,5 @@ async fn dead_letters_replay_in_order_and_once() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
-    node.shutdown().await;
-    drop(broker);
+    c.shutdown().await;
 }

@@ -7,10 +7,6 @@
 //! the attempt log, so a record read here also fences that attempt's
 //! metrics and log lines. Waiting is event-driven: every record wakes
 //! [`AttemptsTail::wait_for`].
-//!
-//! Not part of `support/mod.rs`: a test includes it, next to
-//! `#[path = "support/topic_tail.rs"] mod topic_tail;`, with
-//! `#[path = "support/attempts_tail.rs"] mod attempts_tail;`.
 
 #![allow(dead_code)]
 

@@ -74,6 +74,10 @@ pub struct Node {
     pub grpc: Option<String>,
     /// `127.0.0.1:PORT` of `/metrics`.
     pub http: Option<String>,
+    /// Its `--log-level` ([`NODE_LOG`] unless added with another).
+    pub log_level: String,
+    /// Its config file (the fleet's unless added with its own).
+    pub config: PathBuf,
 }
 
 /// The fleet: broker, ingest nodes, dispatchers, all reading one config.
@@ -129,6 +133,13 @@ impl Fleet {
     /// Adds one more node of `role` (`ingest-c`, `dispatch-d`, ...) and
     /// starts it; returns its index.
     pub fn add_node(&mut self, role: &'static str) -> usize {
+        let config = self.config.clone();
+        self.add_node_with(role, NODE_LOG, &config)
+    }
+
+    /// [`Fleet::add_node`] with its own log filter and config file (e.g. a
+    /// dispatcher whose egress policy differs from the rest of the fleet).
+    pub fn add_node_with(&mut self, role: &'static str, log_level: &str, config: &Path) -> usize {
         let nodes = self.nodes(role);
         let i = nodes.len();
         nodes.push(Node {
@@ -137,6 +148,8 @@ impl Fleet {
             proc: None,
             grpc: None,
             http: None,
+            log_level: log_level.to_string(),
+            config: config.to_path_buf(),
         });
         self.start_node(role, i);
         i
@@ -152,13 +165,13 @@ impl Fleet {
     /// Starts node `i` of `role` (again) and waits for its `herald started`
     /// line (listeners bound, topics checked).
     pub fn start_node(&mut self, role: &str, i: usize) {
-        let (dir, config, brokers, guard) = (
+        let (dir, brokers, guard) = (
             self.dir.clone(),
-            self.config.clone(),
             self.broker.bootstrap().to_string(),
             self.guard,
         );
         let node = &mut self.nodes(role)[i];
+        let config = node.config.clone();
         assert!(node.proc.is_none(), "{} is already running", node.name);
         let mut p = ChildProc::spawn(
             &node.name,
@@ -178,7 +191,7 @@ impl Fleet {
                 "--log-format",
                 "json",
                 "--log-level",
-                NODE_LOG,
+                &node.log_level,
             ],
             &[],
         );

@@ -8,13 +8,18 @@
 
 #![allow(dead_code)]
 
+pub mod attempts_tail;
 pub mod certs;
 pub mod cluster;
 pub mod dlq;
 pub mod fleet;
+pub mod health;
 pub mod ledger;
+pub mod ops;
 pub mod procs;
+pub mod promtext;
 pub mod tansu;
+pub mod topic_tail;
 
 use std::time::Duration;
 

@@ -6,10 +6,6 @@
 //! [`OpsTail`] reads in a background thread for the whole test (a
 //! `TopicTail`); waiting on it is event-driven (every record wakes
 //! [`OpsTail::wait_for`]).
-//!
-//! Not part of `support/mod.rs`: a test includes it, next to
-//! `#[path = "support/topic_tail.rs"] mod topic_tail;`, with
-//! `#[path = "support/ops.rs"] mod ops;`.
 
 #![allow(dead_code)]
 

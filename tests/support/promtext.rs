@@ -3,9 +3,6 @@
 //! `name{label="value",...} value [timestamp]`. Every non-comment line must
 //! parse; every `# TYPE` must name a known kind; a family's TYPE must come
 //! before its samples and appear once.
-//!
-//! Not part of `support/mod.rs` (owned elsewhere): a test includes it with
-//! `#[path = "support/promtext.rs"] mod promtext;`.
 
 #![allow(dead_code)]
 
