@@ -545,6 +545,7 @@ async fn endpoint_crud_round_trip() {
                 .list_endpoints(pb::ListEndpointsRequest {
                     page_size: 2,
                     page_token: token,
+                    ..Default::default()
                 })
                 .await
                 .expect("list")

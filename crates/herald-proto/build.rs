@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "endpoints.proto",
         "deadletters.proto",
         "cluster.proto",
+        "event_types.proto",
     ]
     .map(|f| root.join("herald/v1").join(f));
     for f in &files {

@@ -149,6 +149,14 @@ pub fn required(path: &str) -> Access {
             }
             _ => Access::Needs(Scope::Admin),
         },
+        // The catalogue is read and managed with the endpoints it serves.
+        "herald.v1.EventTypeService" => match method {
+            "GetEventType" | "ListEventTypes" => Access::Needs(Scope::EndpointsRead),
+            "CreateEventType" | "UpdateEventType" | "ArchiveEventType" => {
+                Access::Needs(Scope::EndpointsWrite)
+            }
+            _ => Access::Needs(Scope::Admin),
+        },
         "herald.v1.DeadLetterService" => Access::Needs(Scope::Dlq),
         _ => Access::Needs(Scope::Admin),
     }
@@ -219,6 +227,26 @@ mod tests {
             (
                 "/herald.v1.EndpointService/ResealSecrets",
                 Access::Needs(Scope::Admin),
+            ),
+            (
+                "/herald.v1.EventTypeService/GetEventType",
+                Access::Needs(Scope::EndpointsRead),
+            ),
+            (
+                "/herald.v1.EventTypeService/ListEventTypes",
+                Access::Needs(Scope::EndpointsRead),
+            ),
+            (
+                "/herald.v1.EventTypeService/CreateEventType",
+                Access::Needs(Scope::EndpointsWrite),
+            ),
+            (
+                "/herald.v1.EventTypeService/UpdateEventType",
+                Access::Needs(Scope::EndpointsWrite),
+            ),
+            (
+                "/herald.v1.EventTypeService/ArchiveEventType",
+                Access::Needs(Scope::EndpointsWrite),
             ),
             (
                 "/herald.v1.DeadLetterService/ListDeadLetters",

@@ -74,6 +74,10 @@ pub struct Endpoint {
     pub max_age: Option<std::time::Duration>,
     /// Total attempt timeout (capped by the node's `delivery.timeout_ms`).
     pub timeout: Option<std::time::Duration>,
+    /// The application (tenant) it belongs to ([`crate::DEFAULT_APP`] unless named).
+    pub app_id: String,
+    /// What it receives when a publisher fans out to its application.
+    pub subscription: crate::Subscription,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -91,6 +95,8 @@ impl std::fmt::Debug for Endpoint {
             .field("max_in_flight", &self.max_in_flight)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("sensitive_headers", &self.sensitive_headers)
+            .field("app_id", &self.app_id)
+            .field("subscription", &self.subscription)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +113,13 @@ impl Endpoint {
             ));
         }
         validate::headers(rec.headers.iter())?;
+        let app_id = if rec.app_id.is_empty() {
+            crate::DEFAULT_APP.to_string()
+        } else {
+            validate::id("app_id", &rec.app_id)?;
+            rec.app_id
+        };
+        let subscription = crate::Subscription::new(rec.event_types, rec.channels, rec.filter)?;
         // Numbers are capped at the API's upper bounds rather than refused: a
         // record written by another tool (or an older node) still yields a
         // usable endpoint, and nothing downstream sees an extreme value.
@@ -141,6 +154,8 @@ impl Endpoint {
             timeout: (rec.timeout_ms > 0).then(|| {
                 Duration::from_millis(u64::from(rec.timeout_ms.min(validate::MAX_TIMEOUT_MS)))
             }),
+            app_id,
+            subscription,
         })
     }
 
@@ -167,6 +182,10 @@ impl Endpoint {
             max_age_ms: self.max_age.map_or(0, |d| d.as_millis() as u64),
             timeout_ms: self.timeout.map_or(0, |d| d.as_millis() as u32),
             previous_secret_expires_at_ms: self.previous_secret_expires_at_ms,
+            app_id: self.app_id.clone(),
+            event_types: self.subscription.event_types().to_vec(),
+            channels: self.subscription.channels().to_vec(),
+            filter: self.subscription.filter().to_string(),
             ..Default::default()
         }
     }

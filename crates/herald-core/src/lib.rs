@@ -24,9 +24,11 @@ pub mod endpoint;
 pub mod ids;
 pub mod retry;
 pub mod schedule;
+pub mod subscription;
 pub mod text;
 pub mod time;
 pub mod validate;
 
 pub use config::Config;
 pub use endpoint::Endpoint;
+pub use subscription::{Subscription, DEFAULT_APP};

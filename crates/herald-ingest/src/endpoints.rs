@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use herald_core::endpoint::RateLimit;
 use herald_core::validate::{self, FieldError};
-use herald_core::{ids, time::now_ms, Endpoint};
+use herald_core::{ids, time::now_ms, Endpoint, Subscription, DEFAULT_APP};
 use herald_delivery::{EgressPolicy, UrlCheckError};
 use herald_proto::v1 as pb;
 use herald_proto::v1::endpoint_service_server::EndpointService;
@@ -146,7 +146,20 @@ pub fn view(ep: &Endpoint) -> pb::Endpoint {
             .collect(),
         max_age_ms: ep.max_age.map_or(0, |d| d.as_millis() as u64),
         timeout_ms: ep.timeout.map_or(0, |d| d.as_millis() as u32),
+        app_id: ep.app_id.clone(),
+        event_types: ep.subscription.event_types().to_vec(),
+        channels: ep.subscription.channels().to_vec(),
+        filter: ep.subscription.filter().to_string(),
     }
+}
+
+/// The application of a new endpoint: the default one unless named.
+fn app_id(app: &str) -> Result<String, Status> {
+    if app.is_empty() {
+        return Ok(DEFAULT_APP.to_string());
+    }
+    validate::id("app_id", app).map_err(invalid)?;
+    Ok(app.to_string())
 }
 
 fn timeout(field: &str, ms: u32) -> Result<Option<Duration>, Status> {
@@ -253,6 +266,9 @@ impl EndpointService for EndpointApi {
             retry_schedule: schedule("retry_schedule_ms", &req.retry_schedule_ms)?,
             max_age: max_age("max_age_ms", req.max_age_ms)?,
             timeout: timeout("timeout_ms", req.timeout_ms)?,
+            app_id: app_id(&req.app_id)?,
+            subscription: Subscription::new(req.event_types, req.channels, req.filter)
+                .map_err(invalid)?,
         };
         let mut ep = ep;
         set_headers(&mut ep, req.headers, req.sensitive_headers)?;
@@ -290,8 +306,9 @@ impl EndpointService for EndpointApi {
             n => n,
         };
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
+        let app = (!req.app_id.is_empty()).then_some(req.app_id.as_str());
         // One extra tells whether another page exists.
-        let mut page = self.registry.list(after, size + 1);
+        let mut page = self.registry.list_in(app, after, size + 1);
         let next_page_token = if page.len() > size {
             page.truncate(size);
             page.last().map(|e| e.id.clone()).unwrap_or_default()
@@ -373,6 +390,17 @@ impl EndpointService for EndpointApi {
         }
         if let Some(t) = req.timeout_ms {
             ep.timeout = timeout("timeout_ms", t)?;
+        }
+        if req.event_types.is_some() || req.channels.is_some() || req.filter.is_some() {
+            let sub = &ep.subscription;
+            ep.subscription = Subscription::new(
+                req.event_types
+                    .map_or_else(|| sub.event_types().to_vec(), |l| l.values),
+                req.channels
+                    .map_or_else(|| sub.channels().to_vec(), |l| l.values),
+                req.filter.unwrap_or_else(|| sub.filter().to_string()),
+            )
+            .map_err(invalid)?;
         }
         ep.updated_at_ms = now_ms();
         check(&ep)?;

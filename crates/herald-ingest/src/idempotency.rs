@@ -68,6 +68,7 @@ mod tests {
             partition: 0,
             offset,
             duplicate: false,
+            ..Default::default()
         }
     }
 

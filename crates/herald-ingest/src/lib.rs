@@ -6,6 +6,8 @@
 //! - [`events`]: the `EventService` implementation (single and batch).
 //! - [`attempts`]: `EventService.ListAttempts` over the attempt log.
 //! - [`endpoints`]: the `EndpointService` implementation.
+//! - [`event_types`]: the `EventTypeService` implementation (the catalogue).
+//! - [`fanout`]: fan-out targets and the catalogue's checks on a publish.
 //! - [`deadletters`]: the `DeadLetterService` implementation (list, replay).
 //! - [`status`]: `ClusterService.GetStatus` (dispatchers, lag, throughput, failing endpoints).
 //! - [`idempotency`]: the per-node cache of recent idempotency keys.
@@ -17,7 +19,9 @@ pub mod attempts;
 pub mod deadletters;
 pub mod dlq_scan;
 pub mod endpoints;
+pub mod event_types;
 pub mod events;
+pub mod fanout;
 pub mod idempotency;
 pub mod publish;
 pub mod scan_gate;
@@ -25,5 +29,6 @@ pub mod status;
 
 pub use deadletters::DeadLetterApi;
 pub use endpoints::EndpointApi;
+pub use event_types::EventTypeApi;
 pub use events::EventApi;
 pub use publish::Publisher;

@@ -19,6 +19,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use tonic::Status;
 
+use crate::fanout;
 use crate::idempotency::IdempotencyCache;
 
 /// Longest idempotency key accepted.
@@ -42,6 +43,13 @@ pub enum PublishError {
     /// Kafka did not acknowledge the event; it may or may not be stored.
     #[error("Kafka did not acknowledge the event: {0}; retry with the same idempotency key")]
     Kafka(#[from] KafkaError),
+    /// The event type is not in the catalogue and
+    /// `grpc.allow_unknown_event_types` is off.
+    #[error("event_type: {0:?} is not in the event type catalogue; create it (herald event-type create) or set grpc.allow_unknown_event_types")]
+    UnknownType(String),
+    /// The event type is archived.
+    #[error("event_type: {0:?} is archived; unarchive it (herald event-type archive --undo) to publish it again")]
+    Archived(String),
     /// The record is larger than the producer or the broker accepts: a
     /// retry can never succeed.
     #[error("payload: the event is larger than Kafka accepts ({0}); the broker's and the producer's message.max.bytes bound it, lower than grpc.max_payload_bytes")]
@@ -65,9 +73,13 @@ impl PublishError {
     pub fn status(&self) -> Status {
         let msg = self.to_string();
         match self {
-            PublishError::Invalid(_) | PublishError::TooLarge(_) => Status::invalid_argument(msg),
+            PublishError::Invalid(_) | PublishError::TooLarge(_) | PublishError::UnknownType(_) => {
+                Status::invalid_argument(msg)
+            }
             PublishError::NotFound(_) => Status::not_found(msg),
-            PublishError::Disabled(_) => Status::failed_precondition(msg),
+            PublishError::Disabled(_) | PublishError::Archived(_) => {
+                Status::failed_precondition(msg)
+            }
             PublishError::NotReady | PublishError::Kafka(_) => Status::unavailable(msg),
         }
     }
@@ -75,7 +87,10 @@ impl PublishError {
     /// The `outcome` metric label.
     pub fn outcome(&self) -> &'static str {
         match self {
-            PublishError::Invalid(_) | PublishError::TooLarge(_) => "invalid",
+            PublishError::Invalid(_)
+            | PublishError::TooLarge(_)
+            | PublishError::UnknownType(_)
+            | PublishError::Archived(_) => "invalid",
             PublishError::NotFound(_) => "not_found",
             PublishError::Disabled(_) => "disabled",
             PublishError::NotReady | PublishError::Kafka(_) => "kafka_error",
@@ -91,6 +106,10 @@ pub struct Publisher {
     registry: Registry,
     max_payload: usize,
     cache: Arc<IdempotencyCache>,
+    /// `grpc.allow_unknown_event_types`.
+    allow_unknown: bool,
+    /// `grpc.fanout_chunk_records`.
+    chunk_records: usize,
 }
 
 impl Publisher {
@@ -111,6 +130,8 @@ impl Publisher {
             registry,
             max_payload: grpc.max_payload_bytes,
             cache: Arc::new(IdempotencyCache::new(grpc.idempotency_cache_size)),
+            allow_unknown: grpc.allow_unknown_event_types,
+            chunk_records: grpc.fanout_chunk_records,
         })
     }
 
@@ -148,8 +169,152 @@ impl Publisher {
         caller: &str,
         reqs: Vec<PublishRequest>,
     ) -> Vec<Result<PublishResponse, PublishError>> {
-        let slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(caller, r)).collect();
-        self.send_slots(slots).await
+        if !reqs.iter().any(is_fan_out) {
+            let slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(caller, r)).collect();
+            return self.send_slots(slots).await;
+        }
+        // In request order: each run of direct publishes together, each
+        // fan-out on its own.
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut run: Vec<Slot> = Vec::new();
+        for req in reqs {
+            if is_fan_out(&req) {
+                out.extend(self.send_slots(std::mem::take(&mut run)).await);
+                let result = self.fan_out(caller, req).await;
+                let outcome = result.as_ref().map_or_else(|e| e.outcome(), |_| "ok");
+                metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => outcome).increment(1);
+                out.push(result);
+            } else {
+                run.push(self.prepare(caller, req));
+            }
+        }
+        out.extend(self.send_slots(run).await);
+        out
+    }
+
+    /// Publishes one event to every subscribed endpoint of its application
+    /// (see [`crate::fanout`]).
+    async fn fan_out(
+        &self,
+        caller: &str,
+        req: PublishRequest,
+    ) -> Result<PublishResponse, PublishError> {
+        validate::id("app_id", &req.app_id)?;
+        herald_catalog::event_type::validate_name(&req.event_type)
+            .map_err(|e| validate::FieldError::new("event_type", e.to_string()))?;
+        validate::payload(&req.payload, self.max_payload)?;
+        check_key_len(&req.idempotency_key)?;
+        if !req.event_id.is_empty() {
+            return Err(validate::FieldError::new(
+                "event_id",
+                "cannot be set on a fan-out (no endpoint_id): each endpoint's event id derives from the message id",
+            )
+            .into());
+        }
+        herald_catalog::pattern::validate_channels(&req.channels)
+            .map_err(|e| validate::FieldError::new("channels", e.to_string()))?;
+        if !self.registry.is_loaded() {
+            return Err(PublishError::NotReady);
+        }
+        let mut parsed = None;
+        fanout::check_event_type(
+            &self.registry,
+            self.allow_unknown,
+            &req.event_type,
+            &req.payload,
+            &mut parsed,
+        )?;
+        let payload = fanout::parsed_payload(&req.payload, &mut parsed)?;
+        let keyed = !req.idempotency_key.is_empty();
+        let cache_key = ids::scoped_idempotency_key(caller, &req.idempotency_key);
+        // Endpoint ids cannot contain ':', so this never names an endpoint.
+        let cache_scope = format!("app:{}", req.app_id);
+        if keyed {
+            if let Some(mut earlier) = self.cache.get(&cache_scope, &cache_key) {
+                earlier.duplicate = true;
+                return Ok(earlier);
+            }
+        }
+        let message_id = if keyed {
+            herald_catalog::fanout::idempotent_message_id(&req.app_id, &cache_key)
+        } else {
+            ids::new_event_id()
+        };
+        let targets = fanout::targets(
+            &self.registry,
+            &req.app_id,
+            &req.event_type,
+            &req.channels,
+            payload,
+        );
+        let created_at_ms = now_ms();
+        let body = Bytes::from(req.payload.into_bytes());
+        let prepared: Vec<Prepared> = targets
+            .iter()
+            .map(|ep| {
+                let envelope = EventEnvelope {
+                    event_id: herald_catalog::fanout_event_id(&message_id, &ep.id),
+                    endpoint_id: ep.id.clone(),
+                    event_type: req.event_type.clone(),
+                    payload: body.clone(),
+                    created_at_ms,
+                    idempotency_key: req.idempotency_key.clone(),
+                    attempt: Some(AttemptState::default()),
+                    message_id: message_id.clone(),
+                    app_id: req.app_id.clone(),
+                    ..Default::default()
+                };
+                let value = envelope.encode_to_vec();
+                Prepared {
+                    envelope,
+                    value,
+                    cache_key: String::new(),
+                }
+            })
+            .collect();
+        // Key, headers and record framing on top of the value.
+        let sizes: Vec<(&str, usize)> = prepared
+            .iter()
+            .map(|p| {
+                (
+                    p.envelope.endpoint_id.as_str(),
+                    p.value.len() + p.envelope.endpoint_id.len() + 120,
+                )
+            })
+            .collect();
+        let limits = herald_catalog::ChunkLimits {
+            max_records: self.chunk_records,
+            max_bytes: FANOUT_CHUNK_BYTES,
+        };
+        let chunks = herald_catalog::plan_chunks(&sizes, limits)
+            .map_err(|e| validate::FieldError::new("payload", e.to_string()))?;
+        let mut prepared = prepared;
+        for chunk in chunks {
+            let mut sent = Vec::with_capacity(chunk.len());
+            for p in &mut prepared[chunk] {
+                sent.push(self.enqueue(p).await);
+            }
+            for slot in sent {
+                match slot {
+                    Slot::Sent(_, fut) => match fut.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err((e, _))) => return Err(PublishError::from_kafka(e)),
+                        Err(_) => return Err(PublishError::Kafka(KafkaError::Canceled)),
+                    },
+                    Slot::Done(Err(e)) => return Err(e),
+                    Slot::Done(Ok(_)) | Slot::Ready(_) => unreachable!("enqueue sends or fails"),
+                }
+            }
+        }
+        let resp = PublishResponse {
+            message_id,
+            fanned_out: targets.len() as u32,
+            ..Default::default()
+        };
+        if keyed {
+            self.cache.put(&cache_scope, &cache_key, resp.clone());
+        }
+        Ok(resp)
     }
 
     /// Writes already-built envelopes (e.g. replayed dead letters) in order,
@@ -198,7 +363,7 @@ impl Publisher {
                             event_id: p.envelope.event_id.clone(),
                             partition: delivery.partition,
                             offset: delivery.offset,
-                            duplicate: false,
+                            ..Default::default()
                         };
                         if !p.cache_key.is_empty() {
                             self.cache
@@ -266,22 +431,37 @@ impl Publisher {
     }
 
     fn validate(&self, caller: &str, req: PublishRequest) -> Result<Validated, PublishError> {
-        validate::id("endpoint_id", &req.endpoint_id)?;
-        validate::event_type(&req.event_type)?;
-        validate::payload(&req.payload, self.max_payload)?;
-        if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        if req.endpoint_id.is_empty() {
             return Err(validate::FieldError::new(
-                "idempotency_key",
-                format!("is longer than {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+                "endpoint_id",
+                "is required (or leave it empty and set app_id to fan out to an application's subscribed endpoints)",
             )
             .into());
         }
+        validate::id("endpoint_id", &req.endpoint_id)?;
+        validate::event_type(&req.event_type)?;
+        validate::payload(&req.payload, self.max_payload)?;
+        check_key_len(&req.idempotency_key)?;
         if !req.event_id.is_empty() {
             validate::id("event_id", &req.event_id)?;
+            if herald_catalog::is_fanout_event_id(&req.event_id) {
+                return Err(validate::FieldError::new(
+                    "event_id",
+                    "must not start with \"evf_\" (reserved for fan-out records)",
+                )
+                .into());
+            }
         }
         if !self.registry.is_loaded() {
             return Err(PublishError::NotReady);
         }
+        fanout::check_event_type(
+            &self.registry,
+            self.allow_unknown,
+            &req.event_type,
+            &req.payload,
+            &mut None,
+        )?;
         match self.registry.get(&req.endpoint_id) {
             None => return Err(PublishError::NotFound(req.endpoint_id)),
             Some(ep) if !ep.enabled => return Err(PublishError::Disabled(req.endpoint_id)),
@@ -320,6 +500,26 @@ impl Publisher {
             cache_key,
         ))
     }
+}
+
+/// Most bytes of fan-out records handed to the producer before they are
+/// acknowledged (under Kafka's default 1 MiB request size).
+pub const FANOUT_CHUNK_BYTES: usize = 900_000;
+
+/// Whether `req` fans out (names an application, no endpoint).
+fn is_fan_out(req: &PublishRequest) -> bool {
+    req.endpoint_id.is_empty() && !req.app_id.is_empty()
+}
+
+fn check_key_len(key: &str) -> Result<(), PublishError> {
+    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(validate::FieldError::new(
+            "idempotency_key",
+            format!("is longer than {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A validated event ready for Kafka.

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`store`]: the in-memory view ([`Registry`]) with read-your-writes waits.
+//! - [`event_types`]: the event type catalogue's records (same topic).
 //! - [`materialise`]: the consumer that applies the topic to the view.
 //! - [`ops`]: operational events about endpoints (ops topic, operator webhook).
 //! - [`writer`]: writes (put/delete) that return once this node sees them.
@@ -11,6 +12,7 @@
 //! - [`keys`]: loading master keys from files or the environment.
 #![forbid(unsafe_code)]
 
+pub mod event_types;
 pub mod keys;
 pub mod materialise;
 pub mod ops;
@@ -18,6 +20,7 @@ pub mod sealing;
 pub mod store;
 pub mod writer;
 
+pub use event_types::StoredEventType;
 pub use materialise::run_materialiser;
 pub use ops::Ops;
 pub use sealing::KeyRing;

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use herald_core::config::KafkaConfig;
 use herald_core::Endpoint;
-use herald_proto::v1::EndpointRecord;
+use herald_proto::v1::{EndpointRecord, EventTypeRecord};
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::event_types::StoredEventType;
 use crate::sealing::KeyRing;
 use crate::store::Registry;
 
@@ -105,6 +106,15 @@ pub async fn run_materialiser(
             registry.advance(msg.partition(), msg.offset() + 1);
             continue;
         };
+        if let Some(name) = key.strip_prefix(crate::event_types::KEY_PREFIX) {
+            apply_event_type(&registry, name, msg.payload(), msg.offset());
+            registry.advance(msg.partition(), msg.offset() + 1);
+            if !registry.is_loaded() && caught_up(&registry) {
+                tracing::info!(endpoints = registry.len(), "endpoint registry loaded");
+                registry.mark_loaded();
+            }
+            continue;
+        }
         match msg.payload() {
             None => registry.apply(key, None),
             Some(bytes) => match decode(key, bytes, &ring) {
@@ -122,6 +132,32 @@ pub async fn run_materialiser(
         if !registry.is_loaded() && caught_up(&registry) {
             tracing::info!(endpoints = registry.len(), "endpoint registry loaded");
             registry.mark_loaded();
+        }
+    }
+}
+
+/// Applies an event type's record; one that does not decode, names another
+/// type or fails validation is skipped (and counted) by every node alike.
+fn apply_event_type(registry: &Registry, name: &str, payload: Option<&[u8]>, offset: i64) {
+    let decoded = match payload {
+        None => Err("a tombstone (event types are archived, never deleted)".to_string()),
+        Some(bytes) => EventTypeRecord::decode(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|rec| {
+                if rec.name != name {
+                    return Err(format!(
+                        "the record's name {:?} differs from its key",
+                        herald_core::text::bounded(&rec.name, 128)
+                    ));
+                }
+                StoredEventType::from_record(rec)
+            }),
+    };
+    match decoded {
+        Ok(ty) => registry.apply_event_type(ty),
+        Err(e) => {
+            metrics::counter!(herald_telemetry::names::REGISTRY_SKIPPED).increment(1);
+            tracing::error!(event_type = name, offset, error = %e, "invalid event type record; skipped")
         }
     }
 }

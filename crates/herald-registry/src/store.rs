@@ -11,6 +11,8 @@ use std::sync::{Arc, RwLock};
 use herald_core::Endpoint;
 use tokio::sync::watch;
 
+use crate::event_types::StoredEventType;
+
 /// Shared, cheaply cloned handle to the materialised registry.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -24,6 +26,10 @@ struct Inner {
     /// Ids whose tombstone this node has read (and not re-created since):
     /// only these are *deleted*; an id never seen is only *unknown*.
     deleted: RwLock<std::collections::HashSet<String>>,
+    /// Endpoint ids by application, for fan-out.
+    apps: RwLock<std::collections::HashMap<String, std::collections::BTreeSet<String>>>,
+    /// The event type catalogue, by name.
+    event_types: RwLock<BTreeMap<String, Arc<StoredEventType>>>,
     /// Bumped on every applied change.
     version: AtomicU64,
     /// Progress: next offset to apply per partition, and whether the
@@ -99,6 +105,81 @@ impl Registry {
         range.take(limit).map(|(_, e)| e.clone()).collect()
     }
 
+    /// Like [`Registry::list`], only endpoints of application `app` when given.
+    pub fn list_in(
+        &self,
+        app: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<Arc<Endpoint>> {
+        let Some(app) = app else {
+            return self.list(after, limit);
+        };
+        let ids: Vec<String> = {
+            let apps = self.inner.apps.read().expect("registry lock");
+            let Some(ids) = apps.get(app) else {
+                return Vec::new();
+            };
+            let range = match after {
+                Some(a) => {
+                    ids.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                }
+                None => ids.range::<str, _>(..),
+            };
+            range.take(limit).cloned().collect()
+        };
+        ids.iter().filter_map(|id| self.get(id)).collect()
+    }
+
+    /// Every endpoint of application `app`, in id order (fan-out targets
+    /// before their subscriptions are checked).
+    pub fn endpoints_in(&self, app: &str) -> Vec<Arc<Endpoint>> {
+        let apps = self.inner.apps.read().expect("registry lock");
+        let Some(ids) = apps.get(app) else {
+            return Vec::new();
+        };
+        let map = self.inner.endpoints.read().expect("registry lock");
+        ids.iter().filter_map(|id| map.get(id).cloned()).collect()
+    }
+
+    /// The event type `name`, archived or not.
+    pub fn event_type(&self, name: &str) -> Option<Arc<StoredEventType>> {
+        self.inner
+            .event_types
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Up to `limit` event types with names greater than `after`, in name
+    /// order; archived ones only with `include_archived`.
+    pub fn list_event_types(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        include_archived: bool,
+    ) -> Vec<Arc<StoredEventType>> {
+        let map = self.inner.event_types.read().expect("registry lock");
+        let range = match after {
+            Some(a) => {
+                map.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+            }
+            None => map.range::<str, _>(..),
+        };
+        range
+            .map(|(_, t)| t)
+            .filter(|t| include_archived || !t.ty.archived())
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Number of event types (archived included).
+    pub fn event_type_count(&self) -> usize {
+        self.inner.event_types.read().expect("registry lock").len()
+    }
+
     /// Number of endpoints.
     pub fn len(&self) -> usize {
         self.inner.endpoints.read().expect("registry lock").len()
@@ -151,17 +232,40 @@ impl Registry {
         {
             let mut map = self.inner.endpoints.write().expect("registry lock");
             let mut deleted = self.inner.deleted.write().expect("registry lock");
-            match endpoint {
+            let mut apps = self.inner.apps.write().expect("registry lock");
+            let app = endpoint.as_ref().map(|e| e.app_id.clone());
+            let previous = match endpoint {
                 Some(e) => {
-                    map.insert(id.to_string(), Arc::new(e));
                     deleted.remove(id);
+                    map.insert(id.to_string(), Arc::new(e))
                 }
                 None => {
-                    map.remove(id);
                     deleted.insert(id.to_string());
+                    map.remove(id)
+                }
+            };
+            if let Some(old) = previous {
+                if let Some(ids) = apps.get_mut(&old.app_id) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        apps.remove(&old.app_id);
+                    }
                 }
             }
+            if let Some(app) = app {
+                apps.entry(app).or_default().insert(id.to_string());
+            }
         }
+        self.inner.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Applies an event type record (types are never deleted).
+    pub(crate) fn apply_event_type(&self, ty: StoredEventType) {
+        self.inner
+            .event_types
+            .write()
+            .expect("registry lock")
+            .insert(ty.ty.name().to_string(), Arc::new(ty));
         self.inner.version.fetch_add(1, Ordering::AcqRel);
     }
 

@@ -63,6 +63,16 @@ impl RegistryWriter {
         self.write(&endpoint.id, Some(&value)).await
     }
 
+    /// Creates or replaces an event type of the catalogue.
+    pub async fn put_event_type(&self, ty: &crate::StoredEventType) -> Result<(), WriteError> {
+        let value = ty.to_record().encode_to_vec();
+        self.write(
+            &crate::event_types::key(ty.ty.name().as_str()),
+            Some(&value),
+        )
+        .await
+    }
+
     /// Deletes an endpoint (writes a tombstone).
     pub async fn delete(&self, id: &str) -> Result<(), WriteError> {
         self.write(id, None).await

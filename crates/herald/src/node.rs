@@ -13,11 +13,12 @@ use anyhow::Context as _;
 use herald_core::Config;
 use herald_dispatch::{run_dispatcher, DispatchSettings};
 use herald_ingest::status::ClusterApi;
-use herald_ingest::{DeadLetterApi, EndpointApi, EventApi, Publisher};
+use herald_ingest::{DeadLetterApi, EndpointApi, EventApi, EventTypeApi, Publisher};
 use herald_proto::v1::cluster_service_server::ClusterServiceServer;
 use herald_proto::v1::dead_letter_service_server::DeadLetterServiceServer;
 use herald_proto::v1::endpoint_service_server::EndpointServiceServer;
 use herald_proto::v1::event_service_server::EventServiceServer;
+use herald_proto::v1::event_type_service_server::EventTypeServiceServer;
 use herald_registry::{run_materialiser, Registry, RegistryWriter};
 use herald_telemetry::{install_recorder, names, serve_http, Health};
 use tokio::net::TcpListener;
@@ -181,6 +182,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             registry.clone(),
             &cfg.node.id,
         );
+        let event_types = EventTypeApi::new(registry.clone(), writer.clone());
         let endpoints =
             EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy(), ops)
                 .with_max_endpoints(cfg.grpc.max_endpoints)
@@ -195,6 +197,9 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
                 reporter.set_serving::<EventServiceServer<EventApi>>().await;
                 reporter
                     .set_serving::<EndpointServiceServer<EndpointApi>>()
+                    .await;
+                reporter
+                    .set_serving::<EventTypeServiceServer<EventTypeApi>>()
                     .await;
                 reporter
                     .set_serving::<DeadLetterServiceServer<DeadLetterApi>>()
@@ -261,6 +266,10 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .add_service(reflection_v1alpha)
             .add_service(EventServiceServer::new(events).max_decoding_message_size(max_msg))
             .add_service(EndpointServiceServer::new(endpoints).max_decoding_message_size(1 << 20))
+            // Schemas are at most 64 KiB (herald-catalog); room for framing.
+            .add_service(
+                EventTypeServiceServer::new(event_types).max_decoding_message_size(256 << 10),
+            )
             .add_service(
                 DeadLetterServiceServer::new(dead_letters).max_decoding_message_size(64 << 10),
             )

@@ -142,6 +142,14 @@ pub struct GrpcConfig {
     /// `RESOURCE_EXHAUSTED` beyond it (every node keeps the whole registry
     /// in memory).
     pub max_endpoints: usize,
+    /// Whether a publish may name an event type that is not in the
+    /// catalogue (`herald event-type create`); archived types are always
+    /// refused, and a known type's schema is always checked.
+    pub allow_unknown_event_types: bool,
+    /// A fan-out writes its records in chunks of at most this many, each
+    /// acknowledged by Kafka before the next is handed to the producer (and
+    /// at most ~900 KB of records per chunk).
+    pub fanout_chunk_records: usize,
 }
 
 impl Default for GrpcConfig {
@@ -152,6 +160,8 @@ impl Default for GrpcConfig {
             max_batch_size: 1000,
             idempotency_cache_size: 100_000,
             max_endpoints: 1_000_000,
+            allow_unknown_event_types: true,
+            fanout_chunk_records: 500,
             tls: None,
         }
     }

@@ -79,6 +79,9 @@ impl Config {
         if g.max_endpoints == 0 {
             return bad("grpc.max_endpoints", "must be at least 1");
         }
+        if g.fanout_chunk_records == 0 {
+            return bad("grpc.fanout_chunk_records", "must be at least 1");
+        }
         if g.max_batch_size == 0 {
             return bad("grpc.max_batch_size", "must be at least 1");
         }

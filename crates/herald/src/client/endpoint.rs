@@ -252,6 +252,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
         timeout_ms: args
             .timeout
             .map_or(0, |t| t.min(u64::from(u32::MAX)) as u32),
+        ..Default::default()
     })
 }
 
@@ -357,6 +358,7 @@ fn update_request(
             .map(|s| herald_proto::v1::RetrySchedule { delays_ms: s.0 }),
         max_age_ms: args.max_age,
         timeout_ms: args.timeout.map(|t| t.min(u64::from(u32::MAX)) as u32),
+        ..Default::default()
     })
 }
 
@@ -484,6 +486,7 @@ async fn list(opts: &ClientOpts, args: ListArgs) -> anyhow::Result<()> {
             .list_endpoints(ListEndpointsRequest {
                 page_size,
                 page_token: token.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|s| rpc::rpc_error(server, "ListEndpoints", s))?

@@ -453,6 +453,7 @@ mod tests {
             partition: 3,
             offset: 42,
             duplicate: false,
+            ..Default::default()
         });
         assert_eq!(
             render(OutputFormat::Text, &view).unwrap(),

@@ -104,6 +104,7 @@ pub async fn run_publish(opts: &ClientOpts, args: PublishArgs) -> anyhow::Result
         payload,
         idempotency_key: args.idempotency_key.unwrap_or_default(),
         event_id: args.event_id.unwrap_or_default(),
+        ..Default::default()
     };
     let server = opts.server.as_str();
     let mut client = EventServiceClient::new(rpc::connect(opts).await?);
