@@ -144,7 +144,7 @@ pub fn required(path: &str) -> Access {
         },
         "herald.v1.EndpointService" => match method {
             "GetEndpoint" | "ListEndpoints" => Access::Needs(Scope::EndpointsRead),
-            "CreateEndpoint" | "UpdateEndpoint" | "DeleteEndpoint" => {
+            "CreateEndpoint" | "UpdateEndpoint" | "DeleteEndpoint" | "SendTestEvent" => {
                 Access::Needs(Scope::EndpointsWrite)
             }
             _ => Access::Needs(Scope::Admin),
@@ -227,6 +227,10 @@ mod tests {
             (
                 "/herald.v1.EndpointService/ResealSecrets",
                 Access::Needs(Scope::Admin),
+            ),
+            (
+                "/herald.v1.EndpointService/SendTestEvent",
+                Access::Needs(Scope::EndpointsWrite),
             ),
             (
                 "/herald.v1.EventTypeService/GetEventType",

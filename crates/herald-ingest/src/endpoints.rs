@@ -38,6 +38,8 @@ pub struct EndpointApi {
     rotation_grace: Duration,
     /// The master key id this node seals with (for `ResealSecrets`).
     active_key_id: String,
+    /// Sends test events (None: `SendTestEvent` is unavailable).
+    tests: Option<crate::test_event::TestEvents>,
 }
 
 impl EndpointApi {
@@ -51,7 +53,14 @@ impl EndpointApi {
             max_endpoints: usize::MAX,
             rotation_grace: Duration::from_secs(86_400),
             active_key_id: String::new(),
+            tests: None,
         }
+    }
+
+    /// Serves `SendTestEvent` with `tests`.
+    pub fn with_test_events(mut self, tests: crate::test_event::TestEvents) -> Self {
+        self.tests = Some(tests);
+        self
     }
 
     /// Tells `ResealSecrets` which master key this node's writer seals with.
@@ -449,6 +458,20 @@ impl EndpointService for EndpointApi {
             resealed,
             already_current,
         }))
+    }
+
+    async fn send_test_event(
+        &self,
+        request: Request<pb::SendTestEventRequest>,
+    ) -> Result<Response<pb::SendTestEventResponse>, Status> {
+        self.ensure_loaded()?;
+        let tests = self
+            .tests
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this node does not send test events"))?;
+        Ok(Response::new(
+            tests.send(&self.registry, request.into_inner()).await?,
+        ))
     }
 
     async fn delete_endpoint(

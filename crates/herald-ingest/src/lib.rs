@@ -9,6 +9,7 @@
 //! - [`event_types`]: the `EventTypeService` implementation (the catalogue).
 //! - [`fanout`]: fan-out targets and the catalogue's checks on a publish.
 //! - [`deadletters`]: the `DeadLetterService` implementation (list, replay).
+//! - [`test_event`]: `EndpointService.SendTestEvent` (deliver one, read its first attempt back).
 //! - [`status`]: `ClusterService.GetStatus` (dispatchers, lag, throughput, failing endpoints).
 //! - [`idempotency`]: the per-node cache of recent idempotency keys.
 //! - [`dlq_scan`]: one bounded-memory pass over the dead-letter topic.
@@ -26,6 +27,7 @@ pub mod idempotency;
 pub mod publish;
 pub mod scan_gate;
 pub mod status;
+pub mod test_event;
 
 pub use deadletters::DeadLetterApi;
 pub use endpoints::EndpointApi;

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod dev;
 pub mod producer;
 pub mod scan;
+pub mod watch;
 
 pub use admin::{ensure_topics, TopicError};
 pub use capabilities::{Capabilities, Gap};

@@ -187,7 +187,13 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             EndpointApi::new(registry.clone(), writer, cfg.delivery.egress_policy(), ops)
                 .with_max_endpoints(cfg.grpc.max_endpoints)
                 .with_rotation_grace(cfg.secrets.rotation_grace)
-                .with_active_key(ring.active_id());
+                .with_active_key(ring.active_id())
+                .with_test_events(herald_ingest::test_event::TestEvents::new(
+                    publisher.clone(),
+                    &cfg.kafka,
+                    &cfg.node.id,
+                    cfg.grpc.max_payload_bytes,
+                ));
         let (reporter, health_service) = tonic_health::server::health_reporter();
         {
             let reg = registry.clone();
