@@ -64,6 +64,10 @@ struct Scale {
     endpoints: usize,
     per_endpoint: usize,
     late: usize,
+    /// Publish batch b only once the batches before b - ahead are
+    /// delivered (outage endpoints excepted while it lasts): a publisher
+    /// that respects lag, so tansu on 2 cores is not saturated for minutes.
+    ahead: Option<usize>,
 }
 
 impl Scale {
@@ -73,11 +77,13 @@ impl Scale {
                 endpoints: 500,
                 per_endpoint: 100,
                 late: 20,
+                ahead: Some(8),
             },
             _ => Scale {
                 endpoints: 500,
                 per_endpoint: 24,
                 late: 10,
+                ahead: None,
             },
         }
     }
@@ -360,6 +366,33 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
         if b == outage_ends {
             outage.store(false, Ordering::SeqCst);
             eprintln!("{} outage over", at());
+        }
+        if let Some(ahead) = scale.ahead.filter(|&a| b > a) {
+            let outage_on = outage.load(Ordering::SeqCst);
+            let upto = (b - ahead) * BATCH;
+            let must: Vec<&str> = published[..upto.min(published.len())]
+                .iter()
+                .zip(&items)
+                .filter(|(_, it)| !(outage_on && in_outage(ep_index(&it.endpoint))))
+                .map(|(r, _)| r.event_id.as_str())
+                .collect();
+            let mut cursor = 0;
+            ledger
+                .wait_until(
+                    |e| {
+                        delivered_so_far.update(e);
+                        cursor += delivered_so_far.delivered_prefix(&must[cursor..]);
+                        cursor == must.len()
+                    },
+                    GUARD,
+                )
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "publisher backpressure before batch {b}: {e}; logs in {}",
+                        dir.display()
+                    )
+                });
         }
         // Alternate between the ingest nodes; on failure, try the next one.
         let urls: Vec<Option<String>> = fleet.ingest.iter().map(|n| n.grpc.clone()).collect();
