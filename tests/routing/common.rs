@@ -34,6 +34,7 @@ impl Sub {
         let filter_ok = match self.filter {
             "" => true,
             "amount > 1000" => amount > 1000,
+            "amuont > 1000" => false,
             other => panic!("the model does not know filter {other:?}"),
         };
         self.enabled && self.app == app && type_ok && channel_ok && filter_ok
@@ -63,6 +64,15 @@ pub const SUBS: &[Sub] = &[
         types: &[],
         channels: &[],
         filter: "amount > 1000",
+        enabled: true,
+    },
+    // Names a field no payload has: its filter never evaluates.
+    Sub {
+        id: "typo",
+        app: "shop",
+        types: &["order.*"],
+        channels: &[],
+        filter: "amuont > 1000",
         enabled: true,
     },
     Sub {

@@ -89,6 +89,21 @@ async fn fan_out_reaches_every_subscribed_endpoint_in_order() {
         assert_eq!(got, expected, "{}: deliveries in publish order", s.id);
     }
     assert_eq!(want["audit"].len(), 12, "`*` takes every type");
+    assert!(
+        !want.contains_key("typo"),
+        "a filter that cannot evaluate takes nothing"
+    );
+    // 8 order.* events met the typo's filter; other tests in this process
+    // share the recorder, hence at least.
+    let errors = crate::support::metric_sum_with(
+        &node.metrics().await,
+        "herald_fanout_targets_total",
+        "outcome=\"filter_error\"",
+    );
+    assert!(
+        errors.is_some_and(|n| n >= 8.0),
+        "filter errors counted: {errors:?}"
+    );
     assert!(!want.contains_key("paused") && !want.contains_key("elsewhere"));
     node.shutdown().await;
 }

@@ -10,8 +10,9 @@
 //! *event id* per target endpoint (the receiver's `webhook-id`). The event id
 //! is a pure function of the two ([`fanout_event_id`]), so a fan-out retried
 //! with the same idempotency key — hence the same message id, see
-//! [`idempotent_message_id`] — writes records with the same ids, and the
-//! partition owner or the receiver drops the copies. That is why fan-out
+//! [`idempotent_message_id`] — writes records with the same ids, so a
+//! receiver sees each endpoint's copies under one `webhook-id` and can drop
+//! them (Herald's dispatcher does not de-duplicate). That is why fan-out
 //! needs no Kafka transaction spanning every chunk.
 //!
 //! Event ids are `evf_` + 32 hex digits (the first 128 bits of SHA-256 over
@@ -122,7 +123,7 @@ pub enum ChunkError {
     #[error(
         "the record for endpoint {endpoint_id:?} (target {index}) is estimated \
          at {bytes} bytes, more than the {max_bytes} bytes a chunk may hold; \
-         shrink the payload or raise the limit (and the broker's)"
+         shrink the payload"
     )]
     RecordTooLarge {
         index: usize,

@@ -163,6 +163,9 @@ impl DeadLetterApi {
                 idempotency_key: e.envelope.idempotency_key.clone(),
                 attempt: Some(AttemptState::default()),
                 replay_of: format!("{}:{}", e.partition, e.offset),
+                // A replayed fan-out record stays part of its message.
+                message_id: e.envelope.message_id.clone(),
+                app_id: e.envelope.app_id.clone(),
                 ..Default::default()
             })
             .collect();

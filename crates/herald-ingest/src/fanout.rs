@@ -19,10 +19,11 @@
 
 use std::sync::Arc;
 
-use herald_catalog::{EventInput, Match};
+use herald_catalog::{EventInput, Match, NoMatch};
 use herald_core::validate::FieldError;
 use herald_core::Endpoint;
 use herald_registry::Registry;
+use herald_telemetry::names;
 use serde_json::Value;
 
 use crate::publish::PublishError;
@@ -80,9 +81,36 @@ pub(crate) fn targets(
     payload: &Value,
 ) -> Vec<Arc<Endpoint>> {
     let input = EventInput::new(event_type, channels, payload);
-    registry
+    let (mut filtered_out, mut filter_errors) = (0u64, 0u64);
+    let targets: Vec<Arc<Endpoint>> = registry
         .endpoints_in(app)
         .into_iter()
-        .filter(|ep| ep.enabled && matches!(ep.subscription.matches(&input), Match::Matched))
-        .collect()
+        .filter(|ep| {
+            if !ep.enabled {
+                return false;
+            }
+            match ep.subscription.matches(&input) {
+                Match::Matched => true,
+                Match::NoMatch(NoMatch::FilteredOut) => {
+                    filtered_out += 1;
+                    false
+                }
+                Match::NoMatch(NoMatch::FilterError(e)) => {
+                    filter_errors += 1;
+                    tracing::debug!(endpoint = %ep.id, event_type, error = %e, "fan-out filter could not be evaluated; no record for this endpoint");
+                    false
+                }
+                Match::NoMatch(_) => false,
+            }
+        })
+        .collect();
+    let count = |outcome: &'static str, n: u64| {
+        if n > 0 {
+            metrics::counter!(names::FANOUT_TARGETS, "outcome" => outcome).increment(n);
+        }
+    };
+    count("matched", targets.len() as u64);
+    count("filtered_out", filtered_out);
+    count("filter_error", filter_errors);
+    targets
 }

@@ -216,6 +216,18 @@ impl Publisher {
         if !self.registry.is_loaded() {
             return Err(PublishError::NotReady);
         }
+        let keyed = !req.idempotency_key.is_empty();
+        let cache_key = ids::scoped_idempotency_key(caller, &req.idempotency_key);
+        // Endpoint ids cannot contain ':', so this never names an endpoint.
+        let cache_scope = format!("app:{}", req.app_id);
+        if keyed {
+            // Before the catalogue's checks: a retry of an accepted publish
+            // gets its answer even if the type changed since.
+            if let Some(mut earlier) = self.cache.get(&cache_scope, &cache_key) {
+                earlier.duplicate = true;
+                return Ok(earlier);
+            }
+        }
         let mut parsed = None;
         fanout::check_event_type(
             &self.registry,
@@ -225,16 +237,6 @@ impl Publisher {
             &mut parsed,
         )?;
         let payload = fanout::parsed_payload(&req.payload, &mut parsed)?;
-        let keyed = !req.idempotency_key.is_empty();
-        let cache_key = ids::scoped_idempotency_key(caller, &req.idempotency_key);
-        // Endpoint ids cannot contain ':', so this never names an endpoint.
-        let cache_scope = format!("app:{}", req.app_id);
-        if keyed {
-            if let Some(mut earlier) = self.cache.get(&cache_scope, &cache_key) {
-                earlier.duplicate = true;
-                return Ok(earlier);
-            }
-        }
         let message_id = if keyed {
             herald_catalog::fanout::idempotent_message_id(&req.app_id, &cache_key)
         } else {
@@ -282,9 +284,10 @@ impl Publisher {
                 )
             })
             .collect();
+        // Any accepted payload fits one chunk, with room for the envelope.
         let limits = herald_catalog::ChunkLimits {
             max_records: self.chunk_records,
-            max_bytes: FANOUT_CHUNK_BYTES,
+            max_bytes: FANOUT_CHUNK_BYTES.max(self.max_payload + 4096),
         };
         let chunks = herald_catalog::plan_chunks(&sizes, limits)
             .map_err(|e| validate::FieldError::new("payload", e.to_string()))?;
@@ -455,13 +458,6 @@ impl Publisher {
         if !self.registry.is_loaded() {
             return Err(PublishError::NotReady);
         }
-        fanout::check_event_type(
-            &self.registry,
-            self.allow_unknown,
-            &req.event_type,
-            &req.payload,
-            &mut None,
-        )?;
         match self.registry.get(&req.endpoint_id) {
             None => return Err(PublishError::NotFound(req.endpoint_id)),
             Some(ep) if !ep.enabled => return Err(PublishError::Disabled(req.endpoint_id)),
@@ -479,6 +475,15 @@ impl Publisher {
                 return Ok(Validated::Cached(earlier));
             }
         }
+        // After the cache: a retry of an accepted publish gets its answer
+        // even if the type was archived or its schema changed since.
+        fanout::check_event_type(
+            &self.registry,
+            self.allow_unknown,
+            &req.event_type,
+            &req.payload,
+            &mut None,
+        )?;
         let event_id = if !req.event_id.is_empty() {
             req.event_id
         } else if keyed {
@@ -503,7 +508,8 @@ impl Publisher {
 }
 
 /// Most bytes of fan-out records handed to the producer before they are
-/// acknowledged (under Kafka's default 1 MiB request size).
+/// acknowledged (under Kafka's default 1 MiB request size), unless one
+/// record of the largest accepted payload needs more.
 pub const FANOUT_CHUNK_BYTES: usize = 900_000;
 
 /// Whether `req` fans out (names an application, no endpoint).

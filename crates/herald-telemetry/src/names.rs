@@ -92,6 +92,14 @@ pub const RECORDS_UNDECODABLE: &str = "herald_records_undecodable_total";
 /// endpoint's previous version stays in force.
 pub const REGISTRY_SKIPPED: &str = "herald_registry_records_skipped_total";
 
+/// Counter, label `outcome` (`matched` | `filtered_out` | `filter_error`):
+/// per fan-out, the enabled endpoints of the application whose subscription
+/// matched the type and channels: a target (its filter, if any, said yes),
+/// its filter said no, or
+/// its filter could not be evaluated on the payload (a missing field, a type
+/// mismatch: no record; the log says which endpoint at debug level).
+pub const FANOUT_TARGETS: &str = "herald_fanout_targets_total";
+
 /// Gauge, label `feature` (`offset_commit_metadata`, `describe_groups`): whether the Kafka
 /// broker supports a feature Herald uses, as probed at node start: `1`
 /// supported, `0` missing, `-1` unknown. A missing feature costs re-sends,
@@ -132,6 +140,7 @@ pub const ALL: &[&str] = &[
     ENDPOINTS,
     REGISTRY_SKIPPED,
     RECORDS_UNDECODABLE,
+    FANOUT_TARGETS,
     BROKER_FEATURE_SUPPORTED,
 ];
 

@@ -58,6 +58,10 @@ const COUNTERS: &[(&str, Labels)] = &[
     (COMMITS, ("outcome", &["ok", "error"])),
     (RECORDS_UNDECODABLE, ("topic", &["dlq", "attempts", "ops"])),
     (REGISTRY_SKIPPED, NONE),
+    (
+        FANOUT_TARGETS,
+        ("outcome", &["matched", "filtered_out", "filter_error"]),
+    ),
 ];
 
 const METHODS: &[&str] = &["publish", "publish_batch"];
