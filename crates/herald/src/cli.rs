@@ -1,12 +1,14 @@
 //! The command line: run Herald nodes (`serve`, `ingest`, `dispatch`, `dev`),
-//! talk to them (`endpoint`, `publish`, `dlq`, `listen`), make key material
+//! talk to them (`endpoint`, `event-type`, `publish`, `attempts`, `status`,
+//! `dlq`), receive webhooks (`listen`), make key material
 //! (`token`, `secrets`) and load-test them (`bench`). `main.rs` only calls [`main`]; test binaries call it too, so
 //! tests can run Herald as real processes.
 
 use std::process::ExitCode;
 
 use crate::client::{
-    self, AttemptsArgs, ClientOpts, DlqCmd, EndpointCmd, ListenArgs, PublishArgs, StatusArgs,
+    self, AttemptsArgs, ClientOpts, DlqCmd, EndpointCmd, EventTypeCmd, ListenArgs, PublishArgs,
+    StatusArgs,
 };
 use crate::node::{self, Roles};
 use crate::settings::{self, ServerFlags};
@@ -38,7 +40,14 @@ enum Command {
         #[command(subcommand)]
         command: EndpointCmd,
     },
-    /// Publish one event.
+    /// Manage the catalogue of event types (names, descriptions, JSON Schemas).
+    EventType {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[command(subcommand)]
+        command: EventTypeCmd,
+    },
+    /// Publish one event, to one endpoint or fanned out to an application.
     Publish {
         #[command(flatten)]
         client: ClientOpts,
@@ -129,6 +138,7 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Dev(f) => run_dev(f).await,
         Command::Endpoint { client, command } => client::run_endpoint(&client, command).await,
+        Command::EventType { client, command } => client::run_event_type(&client, command).await,
         Command::Publish { client, args } => client::run_publish(&client, args).await,
         Command::Attempts { client, args } => client::run_attempts(&client, args).await,
         Command::Status { client, args } => client::run_status(&client, args).await,
@@ -238,5 +248,55 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("herald").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches conflicts, groups and `requires` naming flags that do not exist.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn event_type_commands_take_the_client_flags() {
+        let cli = parse(&[
+            "event-type",
+            "list",
+            "--all",
+            "--server",
+            "http://h:1",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::EventType { client, command } => {
+                assert_eq!(client.server, "http://h:1");
+                assert_eq!(client.output, client::OutputFormat::Json);
+                assert!(matches!(command, EventTypeCmd::List(_)), "{command:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["event-type", "archive", "order.shipped", "--undo"]).is_ok());
+    }
+
+    #[test]
+    fn publish_names_exactly_one_target() {
+        let base = ["publish", "--type", "t", "--data", "{}"];
+        assert!(parse(&[&base[..], &["--endpoint", "ep_1"]].concat()).is_ok());
+        assert!(parse(&[&base[..], &["--app", "shop", "--channel", "eu"]].concat()).is_ok());
+        let err = parse(&base).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let err = parse(&[&base[..], &["--endpoint", "e", "--app", "a"]].concat()).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 }

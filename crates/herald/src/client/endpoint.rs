@@ -2,8 +2,10 @@
 //! registry through the gRPC `EndpointService`.
 //!
 //! Owns the flags of those subcommands and their translation into requests
-//! (pure functions, unit-tested below). Printing lives in `output.rs`,
-//! connecting and error reporting in `rpc.rs`.
+//! (pure functions, unit-tested in `endpoint/tests.rs`). The flags of an
+//! endpoint's application and fan-out subscription are in
+//! `endpoint/subscription.rs`. Printing lives in `output.rs`, connecting and
+//! error reporting in `rpc.rs`.
 use std::collections::HashMap;
 
 use anyhow::{bail, Context as _};
@@ -12,9 +14,12 @@ use herald_proto::v1::{
     CreateEndpointRequest, DeleteEndpointRequest, GetEndpointRequest, HeaderMap,
     ListEndpointsRequest, RateLimit, UpdateEndpointRequest,
 };
+use subscription::{CreateSubscription, UpdateSubscription};
 
 use super::output::{self, CreatedEndpointView, DeletedView, EndpointListView, EndpointView};
 use super::{rpc, ClientOpts, OutputFormat};
+
+mod subscription;
 
 /// Page size `list --all` asks for when `--page-size` is not given (the server maximum).
 const ALL_PAGE_SIZE: u32 = 1000;
@@ -90,6 +95,8 @@ pub struct CreateArgs {
     /// Total timeout of one delivery attempt, e.g. '5s' (capped by the node's).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     timeout: Option<u64>,
+    #[command(flatten)]
+    subscription: CreateSubscription,
 }
 
 /// Flags of `herald endpoint list`.
@@ -104,6 +111,9 @@ pub struct ListArgs {
     /// Fetch every page.
     #[arg(long)]
     all: bool,
+    /// Only the endpoints of this application.
+    #[arg(long, value_name = "APP")]
+    app: Option<String>,
 }
 
 /// Flags of `herald endpoint update`.
@@ -164,6 +174,8 @@ pub struct UpdateArgs {
     /// Total timeout of one delivery attempt, e.g. '5s' ('0' = node default).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     timeout: Option<u64>,
+    #[command(flatten)]
+    subscription: UpdateSubscription,
 }
 
 /// One `--header 'Name: value'` flag.
@@ -236,7 +248,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
         per_second: args.rate_limit.unwrap_or(0),
         burst: args.burst.unwrap_or(0),
     });
-    Ok(CreateEndpointRequest {
+    let mut request = CreateEndpointRequest {
         id: args.id.unwrap_or_default(),
         url: args.url,
         secret: secret_value(args.secret, args.secret_file.as_deref())?.unwrap_or_default(),
@@ -253,7 +265,9 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
             .timeout
             .map_or(0, |t| t.min(u64::from(u32::MAX)) as u32),
         ..Default::default()
-    })
+    };
+    args.subscription.apply(&mut request);
+    Ok(request)
 }
 
 /// A retry schedule given on the command line, in milliseconds.
@@ -289,7 +303,9 @@ impl UpdateArgs {
             bail!(
                 "nothing to update: pass at least one of --url, --description, \
                  --enable/--disable, --ordered/--unordered, --rate-limit, --burst, \
-                 --max-in-flight, --header, --sensitive-header, --clear-headers, --rotate-secret"
+                 --max-in-flight, --header, --sensitive-header, --clear-headers, --rotate-secret, \
+                 --retry-schedule, --max-age, --timeout, {}",
+                UpdateSubscription::FLAGS
             );
         }
         Ok(())
@@ -313,6 +329,7 @@ impl UpdateArgs {
             && self.retry_schedule.is_none()
             && self.max_age.is_none()
             && self.timeout.is_none()
+            && self.subscription.is_empty()
     }
 }
 
@@ -342,7 +359,7 @@ fn update_request(
     };
     let headers = replace(args.headers)?;
     let sensitive_headers = replace(args.sensitive_headers)?;
-    Ok(UpdateEndpointRequest {
+    let mut request = UpdateEndpointRequest {
         id: args.id,
         url: args.url,
         description: args.description,
@@ -359,7 +376,9 @@ fn update_request(
         max_age_ms: args.max_age,
         timeout_ms: args.timeout.map(|t| t.min(u64::from(u32::MAX)) as u32),
         ..Default::default()
-    })
+    };
+    args.subscription.apply(&mut request);
+    Ok(request)
 }
 
 /// `--x` → Some(true), `--no-x`-style opposite → Some(false), neither → None.
@@ -486,7 +505,7 @@ async fn list(opts: &ClientOpts, args: ListArgs) -> anyhow::Result<()> {
             .list_endpoints(ListEndpointsRequest {
                 page_size,
                 page_token: token.clone(),
-                ..Default::default()
+                app_id: args.app.clone().unwrap_or_default(),
             })
             .await
             .map_err(|s| rpc::rpc_error(server, "ListEndpoints", s))?

@@ -1,13 +1,17 @@
-//! The command-line client: `herald endpoint …`, `herald publish` and `herald listen`.
+//! The command-line client: `herald endpoint …`, `herald event-type …`,
+//! `herald publish`, `herald attempts`, `herald status`, `herald dlq …` and
+//! `herald listen`.
 //!
 //! Owns argument parsing for those subcommands and their I/O with the user
-//! (stdout/stderr). It does not own the servers: `endpoint` and `publish` talk
+//! (stdout/stderr). It does not own the servers: the commands talk
 //! to a running Herald over gRPC (`--server`), and `listen` is a standalone
 //! webhook receiver for trying Herald out by hand.
 //!
 //! Layout:
-//! - `endpoint.rs` — `herald endpoint create|get|list|update|delete`.
-//! - `publish.rs` — `herald publish`.
+//! - `endpoint.rs` — `herald endpoint create|get|list|update|delete` (an
+//!   endpoint's application and subscription flags in `endpoint/subscription.rs`).
+//! - `event_type.rs` — `herald event-type create|list|get|update|archive`.
+//! - `publish.rs` — `herald publish`, to one endpoint or fanned out to an application.
 //! - `attempts.rs` — `herald attempts`.
 //! - `dlq.rs` — `herald dlq list|replay`.
 //! - `listen.rs` — `herald listen`, a receiver that prints and verifies deliveries.
@@ -15,11 +19,12 @@
 //! - `rpc.rs` — connecting to the server and turning gRPC failures into errors a
 //!   user can act on.
 //! - `output.rs` — the serde view structs behind `--output json` and their text
-//!   rendering.
+//!   rendering (event types in `output/event_type.rs`).
 
 mod attempts;
 mod dlq;
 mod endpoint;
+mod event_type;
 mod listen;
 mod output;
 mod publish;
@@ -29,6 +34,7 @@ mod status;
 pub use attempts::{run_attempts, AttemptsArgs};
 pub use dlq::{run_dlq, DlqCmd};
 pub use endpoint::{run_endpoint, run_reseal, EndpointCmd};
+pub use event_type::{run_event_type, EventTypeCmd};
 pub use listen::{run_listen, ListenArgs};
 pub use publish::{run_publish, PublishArgs};
 pub use status::{run_status, StatusArgs};
@@ -86,6 +92,7 @@ pub struct ClientOpts {
 pub enum OutputFormat {
     /// Readable lines and tables.
     Text,
-    /// One JSON object (an array for `endpoint list`) with stable snake_case fields.
+    /// One JSON object (an array for `endpoint list` and `event-type list`)
+    /// with stable snake_case fields.
     Json,
 }

@@ -4,7 +4,8 @@
 //! Owns the field names scripts rely on: they are snake_case and only ever
 //! added to, never renamed. It does no I/O beyond writing to stdout in
 //! [`print`]; converting from protobuf types happens here so the commands stay
-//! thin.
+//! thin. Event types are shown by `output/event_type.rs`; the unit tests of
+//! this file are in `output/tests.rs`.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -17,6 +18,10 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use super::OutputFormat;
+
+mod event_type;
+
+pub(crate) use event_type::{EventTypeListView, EventTypeView};
 
 /// A value a command prints: serialisable for `--output json`, renderable as text.
 pub(crate) trait Render: Serialize {
@@ -75,6 +80,14 @@ pub(crate) struct EndpointView {
     pub max_age_ms: u64,
     /// Total attempt timeout, ms; 0 = the node default.
     pub timeout_ms: u32,
+    /// The application (tenant) the endpoint belongs to.
+    pub app_id: String,
+    /// Event type patterns it receives fan-out publishes for; empty = every type.
+    pub event_types: Vec<String>,
+    /// Channels it subscribes to; empty = any channel.
+    pub channels: Vec<String>,
+    /// CEL filter on the payload of fan-out publishes; empty = none.
+    pub filter: String,
 }
 
 impl From<v1::Endpoint> for EndpointView {
@@ -100,6 +113,10 @@ impl From<v1::Endpoint> for EndpointView {
             retry_schedule_ms: e.retry_schedule_ms,
             max_age_ms: e.max_age_ms,
             timeout_ms: e.timeout_ms,
+            app_id: e.app_id,
+            event_types: e.event_types,
+            channels: e.channels,
+            filter: e.filter,
         }
     }
 }
@@ -119,10 +136,14 @@ impl EndpointView {
             let _ = writeln!(out, "{label:<15}{value}");
         };
         field("id", &self.id);
+        field("app", &self.app_id);
         field("url", &self.url);
         if !self.description.is_empty() {
             field("description", &self.description);
         }
+        field("event types", &self.event_types_text());
+        field("channels", &self.channels_text());
+        field("filter", self.filter_text());
         field("enabled", yes_no(self.enabled));
         field("ordered", yes_no(self.ordered));
         field(
@@ -174,6 +195,35 @@ impl EndpointView {
     }
 }
 
+impl EndpointView {
+    /// `order.*, invoice.paid`, or `all` when it subscribes to every type.
+    fn event_types_text(&self) -> String {
+        if self.event_types.is_empty() {
+            "all".to_owned()
+        } else {
+            self.event_types.join(", ")
+        }
+    }
+
+    /// `eu, vip`, or `any`.
+    fn channels_text(&self) -> String {
+        if self.channels.is_empty() {
+            "any".to_owned()
+        } else {
+            self.channels.join(", ")
+        }
+    }
+
+    /// The filter, or `none`.
+    fn filter_text(&self) -> &str {
+        if self.filter.is_empty() {
+            "none"
+        } else {
+            &self.filter
+        }
+    }
+}
+
 impl Render for EndpointView {
     fn to_text(&self) -> String {
         let mut out = String::new();
@@ -221,13 +271,31 @@ impl Render for EndpointListView {
         let rows = self.0.iter().map(|e| {
             [
                 e.id.clone(),
+                e.app_id.clone(),
                 e.url.clone(),
                 yes_no(e.enabled).to_owned(),
                 yes_no(e.ordered).to_owned(),
                 rate_text(e.rate_limit_per_second, e.rate_limit_burst),
+                e.event_types_text(),
+                e.channels_text(),
+                // One row per endpoint, whatever the filter's layout.
+                e.filter_text().replace(['\r', '\n'], " "),
             ]
         });
-        table(&["ID", "URL", "ENABLED", "ORDERED", "RATE"], rows)
+        table(
+            &[
+                "ID",
+                "APP",
+                "URL",
+                "ENABLED",
+                "ORDERED",
+                "RATE",
+                "EVENT TYPES",
+                "CHANNELS",
+                "FILTER",
+            ],
+            rows,
+        )
     }
 }
 
@@ -244,33 +312,76 @@ impl Render for DeletedView {
     }
 }
 
-/// `publish`: where Kafka stored the event.
+/// `publish`: where Kafka stored the event, or for a fan-out (`--app`) the
+/// message id and how many endpoints got it. Each form has only its own
+/// fields in JSON: `event_id`, `partition`, `offset` for one endpoint;
+/// `message_id`, `fanned_out` for a fan-out; `duplicate` for both.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PublishedView {
-    pub event_id: String,
-    pub partition: i32,
-    pub offset: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// Fan-out: the id of the message; each endpoint's event id derives from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Fan-out: how many endpoints got a record (0 = none is subscribed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanned_out: Option<u32>,
     /// True when the server answered from its idempotency cache.
     pub duplicate: bool,
 }
 
 impl From<v1::PublishResponse> for PublishedView {
     fn from(r: v1::PublishResponse) -> Self {
-        PublishedView {
-            event_id: r.event_id,
-            partition: r.partition,
-            offset: r.offset,
-            duplicate: r.duplicate,
+        // The server sets a message id on fan-out answers only.
+        if r.message_id.is_empty() {
+            PublishedView {
+                event_id: Some(r.event_id),
+                partition: Some(r.partition),
+                offset: Some(r.offset),
+                message_id: None,
+                fanned_out: None,
+                duplicate: r.duplicate,
+            }
+        } else {
+            PublishedView {
+                event_id: None,
+                partition: None,
+                offset: None,
+                message_id: Some(r.message_id),
+                fanned_out: Some(r.fanned_out),
+                duplicate: r.duplicate,
+            }
         }
     }
 }
 
 impl Render for PublishedView {
     fn to_text(&self) -> String {
-        let mut out = format!(
-            "published {} to partition {} at offset {}",
-            self.event_id, self.partition, self.offset
-        );
+        let mut out = match (&self.message_id, self.fanned_out) {
+            (Some(message_id), Some(n)) => {
+                let mut line = format!(
+                    "published {message_id} to {n} endpoint{}",
+                    if n == 1 { "" } else { "s" }
+                );
+                if n == 0 {
+                    line.push_str(
+                        " (no enabled endpoint of the application is subscribed to this \
+                         event type and channels, or their filters did not match)",
+                    );
+                }
+                line
+            }
+            _ => format!(
+                "published {} to partition {} at offset {}",
+                self.event_id.as_deref().unwrap_or_default(),
+                self.partition.unwrap_or_default(),
+                self.offset.unwrap_or_default()
+            ),
+        };
         if self.duplicate {
             out.push_str(" (duplicate: answered from the idempotency cache)");
         }
@@ -341,173 +452,4 @@ pub(crate) fn format_unix_ms(ms: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn endpoint() -> v1::Endpoint {
-        v1::Endpoint {
-            id: "ep_1".into(),
-            url: "https://example.com/hook".into(),
-            description: "billing".into(),
-            enabled: true,
-            ordered: false,
-            rate_limit: Some(v1::RateLimit {
-                per_second: 100,
-                burst: 20,
-            }),
-            max_in_flight: 4,
-            headers: [
-                ("X-B".to_owned(), "2".to_owned()),
-                ("X-A".to_owned(), "1".to_owned()),
-            ]
-            .into(),
-            created_at_ms: 1_700_000_000_123,
-            updated_at_ms: 0,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn text_output_defuses_escape_sequences_json_escapes_them() {
-        let mut e = endpoint();
-        e.description = "\u{1b}]0;owned\u{7}\u{1b}[2J".into();
-        let view = EndpointView::from(e);
-        let text = render(OutputFormat::Text, &view).unwrap();
-        assert!(
-            !text.contains('\u{1b}') && !text.contains('\u{7}'),
-            "{text:?}"
-        );
-        assert!(text.contains("\\u{1b}[2J"), "{text:?}");
-        let json = render(OutputFormat::Json, &view).unwrap();
-        assert!(
-            !json.contains('\u{1b}') && json.contains("\\u001b"),
-            "{json:?}"
-        );
-    }
-
-    #[test]
-    fn endpoint_view_flattens_rate_limit_and_sorts_headers() {
-        let view = EndpointView::from(endpoint());
-        assert_eq!(view.rate_limit_per_second, 100);
-        assert_eq!(view.rate_limit_burst, 20);
-        let json: serde_json::Value = serde_json::to_value(&view).unwrap();
-        assert_eq!(json["id"], "ep_1");
-        assert_eq!(json["max_in_flight"], 4);
-        assert_eq!(json["headers"]["X-A"], "1");
-        let keys: Vec<_> = view.headers.keys().cloned().collect();
-        assert_eq!(keys, ["X-A", "X-B"]);
-    }
-
-    #[test]
-    fn missing_rate_limit_means_node_default() {
-        let view = EndpointView::from(v1::Endpoint {
-            rate_limit: None,
-            ..endpoint()
-        });
-        assert_eq!((view.rate_limit_per_second, view.rate_limit_burst), (0, 0));
-        assert_eq!(rate_text(0, 0), "node default");
-        assert_eq!(rate_text(5, 0), "5/s");
-        assert_eq!(rate_text(5, 9), "5/s, burst 9");
-    }
-
-    #[test]
-    fn created_json_has_id_and_secret_at_top_level() {
-        let view = CreatedEndpointView::from(v1::CreateEndpointResponse {
-            endpoint: Some(endpoint()),
-            secret: "whsec_abc".into(),
-        });
-        let line = render(OutputFormat::Json, &view).unwrap();
-        assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(json["id"], "ep_1");
-        assert_eq!(json["secret"], "whsec_abc");
-        assert_eq!(json["url"], "https://example.com/hook");
-    }
-
-    #[test]
-    fn created_text_shows_secret_once_warning() {
-        let view = CreatedEndpointView::from(v1::CreateEndpointResponse {
-            endpoint: Some(endpoint()),
-            secret: "whsec_abc".into(),
-        });
-        let text = render(OutputFormat::Text, &view).unwrap();
-        assert!(
-            text.contains("\nsecret: whsec_abc (shown once; store it now)\n"),
-            "{text}"
-        );
-        assert!(text.contains("rate limit:    100/s, burst 20\n"), "{text}");
-        assert!(
-            text.contains("headers:       X-A: 1\n               X-B: 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("created:       2023-11-14T22:13:20.123Z\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn publish_views() {
-        let view = PublishedView::from(v1::PublishResponse {
-            event_id: "evt_1".into(),
-            partition: 3,
-            offset: 42,
-            duplicate: false,
-            ..Default::default()
-        });
-        assert_eq!(
-            render(OutputFormat::Text, &view).unwrap(),
-            "published evt_1 to partition 3 at offset 42\n"
-        );
-        let json: serde_json::Value =
-            serde_json::from_str(&render(OutputFormat::Json, &view).unwrap()).unwrap();
-        assert_eq!(json["event_id"], "evt_1");
-        assert_eq!(json["partition"], 3);
-        assert_eq!(json["offset"], 42);
-        assert_eq!(json["duplicate"], false);
-    }
-
-    #[test]
-    fn list_is_an_array_in_json_and_an_aligned_table_in_text() {
-        let a = EndpointView::from(endpoint());
-        let b = EndpointView {
-            id: "ep_long_name".into(),
-            url: "http://x".into(),
-            enabled: false,
-            ordered: true,
-            rate_limit_per_second: 0,
-            ..a.clone()
-        };
-        let list = EndpointListView(vec![a, b]);
-        let json: serde_json::Value =
-            serde_json::from_str(&render(OutputFormat::Json, &list).unwrap()).unwrap();
-        assert_eq!(json.as_array().unwrap().len(), 2);
-        assert_eq!(
-            list.to_text(),
-            "ID            URL                       ENABLED  ORDERED  RATE\n\
-             ep_1          https://example.com/hook  yes      no       100/s, burst 20\n\
-             ep_long_name  http://x                  no       yes      node default\n"
-        );
-        assert_eq!(EndpointListView(vec![]).to_text(), "no endpoints\n");
-    }
-
-    #[test]
-    fn tables_align_by_display_width() {
-        let text = table(&["A", "B"], [["日本", "x"], ["ab", "y"]]);
-        assert_eq!(text, "A     B\n日本  x\nab    y\n");
-        assert_eq!(table(&["ONLY"], Vec::<[&str; 1]>::new()), "ONLY\n");
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(format_unix_ms(0), "-");
-        assert_eq!(format_unix_ms(1), "1970-01-01T00:00:00.001Z");
-        assert_eq!(format_unix_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(format_unix_ms(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(
-            format_unix_ms(253_402_300_799_999),
-            "9999-12-31T23:59:59.999Z"
-        );
-        assert_eq!(format_unix_ms(i64::MAX), format!("{} (unix ms)", i64::MAX));
-    }
-}
+mod tests;

@@ -1,13 +1,16 @@
-//! `herald publish`: sending one event through the gRPC `EventService`.
+//! `herald publish`: sending one event through the gRPC `EventService`,
+//! to one endpoint (`--endpoint`) or fanned out to every subscribed endpoint
+//! of an application (`--app`, with `--channel` labels).
 //!
-//! Owns the publish flags and where the payload comes from (`--data` inline,
-//! `@file`, or `-` for stdin). The payload is checked to be JSON here so a typo
+//! Owns the publish flags (exactly one target; clap refuses the rest) and
+//! where the payload comes from (`--data` inline, `@file`, or `-` for stdin). The payload is checked to be JSON here so a typo
 //! fails before any network call; it is sent as given (only trimmed), never
 //! re-serialised.
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
+use clap::builder::NonEmptyStringValueParser;
 use herald_proto::v1::event_service_client::EventServiceClient;
 use herald_proto::v1::PublishRequest;
 
@@ -16,10 +19,27 @@ use super::{rpc, ClientOpts};
 
 /// Flags of `herald publish`.
 #[derive(clap::Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("target")
+        .args(["endpoint", "app"])
+        .required(true)
+        .multiple(false)
+))]
 pub struct PublishArgs {
-    /// Endpoint the event is delivered to.
-    #[arg(long, value_name = "ID")]
-    endpoint: String,
+    /// Endpoint the event is delivered to (or --app to fan out).
+    #[arg(long, value_name = "ID", value_parser = NonEmptyStringValueParser::new())]
+    endpoint: Option<String>,
+    /// Fan out instead of naming an endpoint: every enabled endpoint of this
+    /// application subscribed to the event type (and a channel, and whose
+    /// filter matches) gets its own copy.
+    #[arg(long, value_name = "APP", value_parser = NonEmptyStringValueParser::new())]
+    app: Option<String>,
+    /// A channel label on a fan-out event (repeatable); an endpoint that
+    /// lists channels receives only events carrying one of them.
+    // Not `requires = "app"`: clap drops a requirement that conflicts with a
+    // flag given (here --endpoint, through the target group).
+    #[arg(long = "channel", value_name = "CHANNEL", conflicts_with = "endpoint")]
+    channels: Vec<String>,
     /// Event type, e.g. invoice.paid.
     #[arg(long = "type", value_name = "TYPE")]
     event_type: String,
@@ -27,11 +47,12 @@ pub struct PublishArgs {
     #[arg(long, value_name = "JSON|@FILE|-", value_parser = parse_data)]
     data: DataSource,
     /// Makes a retried publish harmless: the same key for the same endpoint
-    /// always yields the same event id.
+    /// (or application) always yields the same event (or message) id.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
     /// Caller-chosen event id (sent as webhook-id); generated when omitted.
-    #[arg(long, value_name = "ID")]
+    /// Not with --app: each endpoint's event id derives from the message id.
+    #[arg(long, value_name = "ID", conflicts_with = "app")]
     event_id: Option<String>,
 }
 
@@ -91,6 +112,20 @@ fn read_payload(source: &DataSource, stdin: &mut dyn Read) -> anyhow::Result<Str
     Ok(text.to_owned())
 }
 
+/// The request for `args` and the payload read from `--data`. An empty
+/// `endpoint_id` with an `app_id` is the protocol's fan-out.
+fn publish_request(args: PublishArgs, payload: String) -> PublishRequest {
+    PublishRequest {
+        endpoint_id: args.endpoint.unwrap_or_default(),
+        event_type: args.event_type,
+        payload,
+        idempotency_key: args.idempotency_key.unwrap_or_default(),
+        event_id: args.event_id.unwrap_or_default(),
+        app_id: args.app.unwrap_or_default(),
+        channels: args.channels,
+    }
+}
+
 /// Publishes one event to `opts.server` and prints where it was stored.
 pub async fn run_publish(opts: &ClientOpts, args: PublishArgs) -> anyhow::Result<()> {
     let source = args.data.clone();
@@ -98,14 +133,7 @@ pub async fn run_publish(opts: &ClientOpts, args: PublishArgs) -> anyhow::Result
         tokio::task::spawn_blocking(move || read_payload(&source, &mut std::io::stdin().lock()))
             .await
             .context("reading --data")??;
-    let request = PublishRequest {
-        endpoint_id: args.endpoint,
-        event_type: args.event_type,
-        payload,
-        idempotency_key: args.idempotency_key.unwrap_or_default(),
-        event_id: args.event_id.unwrap_or_default(),
-        ..Default::default()
-    };
+    let request = publish_request(args, payload);
     let server = opts.server.as_str();
     let mut client = EventServiceClient::new(rpc::connect(opts).await?);
     let response = client
@@ -210,11 +238,75 @@ mod tests {
             "evt_1",
         ])
         .unwrap();
-        assert_eq!(cli.args.endpoint, "ep_1");
+        assert_eq!(cli.args.endpoint.as_deref(), Some("ep_1"));
         assert_eq!(cli.args.event_type, "invoice.paid");
         assert_eq!(cli.args.data, DataSource::Stdin);
         assert_eq!(cli.args.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(cli.args.event_id.as_deref(), Some("evt_1"));
         assert!(Cli::try_parse_from(["publish", "--endpoint", "e", "--type", "t"]).is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<PublishArgs, clap::Error> {
+        let base = ["publish", "--type", "order.created", "--data", "{}"];
+        Cli::try_parse_from(base.iter().chain(args)).map(|c| c.args)
+    }
+
+    #[test]
+    fn one_endpoint_request() {
+        let args = parse(&["--endpoint", "ep_1", "--idempotency-key", "k"]).unwrap();
+        assert_eq!(
+            publish_request(args, "{}".into()),
+            PublishRequest {
+                endpoint_id: "ep_1".into(),
+                event_type: "order.created".into(),
+                payload: "{}".into(),
+                idempotency_key: "k".into(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn fan_out_request_names_the_app_and_channels_but_no_endpoint() {
+        let args = parse(&["--app", "shop", "--channel", "eu", "--channel", "vip"]).unwrap();
+        assert_eq!(
+            publish_request(args, r#"{"amount":5}"#.into()),
+            PublishRequest {
+                endpoint_id: String::new(),
+                event_type: "order.created".into(),
+                payload: r#"{"amount":5}"#.into(),
+                app_id: "shop".into(),
+                channels: vec!["eu".into(), "vip".into()],
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn exactly_one_target() {
+        use clap::error::ErrorKind;
+        let err = parse(&[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let text = err.to_string();
+        assert!(
+            text.contains("--endpoint <ID>") && text.contains("--app <APP>"),
+            "{text}"
+        );
+        let err = parse(&["--endpoint", "ep_1", "--app", "shop"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        assert!(parse(&["--endpoint", ""]).is_err());
+        assert!(parse(&["--app", ""]).is_err());
+    }
+
+    #[test]
+    fn channels_and_event_ids_belong_to_one_kind_of_publish() {
+        use clap::error::ErrorKind;
+        let err = parse(&["--endpoint", "ep_1", "--channel", "eu"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        assert!(err.to_string().contains("--channel <CHANNEL>"), "{err}");
+        let err = parse(&["--channel", "eu"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = parse(&["--app", "shop", "--event-id", "evt_1"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
     }
 }

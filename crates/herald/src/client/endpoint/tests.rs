@@ -2,6 +2,7 @@
 
 use super::*;
 use clap::Parser;
+use herald_proto::v1::StringList;
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -245,4 +246,103 @@ fn secrets_come_from_files() {
         .contains("empty"));
     assert!(secret_value(None, Some(&dir.join("missing"))).is_err());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn create_with_an_app_and_a_subscription() {
+    let req = create_request(create(&[
+        "--url",
+        "https://e.x/h",
+        "--app",
+        "shop",
+        "--event-type",
+        "order.*",
+        "--event-type",
+        "invoice.paid",
+        "--channel",
+        "eu",
+        "--filter",
+        "amount > 1000",
+    ]))
+    .unwrap();
+    assert_eq!(req.app_id, "shop");
+    assert_eq!(req.event_types, ["order.*", "invoice.paid"]);
+    assert_eq!(req.channels, ["eu"]);
+    assert_eq!(req.filter, "amount > 1000");
+}
+
+#[test]
+fn update_replaces_or_clears_the_subscription() {
+    let req = update_request(
+        update(&[
+            "--event-type",
+            "order.*",
+            "--channel",
+            "eu",
+            "--channel",
+            "us",
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        req.event_types,
+        Some(StringList {
+            values: vec!["order.*".into()]
+        })
+    );
+    assert_eq!(
+        req.channels,
+        Some(StringList {
+            values: vec!["eu".into(), "us".into()]
+        })
+    );
+    assert_eq!(req.filter, None);
+
+    let req = update_request(update(&["--all-event-types", "--any-channel"]), None).unwrap();
+    assert_eq!(req.event_types, Some(StringList::default()));
+    assert_eq!(req.channels, Some(StringList::default()));
+
+    let req = update_request(update(&["--filter", "tier == \"gold\""]), None).unwrap();
+    assert_eq!(req.filter.as_deref(), Some("tier == \"gold\""));
+    assert_eq!((req.event_types, req.channels), (None, None));
+    let req = update_request(update(&["--no-filter"]), None).unwrap();
+    assert_eq!(req.filter.as_deref(), Some(""));
+
+    // Untouched unless asked.
+    let req = update_request(update(&["--url", "u"]), None).unwrap();
+    assert_eq!(
+        (req.event_types, req.channels, req.filter),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn update_refuses_contradictory_subscription_flags() {
+    use clap::error::ErrorKind;
+    for args in [
+        &["--event-type", "a.*", "--all-event-types"][..],
+        &["--channel", "eu", "--any-channel"],
+        &["--filter", "x > 1", "--no-filter"],
+    ] {
+        let err = parse(&[&["update", "ep_1"], args].concat()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+    }
+}
+
+#[test]
+fn update_cannot_move_an_endpoint_to_another_app() {
+    let err = parse(&["update", "ep_1", "--app", "shop"]).unwrap_err();
+    assert!(
+        err.to_string().contains("fixed when it is created"),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_by_app() {
+    match parse(&["list", "--app", "shop"]).unwrap() {
+        EndpointCmd::List(a) => assert_eq!(a.app.as_deref(), Some("shop")),
+        other => panic!("{other:?}"),
+    }
 }
