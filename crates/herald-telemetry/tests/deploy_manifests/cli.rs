@@ -241,7 +241,7 @@ impl Cli {
                 specs.retain(|s| s.global);
                 positionals = 0;
                 for t in &v.arg_types {
-                    specs.extend(self.args_of(t)?);
+                    specs.extend(self.args_of_in(t, Some(&v.file))?);
                 }
                 specs.extend(self.fields_args(&v.fields)?);
                 enum_name = v.subcommand.clone();
@@ -274,7 +274,7 @@ impl Cli {
     }
 
     fn variants(&self, enum_name: &str) -> Result<Vec<Variant>, String> {
-        let body = self.body_of("enum", enum_name)?;
+        let (file, body) = self.body_in("enum", enum_name, None)?;
         let mut out = Vec::new();
         for item in split_items(&body) {
             let text = item.text.trim();
@@ -298,6 +298,7 @@ impl Cli {
                 }
             }
             let mut v = Variant {
+                file: file.clone(),
                 name,
                 aliases,
                 arg_types: Vec::new(),
@@ -325,7 +326,13 @@ impl Cli {
 
     /// The arguments of an `Args` struct (flattened fields included).
     fn args_of(&self, type_name: &str) -> Result<Vec<ArgSpec>, String> {
-        let body = self.body_of("struct", &last_segment(type_name))?;
+        self.args_of_in(type_name, None)
+    }
+
+    /// [`Cli::args_of`], looking in `prefer` first: two modules may each
+    /// have a `CreateArgs`, and a variant means the one beside its enum.
+    fn args_of_in(&self, type_name: &str, prefer: Option<&Path>) -> Result<Vec<ArgSpec>, String> {
+        let (_, body) = self.body_in("struct", &last_segment(type_name), prefer)?;
         self.fields_args(&split_items(&body))
     }
 
@@ -384,9 +391,28 @@ impl Cli {
 
     /// The `{ ... }` body of `kind name` in any source file.
     fn body_of(&self, kind: &str, name: &str) -> Result<String, String> {
-        for (_, text) in &self.sources {
+        self.body_in(kind, name, None).map(|(_, body)| body)
+    }
+
+    /// The file and `{ ... }` body of `kind name`, in `prefer` if it has
+    /// one, else in the first source file that does.
+    fn body_in(
+        &self,
+        kind: &str,
+        name: &str,
+        prefer: Option<&Path>,
+    ) -> Result<(PathBuf, String), String> {
+        let preferred = self
+            .sources
+            .iter()
+            .filter(|(p, _)| Some(p.as_path()) == prefer);
+        let rest = self
+            .sources
+            .iter()
+            .filter(|(p, _)| Some(p.as_path()) != prefer);
+        for (path, text) in preferred.chain(rest) {
             if let Some((_, _, body)) = find_item(text, kind, Some(name)).into_iter().next() {
-                return Ok(body);
+                return Ok((path.clone(), body));
             }
         }
         Err(format!(
@@ -397,6 +423,8 @@ impl Cli {
 
 /// A subcommand variant.
 struct Variant {
+    /// The source file of its enum.
+    file: PathBuf,
     name: String,
     aliases: Vec<String>,
     /// `Variant(Type)`: the `Args` struct.
