@@ -389,11 +389,6 @@ impl Cli {
         Ok(out)
     }
 
-    /// The `{ ... }` body of `kind name` in any source file.
-    fn body_of(&self, kind: &str, name: &str) -> Result<String, String> {
-        self.body_in(kind, name, None).map(|(_, body)| body)
-    }
-
     /// The file and `{ ... }` body of `kind name`, in `prefer` if it has
     /// one, else in the first source file that does.
     fn body_in(
