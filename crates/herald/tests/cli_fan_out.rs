@@ -3,7 +3,8 @@
 //! create|list|get|archive`, endpoints of an application subscribed with
 //! `--event-type 'order.*'`, and `herald publish --app`, whose JSON answer
 //! says how many endpoints got the event; `herald listen` shows each of them
-//! receiving it. The harness is in `support/mod.rs`.
+//! receiving it; `herald endpoint test` reports the first attempt of a test
+//! event that `herald listen` verifies. The harness is in `support/mod.rs`.
 #![cfg(unix)]
 
 mod support;
@@ -116,7 +117,7 @@ fn event_types_and_fan_out_with_real_processes() {
         assert_eq!(created["event_types"][0], pattern, "{created}");
         created["id"].as_str().expect("id").to_owned()
     };
-    endpoint("/crm", "shop", "order.*");
+    let crm = endpoint("/crm", "shop", "order.*");
     endpoint("/sms", "shop", "order.*");
     endpoint("/billing", "shop", "invoice.*");
     endpoint("/elsewhere", "other", "order.*");
@@ -182,6 +183,24 @@ fn event_types_and_fan_out_with_real_processes() {
     assert_eq!(
         paths,
         BTreeSet::from(["/crm".to_owned(), "/sms".to_owned()])
+    );
+
+    // 5. `herald endpoint test`: a marked event through the normal path;
+    //    the CLI prints the first attempt, `herald listen` verifies it.
+    let tested = json(&["endpoint", "test", &crm]);
+    assert_eq!(
+        (&tested["attempted"], &tested["outcome"]),
+        (&Value::Bool(true), &Value::from("success")),
+        "{tested}"
+    );
+    let test_id = tested["event_id"].as_str().expect("event_id");
+    assert!(test_id.starts_with("test_"), "{tested}");
+    let line = listen.line_where("the test delivery", |l| l.starts_with("--> POST "));
+    assert!(
+        line.contains("/crm")
+            && line.contains(&format!("webhook-id={test_id}"))
+            && line.ends_with("verified ✔"),
+        "{line}"
     );
     drop(listen);
     drop(dev);

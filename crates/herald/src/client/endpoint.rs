@@ -1,10 +1,11 @@
-//! `herald endpoint create|get|list|update|delete`: managing the endpoint
+//! `herald endpoint create|get|list|update|delete|test`: managing the endpoint
 //! registry through the gRPC `EndpointService`.
 //!
 //! Owns the flags of those subcommands and their translation into requests
 //! (pure functions, unit-tested in `endpoint/tests.rs`). The flags of an
 //! endpoint's application and fan-out subscription are in
-//! `endpoint/subscription.rs`. Printing lives in `output.rs`, connecting and
+//! `endpoint/subscription.rs`, `herald endpoint test` in
+//! `endpoint/test_event.rs`. Printing lives in `output.rs`, connecting and
 //! error reporting in `rpc.rs`.
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use super::output::{self, CreatedEndpointView, DeletedView, EndpointListView, En
 use super::{rpc, ClientOpts, OutputFormat};
 
 mod subscription;
+mod test_event;
 
 /// Page size `list --all` asks for when `--page-size` is not given (the server maximum).
 const ALL_PAGE_SIZE: u32 = 1000;
@@ -43,6 +45,9 @@ pub enum EndpointCmd {
         /// Endpoint id.
         id: String,
     },
+    /// Send a test event through the normal delivery path and print what
+    /// its first attempt got back (exit status 1 unless it succeeded).
+    Test(test_event::TestArgs),
 }
 
 /// Flags of `herald endpoint create`.
@@ -445,6 +450,7 @@ pub async fn run_endpoint(opts: &ClientOpts, cmd: EndpointCmd) -> anyhow::Result
                 .map_err(|s| rpc::rpc_error(server, "DeleteEndpoint", s))?;
             output::print(opts.output, &DeletedView { id, deleted: true })
         }
+        EndpointCmd::Test(args) => test_event::run(opts, args).await,
     }
 }
 
