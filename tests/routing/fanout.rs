@@ -193,3 +193,87 @@ async fn fan_out_retried_with_its_key_sends_each_endpoint_one_event() {
     }
     node.shutdown().await;
 }
+
+/// The subscription of generated endpoint `i` of the wide test: a table of
+/// patterns, channels and filters, every tenth disabled.
+fn wide_sub(i: usize) -> Sub {
+    let id: &'static str = Box::leak(format!("wide-{i:03}").into_boxed_str());
+    let (types, channels, filter): (&'static [&'static str], &'static [&'static str], _) =
+        match i % 4 {
+            0 => (&["order.*"], &[], ""),
+            1 => (&["order.paid"], &["eu"], ""),
+            2 => (&[], &[], "amount > 1000"),
+            _ => (&["user.*", "order.shipped"], &[], ""),
+        };
+    Sub {
+        id,
+        app: "wide",
+        types,
+        channels,
+        filter,
+        enabled: i % 10 != 9,
+    }
+}
+
+/// A fan-out to 100 endpoints (100 keys over the test config's 4
+/// partitions, so every partition's dispatcher worker takes part): each subscribed,
+/// enabled endpoint receives each event it subscribed to exactly once;
+/// unsubscribed, filtered-out and disabled ones receive nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_to_a_hundred_endpoints_exactly_once() {
+    let (_broker, cfg) = crate::support::broker(crate::support::config());
+    let node = TestNode::start(cfg).await;
+    let rx = TestReceiver::start().await.unwrap();
+    let subs: Vec<Sub> = (0..100).map(wide_sub).collect();
+    for s in &subs {
+        create_sub(&node, &rx, s).await;
+    }
+    let events: [(&str, &[&str], i64); 3] = [
+        ("order.paid", &["eu"], 1500),
+        ("order.shipped", &["us"], 500),
+        ("user.created", &[], 2000),
+    ];
+    let mut want: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut ids = Vec::new();
+    let mut events_client = node.events.clone();
+    for (ty, channels, amount) in events {
+        let payload = format!(r#"{{"amount":{amount}}}"#);
+        let ok = events_client
+            .publish(fan_out_req("wide", ty, channels, payload))
+            .await
+            .expect("fan-out")
+            .into_inner();
+        let takers: Vec<&Sub> = subs
+            .iter()
+            .filter(|s| s.takes("wide", ty, channels, amount))
+            .collect();
+        assert_eq!(ok.fanned_out as usize, takers.len(), "{ty}");
+        for s in takers {
+            let id = fanout_event_id(&ok.message_id, s.id);
+            want.entry(s.id).or_default().push(id.clone());
+            ids.push(id);
+        }
+    }
+    assert!(
+        ids.len() > 100,
+        "the table gives a wide fan-out ({})",
+        ids.len()
+    );
+    rx.wait_for_ids(&ids, GUARD)
+        .await
+        .expect("every target's record arrives");
+    for s in &subs {
+        let got: Vec<String> = rx
+            .requests_for(s.id)
+            .iter()
+            .map(|r| r.webhook_id().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            want.get(s.id).cloned().unwrap_or_default(),
+            "{}: exactly its events, once each, in order",
+            s.id
+        );
+    }
+    node.shutdown().await;
+}

@@ -9,6 +9,9 @@
 //!   picks, in publish order, with the derived event ids; other
 //!   applications and disabled endpoints get nothing; fan-outs larger than
 //!   one chunk (`grpc.fanout_chunk_records = 3`) arrive whole.
+//! - `fan_out_to_a_hundred_endpoints_exactly_once`: a table of 100
+//!   subscriptions; each target gets each of its events exactly once, the
+//!   others nothing.
 //! - `fan_out_retried_with_its_key_sends_each_endpoint_one_event`: the
 //!   idempotency key gives the same message id and the same per-endpoint ids;
 //!   a subscription created after a publish does not receive it.
