@@ -19,9 +19,7 @@ use herald_registry::{Registry, RegistryWriter};
 use herald_signing::Secret;
 use tonic::{Request, Response, Status};
 
-/// Default and largest page of `ListEndpoints`.
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 1000;
+use crate::paging::{self, DEFAULT_PAGE};
 
 /// The `EndpointService` implementation.
 #[derive(Clone)]
@@ -97,13 +95,7 @@ impl EndpointApi {
     }
 
     fn ensure_loaded(&self) -> Result<(), Status> {
-        if self.registry.is_loaded() {
-            Ok(())
-        } else {
-            Err(Status::unavailable(
-                "the endpoint registry is still loading; retry shortly",
-            ))
-        }
+        paging::ensure_loaded(&self.registry)
     }
 
     fn existing(&self, id: &str) -> Result<std::sync::Arc<Endpoint>, Status> {
@@ -304,26 +296,14 @@ impl EndpointService for EndpointApi {
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
         self.ensure_loaded()?;
         let req = request.into_inner();
-        let size = match req.page_size as usize {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => {
-                return Err(invalid(FieldError::new(
-                    "page_size",
-                    format!("at most {MAX_PAGE}"),
-                )))
-            }
-            n => n,
-        };
+        let size = paging::page_size(req.page_size)?;
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
         let app = (!req.app_id.is_empty()).then_some(req.app_id.as_str());
         // One extra tells whether another page exists.
-        let mut page = self.registry.list_in(app, after, size + 1);
-        let next_page_token = if page.len() > size {
-            page.truncate(size);
-            page.last().map(|e| e.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (page, next_page_token) =
+            paging::split(self.registry.list_in(app, after, size + 1), size, |e| {
+                e.id.clone()
+            });
         Ok(Response::new(pb::ListEndpointsResponse {
             endpoints: page.iter().map(|e| view(e)).collect(),
             next_page_token,

@@ -12,9 +12,7 @@ use herald_registry::event_types::parse_schema;
 use herald_registry::{Registry, RegistryWriter, StoredEventType};
 use tonic::{Request, Response, Status};
 
-/// Default and largest page of `ListEventTypes`.
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 1000;
+use crate::paging;
 
 /// The `EventTypeService` implementation.
 #[derive(Clone)]
@@ -30,13 +28,7 @@ impl EventTypeApi {
     }
 
     fn ensure_loaded(&self) -> Result<(), Status> {
-        if self.registry.is_loaded() {
-            Ok(())
-        } else {
-            Err(Status::unavailable(
-                "the endpoint registry is still loading; retry shortly",
-            ))
-        }
+        paging::ensure_loaded(&self.registry)
     }
 
     fn existing(&self, name: &str) -> Result<std::sync::Arc<StoredEventType>, Status> {
@@ -116,23 +108,14 @@ impl EventTypeService for EventTypeApi {
     ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
         self.ensure_loaded()?;
         let req = request.into_inner();
-        let size = match req.page_size as usize {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => return Err(invalid("page_size", format!("at most {MAX_PAGE}"))),
-            n => n,
-        };
+        let size = paging::page_size(req.page_size)?;
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
-        let mut page = self
-            .registry
-            .list_event_types(after, size + 1, req.include_archived);
-        let next_page_token = if page.len() > size {
-            page.truncate(size);
-            page.last()
-                .map(|t| t.ty.name().to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (page, next_page_token) = paging::split(
+            self.registry
+                .list_event_types(after, size + 1, req.include_archived),
+            size,
+            |t| t.ty.name().to_string(),
+        );
         Ok(Response::new(pb::ListEventTypesResponse {
             event_types: page.iter().map(|t| view(t)).collect(),
             next_page_token,

@@ -11,6 +11,7 @@
 //! - [`deadletters`]: the `DeadLetterService` implementation (list, replay).
 //! - [`test_event`]: `EndpointService.SendTestEvent` (deliver one, read its first attempt back).
 //! - [`status`]: `ClusterService.GetStatus` (dispatchers, lag, throughput, failing endpoints).
+//! - `paging`: page sizes and tokens of the registry listings.
 //! - [`idempotency`]: the per-node cache of recent idempotency keys.
 //! - [`dlq_scan`]: one bounded-memory pass over the dead-letter topic.
 //! - [`scan_gate`]: concurrency, deadline and cancellation of topic scans.
@@ -24,6 +25,7 @@ pub mod event_types;
 pub mod events;
 pub mod fanout;
 pub mod idempotency;
+mod paging;
 pub mod publish;
 pub mod scan_gate;
 pub mod status;
