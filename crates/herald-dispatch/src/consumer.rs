@@ -201,6 +201,14 @@ pub async fn run_dispatcher(
     if !settings.kafka.client.contains_key("fetch.wait.max.ms") {
         config.set("fetch.wait.max.ms", d.fetch_wait_max_ms.to_string());
     }
+    // librdkafka sends max.poll.interval.ms as the group's rebalance
+    // timeout: how long a coordinator waits for members to rejoin. The
+    // stream consumer polls all the time, so it never needs 5 minutes, and
+    // tansu 0.6.0's coordinator waits that long for members that already
+    // left (a 3 -> 1 scale-down stalled the group; tests/fleet.rs).
+    if !settings.kafka.client.contains_key("max.poll.interval.ms") {
+        config.set("max.poll.interval.ms", "30000");
+    }
     let consumer: Arc<DispatchConsumer> = Arc::new(config.create_with_context(context)?);
     consumer.subscribe(&[&settings.kafka.events_topic, &settings.kafka.retry_topic])?;
     health.ready("dispatcher");
