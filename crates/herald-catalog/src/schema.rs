@@ -9,8 +9,9 @@
 //! `file:`, another `$id`) is refused rather than fetched. `pattern` and
 //! `patternProperties` use the linear-time `regex` engine, so a schema cannot
 //! make validation backtrack exponentially. The draft is the one the schema's
-//! `$schema` names, else 2020-12; as that draft specifies, `format` is an
-//! annotation and is not asserted.
+//! `$schema` names, else 2020-12; as 2019-09 and 2020-12 specify, `format`
+//! is then an annotation and is not asserted (under drafts 4, 6 and 7 the
+//! validator does assert the formats it knows, such as `email`).
 
 use std::fmt;
 use std::sync::Arc;
