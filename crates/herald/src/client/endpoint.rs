@@ -18,7 +18,7 @@ use herald_proto::v1::{
 use subscription::{CreateSubscription, UpdateSubscription};
 
 use super::output::{self, CreatedEndpointView, DeletedView, EndpointListView, EndpointView};
-use super::{rpc, ClientOpts, OutputFormat};
+use super::{pages, rpc, ClientOpts, OutputFormat};
 
 mod subscription;
 mod test_event;
@@ -498,44 +498,35 @@ async fn get(
 
 async fn list(opts: &ClientOpts, args: ListArgs) -> anyhow::Result<()> {
     let server = opts.server.as_str();
-    let mut client = client(opts).await?;
+    let client = client(opts).await?;
     let page_size = match (args.page_size, args.all) {
         (Some(n), _) => n,
         (None, true) => ALL_PAGE_SIZE,
         (None, false) => 0,
     };
-    let mut endpoints = Vec::new();
-    let mut token = args.page_token.unwrap_or_default();
-    let next_token = loop {
-        let page = client
-            .list_endpoints(ListEndpointsRequest {
+    let first = args.page_token.unwrap_or_default();
+    let app_id = args.app.unwrap_or_default();
+    let (endpoints, next_token) =
+        pages::collect(first, args.all, "ListEndpoints", server, |token| {
+            let mut client = client.clone();
+            let req = ListEndpointsRequest {
                 page_size,
-                page_token: token.clone(),
-                app_id: args.app.clone().unwrap_or_default(),
-            })
-            .await
-            .map_err(|s| rpc::rpc_error(server, "ListEndpoints", s))?
-            .into_inner();
-        endpoints.extend(page.endpoints.into_iter().map(EndpointView::from));
-        if !args.all || page.next_page_token.is_empty() {
-            break page.next_page_token;
-        }
-        if page.next_page_token == token {
-            bail!("ListEndpoints at {server} returned the same page token twice ({token:?})");
-        }
-        token = page.next_page_token;
-    };
+                page_token: token,
+                app_id: app_id.clone(),
+            };
+            async move {
+                let page = client
+                    .list_endpoints(req)
+                    .await
+                    .map_err(|s| rpc::rpc_error(server, "ListEndpoints", s))?
+                    .into_inner();
+                let views = page.endpoints.into_iter().map(EndpointView::from).collect();
+                Ok((views, page.next_page_token))
+            }
+        })
+        .await?;
     output::print(opts.output, &EndpointListView(endpoints))?;
-    if !next_token.is_empty() {
-        match opts.output {
-            OutputFormat::Text => {
-                println!("more endpoints: --page-token {next_token} (or --all)");
-            }
-            OutputFormat::Json => {
-                eprintln!("note: more endpoints; next page: --page-token {next_token}");
-            }
-        }
-    }
+    pages::hint_more(opts.output, "endpoints", &next_token);
     Ok(())
 }
 

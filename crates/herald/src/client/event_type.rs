@@ -19,7 +19,7 @@ use herald_proto::v1::{
 };
 
 use super::output::{self, EventTypeListView, EventTypeView};
-use super::{rpc, ClientOpts, OutputFormat};
+use super::{pages, rpc, ClientOpts, OutputFormat};
 
 /// Page size `list --all` asks for when `--page-size` is not given (the server maximum).
 const ALL_PAGE_SIZE: u32 = 1000;
@@ -316,34 +316,27 @@ async fn client(opts: &ClientOpts) -> anyhow::Result<EventTypeServiceClient<rpc:
 
 async fn list(opts: &ClientOpts, args: ListArgs) -> anyhow::Result<()> {
     let server = opts.server.as_str();
-    let mut client = client(opts).await?;
-    let mut types = Vec::new();
-    let mut token = args.page_token.clone().unwrap_or_default();
-    let next_token = loop {
-        let page = client
-            .list_event_types(list_request(&args, token.clone()))
-            .await
-            .map_err(|s| rpc::rpc_error(server, "ListEventTypes", s))?
-            .into_inner();
-        types.extend(page.event_types.into_iter().map(EventTypeView::from));
-        if !args.all || page.next_page_token.is_empty() {
-            break page.next_page_token;
+    let client = client(opts).await?;
+    let first = args.page_token.clone().unwrap_or_default();
+    let (types, next_token) = pages::collect(first, args.all, "ListEventTypes", server, |token| {
+        let (mut client, req) = (client.clone(), list_request(&args, token));
+        async move {
+            let page = client
+                .list_event_types(req)
+                .await
+                .map_err(|s| rpc::rpc_error(server, "ListEventTypes", s))?
+                .into_inner();
+            let views = page
+                .event_types
+                .into_iter()
+                .map(EventTypeView::from)
+                .collect();
+            Ok((views, page.next_page_token))
         }
-        if page.next_page_token == token {
-            bail!("ListEventTypes at {server} returned the same page token twice ({token:?})");
-        }
-        token = page.next_page_token;
-    };
+    })
+    .await?;
     output::print(opts.output, &EventTypeListView(types))?;
-    if !next_token.is_empty() {
-        let token = herald_core::text::printable(&next_token);
-        match opts.output {
-            OutputFormat::Text => println!("more event types: --page-token {token} (or --all)"),
-            OutputFormat::Json => {
-                eprintln!("note: more event types; next page: --page-token {token}")
-            }
-        }
-    }
+    pages::hint_more(opts.output, "event types", &next_token);
     Ok(())
 }
 

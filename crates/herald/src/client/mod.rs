@@ -27,6 +27,7 @@ mod endpoint;
 mod event_type;
 mod listen;
 mod output;
+mod pages;
 mod publish;
 mod rpc;
 mod status;
