@@ -37,6 +37,24 @@ pub fn scan_topic(
     )
 }
 
+/// A consumer for reading `topic` by assignment (never committing; the
+/// group id is only required by librdkafka), and the topic's partitions.
+pub(crate) fn reader(
+    kafka: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+) -> Result<(BaseConsumer, Vec<i32>), KafkaError> {
+    let consumer: BaseConsumer =
+        crate::consumer_config(kafka, Some(client_id), client_id).create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    Ok((consumer, partitions))
+}
+
 /// [`scan_topic`] that gives up with `KafkaError::Canceled` as soon as
 /// `stop` is set (the caller went away, or its deadline passed), checked
 /// between records and polls.
@@ -48,15 +66,7 @@ pub fn scan_topic_until(
     stop: &AtomicBool,
     mut visit: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), KafkaError> {
-    // Assigned, never committed: the group id is only required by librdkafka.
-    let consumer: BaseConsumer =
-        crate::consumer_config(kafka, Some(client_id), client_id).create()?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let (consumer, partitions) = reader(kafka, client_id, topic)?;
     let mut ends = HashMap::new();
     let mut start = HashMap::new();
     for &p in &partitions {

@@ -21,15 +21,7 @@ impl Watch {
     /// Notes the high watermark of every partition of `topic` and assigns
     /// the consumer there.
     pub fn start(kafka: &KafkaConfig, client_id: &str, topic: &str) -> Result<Self, KafkaError> {
-        // Assigned, never committed: the group id is only required by librdkafka.
-        let consumer: BaseConsumer =
-            crate::consumer_config(kafka, Some(client_id), client_id).create()?;
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .first()
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
+        let (consumer, partitions) = crate::scan::reader(kafka, client_id, topic)?;
         let mut assign = TopicPartitionList::new();
         for p in partitions {
             let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
