@@ -31,4 +31,5 @@ mod support;
 mod catalogue;
 mod common;
 mod fanout;
+mod idempotency;
 mod test_events;

@@ -20,7 +20,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use tonic::Status;
 
 use crate::fanout;
-use crate::idempotency::IdempotencyCache;
+use crate::idempotency::claims::{Claim, ClaimError};
+use crate::idempotency::ledger::{Answer, Key, RequestHash};
+use crate::idempotency::{scope, Claims};
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
@@ -54,6 +56,10 @@ pub enum PublishError {
     /// retry can never succeed.
     #[error("payload: the event is larger than Kafka accepts ({0}); the broker's and the producer's message.max.bytes bound it, lower than grpc.max_payload_bytes")]
     TooLarge(KafkaError),
+    /// The idempotency key conflicts, is busy elsewhere, or could not be
+    /// claimed.
+    #[error(transparent)]
+    Idempotency(#[from] ClaimError),
 }
 
 impl PublishError {
@@ -81,6 +87,11 @@ impl PublishError {
                 Status::failed_precondition(msg)
             }
             PublishError::NotReady | PublishError::Kafka(_) => Status::unavailable(msg),
+            PublishError::Idempotency(e) => match e {
+                ClaimError::Conflict => Status::failed_precondition(msg),
+                ClaimError::InProgress => Status::aborted(msg),
+                ClaimError::Kafka(_) => Status::unavailable(msg),
+            },
         }
     }
 
@@ -93,7 +104,12 @@ impl PublishError {
             | PublishError::Archived(_) => "invalid",
             PublishError::NotFound(_) => "not_found",
             PublishError::Disabled(_) => "disabled",
-            PublishError::NotReady | PublishError::Kafka(_) => "kafka_error",
+            PublishError::Idempotency(ClaimError::Conflict) => "invalid",
+            PublishError::NotReady
+            | PublishError::Kafka(_)
+            | PublishError::Idempotency(ClaimError::InProgress | ClaimError::Kafka(_)) => {
+                "kafka_error"
+            }
         }
     }
 }
@@ -101,15 +117,16 @@ impl PublishError {
 /// Writes events to the events topic. Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: Producer,
+    pub(crate) producer: Producer,
     topic: Arc<str>,
-    registry: Registry,
-    max_payload: usize,
-    cache: Arc<IdempotencyCache>,
+    pub(crate) registry: Registry,
+    pub(crate) max_payload: usize,
+    /// The idempotency topic (`None` when `grpc.idempotency_cache_size` is 0).
+    pub(crate) claims: Option<Claims>,
     /// `grpc.allow_unknown_event_types`.
-    allow_unknown: bool,
+    pub(crate) allow_unknown: bool,
     /// `grpc.fanout_chunk_records`.
-    chunk_records: usize,
+    pub(crate) chunk_records: usize,
 }
 
 impl Publisher {
@@ -124,12 +141,16 @@ impl Publisher {
             kafka,
             &format!("herald-ingest-{node_id}"),
         ))?;
+        let claims = match grpc.idempotency_cache_size {
+            0 => None,
+            n => Some(Claims::start(kafka, n, producer.clone(), node_id)?),
+        };
         Ok(Self {
             producer,
             topic: kafka.events_topic.as_str().into(),
             registry,
             max_payload: grpc.max_payload_bytes,
-            cache: Arc::new(IdempotencyCache::new(grpc.idempotency_cache_size)),
+            claims,
             allow_unknown: grpc.allow_unknown_event_types,
             chunk_records: grpc.fanout_chunk_records,
         })
@@ -192,134 +213,6 @@ impl Publisher {
         out
     }
 
-    /// Publishes one event to every subscribed endpoint of its application
-    /// (see [`crate::fanout`]).
-    async fn fan_out(
-        &self,
-        caller: &str,
-        req: PublishRequest,
-    ) -> Result<PublishResponse, PublishError> {
-        validate::id("app_id", &req.app_id)?;
-        herald_catalog::event_type::validate_name(&req.event_type)
-            .map_err(|e| validate::FieldError::new("event_type", e.to_string()))?;
-        validate::payload(&req.payload, self.max_payload)?;
-        check_key_len(&req.idempotency_key)?;
-        if !req.event_id.is_empty() {
-            return Err(validate::FieldError::new(
-                "event_id",
-                "cannot be set on a fan-out (no endpoint_id): each endpoint's event id derives from the message id",
-            )
-            .into());
-        }
-        herald_catalog::pattern::validate_channels(&req.channels)
-            .map_err(|e| validate::FieldError::new("channels", e.to_string()))?;
-        if !self.registry.is_loaded() {
-            return Err(PublishError::NotReady);
-        }
-        let keyed = !req.idempotency_key.is_empty();
-        let cache_key = ids::scoped_idempotency_key(caller, &req.idempotency_key);
-        // Endpoint ids cannot contain ':', so this never names an endpoint.
-        let cache_scope = format!("app:{}", req.app_id);
-        if keyed {
-            // Before the catalogue's checks: a retry of an accepted publish
-            // gets its answer even if the type changed since.
-            if let Some(mut earlier) = self.cache.get(&cache_scope, &cache_key) {
-                earlier.duplicate = true;
-                return Ok(earlier);
-            }
-        }
-        let mut parsed = None;
-        fanout::check_event_type(
-            &self.registry,
-            self.allow_unknown,
-            &req.event_type,
-            &req.payload,
-            &mut parsed,
-        )?;
-        let payload = fanout::parsed_payload(&req.payload, &mut parsed)?;
-        let message_id = if keyed {
-            herald_catalog::fanout::idempotent_message_id(&req.app_id, &cache_key)
-        } else {
-            ids::new_event_id()
-        };
-        let targets = fanout::targets(
-            &self.registry,
-            &req.app_id,
-            &req.event_type,
-            &req.channels,
-            payload,
-        );
-        let created_at_ms = now_ms();
-        let body = Bytes::from(req.payload.into_bytes());
-        let prepared: Vec<Prepared> = targets
-            .iter()
-            .map(|ep| {
-                let envelope = EventEnvelope {
-                    event_id: herald_catalog::fanout_event_id(&message_id, &ep.id),
-                    endpoint_id: ep.id.clone(),
-                    event_type: req.event_type.clone(),
-                    payload: body.clone(),
-                    created_at_ms,
-                    idempotency_key: req.idempotency_key.clone(),
-                    attempt: Some(AttemptState::default()),
-                    message_id: message_id.clone(),
-                    app_id: req.app_id.clone(),
-                    ..Default::default()
-                };
-                let value = envelope.encode_to_vec();
-                Prepared {
-                    envelope,
-                    value,
-                    cache_key: String::new(),
-                }
-            })
-            .collect();
-        // Key, headers and record framing on top of the value.
-        let sizes: Vec<(&str, usize)> = prepared
-            .iter()
-            .map(|p| {
-                (
-                    p.envelope.endpoint_id.as_str(),
-                    p.value.len() + p.envelope.endpoint_id.len() + 120,
-                )
-            })
-            .collect();
-        // Any accepted payload fits one chunk, with room for the envelope.
-        let limits = herald_catalog::ChunkLimits {
-            max_records: self.chunk_records,
-            max_bytes: FANOUT_CHUNK_BYTES.max(self.max_payload + 4096),
-        };
-        let chunks = herald_catalog::plan_chunks(&sizes, limits)
-            .map_err(|e| validate::FieldError::new("payload", e.to_string()))?;
-        let mut prepared = prepared;
-        for chunk in chunks {
-            let mut sent = Vec::with_capacity(chunk.len());
-            for p in &mut prepared[chunk] {
-                sent.push(self.enqueue(p).await);
-            }
-            for slot in sent {
-                match slot {
-                    Slot::Sent(_, fut) => match fut.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err((e, _))) => return Err(PublishError::from_kafka(e)),
-                        Err(_) => return Err(PublishError::Kafka(KafkaError::Canceled)),
-                    },
-                    Slot::Done(Err(e)) => return Err(e),
-                    Slot::Done(Ok(_)) | Slot::Ready(_) => unreachable!("enqueue sends or fails"),
-                }
-            }
-        }
-        let resp = PublishResponse {
-            message_id,
-            fanned_out: targets.len() as u32,
-            ..Default::default()
-        };
-        if keyed {
-            self.cache.put(&cache_scope, &cache_key, resp.clone());
-        }
-        Ok(resp)
-    }
-
     /// Writes already-built envelopes (e.g. replayed dead letters) in order,
     /// without validation or idempotency lookups.
     pub async fn publish_envelopes(
@@ -328,15 +221,8 @@ impl Publisher {
     ) -> Vec<Result<PublishResponse, PublishError>> {
         let slots = envelopes
             .into_iter()
-            .map(|envelope| {
-                let value = envelope.encode_to_vec();
-                // Not remembered as a publisher's idempotency key either.
-                Slot::Ready(Prepared {
-                    envelope,
-                    value,
-                    cache_key: String::new(),
-                })
-            })
+            // Not claimed as a publisher's idempotency key either.
+            .map(|envelope| Slot::Ready(Prepared::plain(envelope)))
             .collect();
         self.send_slots(slots).await
     }
@@ -347,6 +233,7 @@ impl Publisher {
     }
 
     async fn send_slots(&self, mut slots: Vec<Slot>) -> Vec<Result<PublishResponse, PublishError>> {
+        self.acquire_keys(&mut slots).await;
         for slot in &mut slots {
             if let Slot::Ready(p) = slot {
                 *slot = self.enqueue(p).await;
@@ -356,27 +243,36 @@ impl Publisher {
         // One metric update per outcome per call, not per event: a lookup
         // costs about as much as validating a small event.
         let mut outcomes: Vec<(&'static str, u64)> = Vec::new();
+        let (mut finished, mut released) = (Vec::new(), Vec::new());
         for slot in slots {
             let result = match slot {
                 Slot::Done(r) => r,
+                Slot::SameAs(j) => crate::publish_keys::same_answer(&out[j]),
                 Slot::Ready(_) => unreachable!("every ready slot was enqueued"),
-                Slot::Sent(p, fut) => match fut.await {
-                    Ok(Ok(delivery)) => {
-                        let resp = PublishResponse {
-                            event_id: p.envelope.event_id.clone(),
-                            partition: delivery.partition,
-                            offset: delivery.offset,
-                            ..Default::default()
-                        };
-                        if !p.cache_key.is_empty() {
-                            self.cache
-                                .put(&p.envelope.endpoint_id, &p.cache_key, resp.clone());
+                Slot::Sent(p, fut) => {
+                    let claim = p.keyed.and_then(|k| k.claim);
+                    match fut.await {
+                        Ok(Ok(delivery)) => {
+                            let answer = Answer {
+                                event_id: p.envelope.event_id,
+                                partition: delivery.partition,
+                                offset: delivery.offset,
+                                ..Default::default()
+                            };
+                            let resp = response(answer.clone(), false);
+                            finished.extend(claim.map(|c| (c, answer)));
+                            Ok(resp)
                         }
-                        Ok(resp)
+                        Ok(Err((e, _))) => {
+                            released.extend(claim);
+                            Err(PublishError::from_kafka(e))
+                        }
+                        Err(_) => {
+                            released.extend(claim);
+                            Err(PublishError::Kafka(KafkaError::Canceled))
+                        }
                     }
-                    Ok(Err((e, _))) => Err(PublishError::from_kafka(e)),
-                    Err(_) => Err(PublishError::Kafka(KafkaError::Canceled)),
-                },
+                }
             };
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -391,11 +287,12 @@ impl Publisher {
         for (outcome, n) in outcomes {
             metrics::counter!(names::EVENTS_PUBLISHED, "outcome" => outcome).increment(n);
         }
+        self.settle_claims(finished, released).await;
         out
     }
 
     /// Hands one prepared event to the producer, waiting while its queue is full.
-    async fn enqueue(&self, p: &mut Prepared) -> Slot {
+    pub(crate) async fn enqueue(&self, p: &mut Prepared) -> Slot {
         let p = std::mem::take(p);
         loop {
             let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
@@ -421,12 +318,12 @@ impl Publisher {
     fn prepare(&self, caller: &str, req: PublishRequest) -> Slot {
         match self.validate(caller, req) {
             Ok(Validated::Cached(resp)) => Slot::Done(Ok(resp)),
-            Ok(Validated::New(envelope, cache_key)) => {
+            Ok(Validated::New(envelope, keyed)) => {
                 let value = envelope.encode_to_vec();
                 Slot::Ready(Prepared {
                     envelope,
                     value,
-                    cache_key,
+                    keyed,
                 })
             }
             Err(e) => Slot::Done(Err(e)),
@@ -447,13 +344,7 @@ impl Publisher {
         check_key_len(&req.idempotency_key)?;
         if !req.event_id.is_empty() {
             validate::id("event_id", &req.event_id)?;
-            if herald_catalog::is_fanout_event_id(&req.event_id) {
-                return Err(validate::FieldError::new(
-                    "event_id",
-                    "must not start with \"evf_\" (reserved for fan-out records)",
-                )
-                .into());
-            }
+            check_caller_event_id(&req.event_id)?;
         }
         if !self.registry.is_loaded() {
             return Err(PublishError::NotReady);
@@ -469,10 +360,24 @@ impl Publisher {
         } else {
             String::new()
         };
-        if keyed {
-            if let Some(mut earlier) = self.cache.get(&req.endpoint_id, &cache_key) {
-                earlier.duplicate = true;
-                return Ok(Validated::Cached(earlier));
+        let mut idem = None;
+        if let (true, Some(claims)) = (keyed, &self.claims) {
+            let key = scope::key(
+                caller,
+                scope::Target::Endpoint(&req.endpoint_id),
+                &req.idempotency_key,
+            );
+            let request = scope::request(&req.event_type, &req.payload, &req.event_id, &[]);
+            match claims.peek(&key, &request) {
+                Some(Ok(answer)) => return Ok(Validated::Cached(response(answer, true))),
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    idem = Some(Keyed {
+                        key,
+                        request,
+                        claim: None,
+                    })
+                }
             }
         }
         // After the cache: a retry of an accepted publish gets its answer
@@ -502,7 +407,7 @@ impl Publisher {
                 attempt: Some(AttemptState::default()),
                 ..Default::default()
             },
-            cache_key,
+            idem,
         ))
     }
 }
@@ -513,11 +418,11 @@ impl Publisher {
 pub const FANOUT_CHUNK_BYTES: usize = 900_000;
 
 /// Whether `req` fans out (names an application, no endpoint).
-fn is_fan_out(req: &PublishRequest) -> bool {
+pub(crate) fn is_fan_out(req: &PublishRequest) -> bool {
     req.endpoint_id.is_empty() && !req.app_id.is_empty()
 }
 
-fn check_key_len(key: &str) -> Result<(), PublishError> {
+pub(crate) fn check_key_len(key: &str) -> Result<(), PublishError> {
     if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
         return Err(validate::FieldError::new(
             "idempotency_key",
@@ -528,13 +433,65 @@ fn check_key_len(key: &str) -> Result<(), PublishError> {
     Ok(())
 }
 
+/// Refuses caller-chosen event ids in the namespaces of derived ones, so a
+/// caller's id can never collide with an id Herald derives or generates.
+pub(crate) fn check_caller_event_id(id: &str) -> Result<(), validate::FieldError> {
+    for prefix in [
+        herald_catalog::fanout::FANOUT_ID_PREFIX,
+        herald_catalog::fanout::MESSAGE_ID_PREFIX,
+        crate::test_event::TEST_EVENT_PREFIX,
+    ] {
+        if id.starts_with(prefix) {
+            return Err(validate::FieldError::new(
+                "event_id",
+                format!(
+                    "must not start with {prefix:?} (reserved for ids Herald derives or generates)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The response repeating an idempotency key's answer.
+pub(crate) fn response(answer: Answer, duplicate: bool) -> PublishResponse {
+    PublishResponse {
+        event_id: answer.event_id,
+        partition: answer.partition,
+        offset: answer.offset,
+        duplicate,
+        message_id: answer.message_id,
+        fanned_out: answer.fanned_out,
+    }
+}
+
+/// An idempotent publish's key, request and (once acquired) claim.
+pub(crate) struct Keyed {
+    pub(crate) key: Key,
+    pub(crate) request: RequestHash,
+    pub(crate) claim: Option<Claim>,
+}
+
 /// A validated event ready for Kafka.
 #[derive(Default)]
-struct Prepared {
-    envelope: EventEnvelope,
-    value: Vec<u8>,
-    /// The caller-scoped idempotency key (empty without a key).
-    cache_key: String,
+pub(crate) struct Prepared {
+    pub(crate) envelope: EventEnvelope,
+    pub(crate) value: Vec<u8>,
+    /// Set when the publish carries an idempotency key (and the node
+    /// tracks keys).
+    pub(crate) keyed: Option<Keyed>,
+}
+
+impl Prepared {
+    /// An event written without an idempotency claim.
+    pub(crate) fn plain(envelope: EventEnvelope) -> Self {
+        let value = envelope.encode_to_vec();
+        Self {
+            envelope,
+            value,
+            keyed: None,
+        }
+    }
 }
 
 // Lives for one call on the stack; boxing the envelope would cost an
@@ -542,13 +499,15 @@ struct Prepared {
 #[allow(clippy::large_enum_variant)]
 enum Validated {
     Cached(PublishResponse),
-    /// The event, and its caller-scoped idempotency key.
-    New(EventEnvelope, String),
+    /// The event, and its idempotency key's hashes.
+    New(EventEnvelope, Option<Keyed>),
 }
 
 /// One request's progress through [`Publisher::publish_many`].
-enum Slot {
+pub(crate) enum Slot {
     Ready(Prepared),
     Sent(Prepared, DeliveryFuture),
     Done(Result<PublishResponse, PublishError>),
+    /// Repeats an earlier slot of the same call (same key and request).
+    SameAs(usize),
 }

@@ -25,6 +25,8 @@ use crate::publish::Publisher;
 
 /// The default event type of a test event.
 pub const TEST_EVENT_TYPE: &str = "herald.test";
+/// The start of every test event's id (callers cannot choose such ids).
+pub const TEST_EVENT_PREFIX: &str = "test_";
 /// How long a call waits for the first attempt by default, and at most.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 const MAX_WAIT: Duration = Duration::from_secs(120);
@@ -79,7 +81,10 @@ impl TestEvents {
             req.event_type
         };
         validate::event_type(&event_type).map_err(invalid)?;
-        let event_id = format!("test_{}", ids::new_event_id().trim_start_matches("msg_"));
+        let event_id = format!(
+            "{TEST_EVENT_PREFIX}{}",
+            ids::new_event_id().trim_start_matches("msg_")
+        );
         let payload = if req.payload.is_empty() {
             serde_json::json!({
                 "type": TEST_EVENT_TYPE,

@@ -101,7 +101,19 @@ pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
             compacted: false,
             retention_ms: Some(cfg.attempts_retention.as_millis() as i64),
         },
+        TopicSpec {
+            name: cfg.idempotency_topic.clone(),
+            partitions: 1,
+            compacted: false,
+            retention_ms: Some(idempotency_retention_ms(cfg.idempotency_window)),
+        },
     ]
+}
+
+/// The idempotency topic keeps its records an hour longer than the window,
+/// so a node reading it at start sees every key still inside the window.
+pub fn idempotency_retention_ms(window: std::time::Duration) -> i64 {
+    window.as_millis() as i64 + 3_600_000
 }
 
 /// The retry and dead-letter topics must have as many partitions as the

@@ -56,7 +56,10 @@ const COUNTERS: &[(&str, Labels)] = &[
     (PARTITIONS_RESUMED, NONE),
     (WORKER_FAILURES, NONE),
     (COMMITS, ("outcome", &["ok", "error"])),
-    (RECORDS_UNDECODABLE, ("topic", &["dlq", "attempts", "ops"])),
+    (
+        RECORDS_UNDECODABLE,
+        ("topic", &["dlq", "attempts", "ops", "idempotency"]),
+    ),
     (REGISTRY_SKIPPED, NONE),
     (
         FANOUT_TARGETS,

@@ -19,6 +19,7 @@ const STRING_KEYS: &[&str] = &[
     "kafka.dlq_topic",
     "kafka.ops_topic",
     "kafka.attempts_topic",
+    "kafka.idempotency_topic",
     "endpoint_health.operator_endpoint",
     "kafka.consumer_group",
     "log.level",

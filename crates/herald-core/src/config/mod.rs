@@ -134,7 +134,8 @@ pub struct GrpcConfig {
     pub max_payload_bytes: usize,
     /// Most events in one `PublishBatch`.
     pub max_batch_size: usize,
-    /// Idempotency keys remembered per ingest node (most recent first out).
+    /// Most idempotency keys an ingest node remembers from the idempotency
+    /// topic (the oldest forgotten first).
     pub idempotency_cache_size: usize,
     /// TLS for the API (`[grpc.tls]`); plaintext h2c when absent.
     pub tls: Option<GrpcTlsConfig>,
@@ -158,7 +159,7 @@ impl Default for GrpcConfig {
             listen: "0.0.0.0:50051".parse().expect("valid"),
             max_payload_bytes: 256 * 1024,
             max_batch_size: 1000,
-            idempotency_cache_size: 100_000,
+            idempotency_cache_size: 1_000_000,
             max_endpoints: 1_000_000,
             allow_unknown_event_types: true,
             fanout_chunk_records: 500,
@@ -203,6 +204,14 @@ pub struct KafkaConfig {
     pub ops_topic: String,
     /// Topic of the attempt log (every delivery attempt, keyed by endpoint).
     pub attempts_topic: String,
+    /// Topic of idempotency claims and answers (one partition), read by
+    /// every ingest node.
+    pub idempotency_topic: String,
+    /// How long an idempotency key keeps its answer, across nodes and
+    /// restarts (the idempotency topic's `retention.ms` is this plus an
+    /// hour when Herald creates it).
+    #[serde(with = "crate::duration::serde_one")]
+    pub idempotency_window: Duration,
     /// How long the attempt log keeps attempts (topic `retention.ms` when
     /// Herald creates it).
     #[serde(with = "crate::duration::serde_one")]
@@ -239,6 +248,8 @@ impl Default for KafkaConfig {
             dlq_topic: "herald.dlq".into(),
             ops_topic: "herald.ops".into(),
             attempts_topic: "herald.attempts".into(),
+            idempotency_topic: "herald.idempotency".into(),
+            idempotency_window: Duration::from_secs(86_400),
             attempts_retention: Duration::from_secs(7 * 86_400),
             retry_retention: Duration::from_secs(14 * 86_400),
             dlq_retention: Duration::from_secs(30 * 86_400),

@@ -1,6 +1,8 @@
 //! Range checks on a deserialised [`Config`]: values that are well-typed
 //! but out of range, each error naming its key and saying what is allowed.
 
+use std::time::Duration;
+
 use super::{Config, ConfigError};
 
 /// librdkafka's default `message.max.bytes`.
@@ -29,6 +31,7 @@ impl Config {
             ("kafka.dlq_topic", &k.dlq_topic),
             ("kafka.ops_topic", &k.ops_topic),
             ("kafka.attempts_topic", &k.attempts_topic),
+            ("kafka.idempotency_topic", &k.idempotency_topic),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             if !valid_topic(topic) {
@@ -81,6 +84,11 @@ impl Config {
         }
         if g.fanout_chunk_records == 0 {
             return bad("grpc.fanout_chunk_records", "must be at least 1");
+        }
+        if self.kafka.idempotency_window < Duration::from_secs(60)
+            || self.kafka.idempotency_window > Duration::from_secs(90 * 86_400)
+        {
+            return bad("kafka.idempotency_window", "must be between 1m and 90d");
         }
         if g.max_batch_size == 0 {
             return bad("grpc.max_batch_size", "must be at least 1");

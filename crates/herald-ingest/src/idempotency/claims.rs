@@ -1,0 +1,328 @@
+//! The idempotency topic's writer and reader on one ingest node.
+//!
+//! A reader thread follows the topic's only partition from its start and
+//! folds every record into the node's [`Ledger`]; [`Claims::acquire`]
+//! writes a claim, waits until the reader has folded it (so every earlier
+//! claim on the key is known), and answers whether this publish owns the
+//! key, must repeat an earlier answer, or conflicts with it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_core::config::KafkaConfig;
+use herald_core::time::now_ms;
+use herald_kafka::Producer;
+use herald_proto::v1::idempotency_record::Kind;
+use herald_proto::v1::IdempotencyRecord;
+use herald_telemetry::names;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::ledger::{Answer, Key, Ledger, Lookup, Record, RequestHash};
+
+/// Added to the producer's `message.timeout.ms` for a claim's lease: by
+/// then the owner's event writes have either been acknowledged or failed.
+const LEASE_MARGIN_MS: i64 = 15_000;
+
+/// Claims one acquire writes at most (one, plus one per takeover of a
+/// released or expired claim it waited for).
+const MAX_CLAIMS_PER_ACQUIRE: u32 = 4;
+
+/// Why a key could not be acquired.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The key was used with another request.
+    #[error("idempotency_key: this key was already used with a different request (event type, payload, channels or event id) within kafka.idempotency_window; use a new key for a new event")]
+    Conflict,
+    /// Another node holds the key and neither finished nor gave up in time.
+    #[error("idempotency_key: a publish with this key is still in progress on another node; retry with the same key")]
+    InProgress,
+    /// The idempotency topic could not be written or read.
+    #[error("the idempotency topic: {0}; retry with the same idempotency key")]
+    Kafka(#[from] KafkaError),
+}
+
+/// A key this node owns until it calls [`Claims::finish`] or
+/// [`Claims::release`].
+#[derive(Debug, Clone)]
+pub struct Claim {
+    key: Key,
+    request: RequestHash,
+    claim_id: String,
+}
+
+/// What [`Claims::acquire`] found.
+#[derive(Debug)]
+pub enum Acquired {
+    /// Write the events, then [`Claims::finish`] (or [`Claims::release`]).
+    Owned(Claim),
+    /// Already done with the same request: answer this, write nothing.
+    Done(Answer),
+}
+
+/// The node's view of the idempotency topic. Cheap to clone.
+#[derive(Clone)]
+pub struct Claims {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    producer: Producer,
+    topic: String,
+    node: String,
+    next_claim: AtomicU64,
+    lease_ms: i64,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Offsets below this have been folded into the ledger.
+    applied: watch::Receiver<i64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl Claims {
+    /// Starts the reader of `kafka.idempotency_topic` (from its start) and
+    /// writes through `producer`; remembers at most `capacity` keys.
+    pub fn start(
+        kafka: &KafkaConfig,
+        capacity: usize,
+        producer: Producer,
+        node: &str,
+    ) -> Result<Self, KafkaError> {
+        let client = format!("herald-idempotency-{node}");
+        let mut config = herald_kafka::consumer_config(kafka, Some(&client), &client);
+        // A claim is waited for by a publish: read it back promptly.
+        config.set("fetch.wait.max.ms", "10");
+        let consumer: BaseConsumer = config.create()?;
+        let mut assign = TopicPartitionList::new();
+        assign.add_partition_offset(&kafka.idempotency_topic, 0, Offset::Beginning)?;
+        consumer.assign(&assign)?;
+        let message_timeout = herald_kafka::producer_config(kafka, &client)
+            .get("message.timeout.ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(300_000);
+        let ledger = Arc::new(Mutex::new(Ledger::new(
+            kafka.idempotency_window.as_millis() as i64,
+            capacity,
+        )));
+        let (tx, applied) = watch::channel(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reader_ledger, reader_stop) = (ledger.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("idempotency-reader".into())
+            .spawn(move || read(consumer, reader_ledger, tx, reader_stop))
+            .map_err(|e| KafkaError::ClientCreation(format!("cannot start the reader: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                producer,
+                topic: kafka.idempotency_topic.clone(),
+                node: node.to_string(),
+                next_claim: AtomicU64::new(0),
+                lease_ms: message_timeout + LEASE_MARGIN_MS,
+                ledger,
+                applied,
+                stop,
+            }),
+        })
+    }
+
+    /// The answer for `key` if the ledger already knows it (finished, or
+    /// used with another request), without writing anything.
+    pub fn peek(&self, key: &Key, request: &RequestHash) -> Option<Result<Answer, ClaimError>> {
+        match self.lookup(key, request, None) {
+            Lookup::Done(answer) => Some(Ok(answer)),
+            Lookup::Conflict => Some(Err(ClaimError::Conflict)),
+            Lookup::Free | Lookup::Owned | Lookup::Wait { .. } => None,
+        }
+    }
+
+    /// Claims `key` for `request`, or finds its earlier answer. Waits for
+    /// another node's claim on the key to finish (at most its lease).
+    pub async fn acquire(&self, key: Key, request: RequestHash) -> Result<Acquired, ClaimError> {
+        let inner = &self.inner;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis((2 * inner.lease_ms).max(0) as u64);
+        let mut mine: Option<String> = None;
+        let mut claims_written = 0;
+        let mut applied = inner.applied.clone();
+        loop {
+            match self.lookup(&key, &request, mine.as_deref()) {
+                Lookup::Owned => {
+                    let claim_id = mine.expect("owned only with a claim");
+                    return Ok(Acquired::Owned(Claim {
+                        key,
+                        request,
+                        claim_id,
+                    }));
+                }
+                Lookup::Done(answer) => return Ok(Acquired::Done(answer)),
+                Lookup::Conflict => return Err(ClaimError::Conflict),
+                Lookup::Free => {
+                    // A claim of ours that was folded but no longer holds the
+                    // key (forgotten at once): the ledger is too small.
+                    claims_written += 1;
+                    if claims_written > MAX_CLAIMS_PER_ACQUIRE {
+                        return Err(ClaimError::InProgress);
+                    }
+                    let claim_id = format!(
+                        "{}-{}-{}",
+                        inner.node,
+                        now_ms(),
+                        inner.next_claim.fetch_add(1, Ordering::Relaxed)
+                    );
+                    let at_ms = now_ms();
+                    let offset = self
+                        .write(
+                            &key,
+                            IdempotencyRecord {
+                                kind: Kind::Claim as i32,
+                                claim_id: claim_id.clone(),
+                                request_hash: request.to_vec(),
+                                at_ms,
+                                lease_until_ms: at_ms + inner.lease_ms,
+                                node: inner.node.clone(),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    let seen = tokio::time::timeout_at(deadline, applied.wait_for(|&n| n > offset));
+                    if !matches!(seen.await, Ok(Ok(_))) {
+                        return Err(ClaimError::InProgress);
+                    }
+                    mine = Some(claim_id);
+                }
+                Lookup::Wait { until_ms } => {
+                    let lease_left = Duration::from_millis((until_ms - now_ms() + 1).max(1) as u64);
+                    let wake = deadline.min(tokio::time::Instant::now() + lease_left);
+                    // Woken by any new record, or when the lease ends.
+                    let _ = tokio::time::timeout_at(wake, applied.changed()).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ClaimError::InProgress);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records `answer` for an owned claim (after its events were
+    /// acknowledged), so every node answers later publishes with it.
+    pub async fn finish(&self, claim: &Claim, answer: &Answer) -> Result<(), KafkaError> {
+        let record = IdempotencyRecord {
+            kind: Kind::Done as i32,
+            claim_id: claim.claim_id.clone(),
+            request_hash: claim.request.to_vec(),
+            at_ms: now_ms(),
+            node: self.inner.node.clone(),
+            event_id: answer.event_id.clone(),
+            partition: answer.partition,
+            offset: answer.offset,
+            message_id: answer.message_id.clone(),
+            fanned_out: answer.fanned_out,
+            ..Default::default()
+        };
+        self.write(&claim.key, record).await.map(|_| ())
+    }
+
+    /// Gives an owned claim up (its events were not written): the key is
+    /// free again at once. Best effort: if this write fails too, the key
+    /// frees itself when the lease ends.
+    pub async fn release(&self, claim: &Claim) {
+        let record = IdempotencyRecord {
+            kind: Kind::Release as i32,
+            claim_id: claim.claim_id.clone(),
+            at_ms: now_ms(),
+            node: self.inner.node.clone(),
+            ..Default::default()
+        };
+        if let Err(e) = self.write(&claim.key, record).await {
+            tracing::warn!(error = %e, claim = %claim.claim_id, "could not release an idempotency claim; it frees itself when its lease ends");
+        }
+    }
+
+    fn lookup(&self, key: &Key, request: &RequestHash, claim: Option<&str>) -> Lookup {
+        let ledger = self.inner.ledger.lock().expect("ledger lock");
+        ledger.lookup(key, request, claim, now_ms())
+    }
+
+    /// Writes one record; returns its offset once Kafka acknowledged it.
+    async fn write(&self, key: &Key, record: IdempotencyRecord) -> Result<i64, KafkaError> {
+        let value = record.encode_to_vec();
+        let rec = FutureRecord::to(&self.inner.topic)
+            .partition(0)
+            .key(&key[..])
+            .payload(&value);
+        match self.inner.producer.send(rec, Duration::from_secs(30)).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((e, _)) => Err(e),
+        }
+    }
+}
+
+/// The ledger record of a topic record, if it is one.
+fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(Key, Record)> {
+    let key: Key = key?.try_into().ok()?;
+    let r = IdempotencyRecord::decode(value?).ok()?;
+    let request: RequestHash = r.request_hash.as_slice().try_into().unwrap_or([0; 32]);
+    let record = match Kind::try_from(r.kind).ok()? {
+        Kind::Claim => Record::Claim {
+            claim_id: r.claim_id,
+            request,
+            at_ms: r.at_ms,
+            lease_until_ms: r.lease_until_ms,
+        },
+        Kind::Done => Record::Done {
+            claim_id: r.claim_id,
+            request,
+            at_ms: r.at_ms,
+            answer: Answer {
+                event_id: r.event_id,
+                partition: r.partition,
+                offset: r.offset,
+                message_id: r.message_id,
+                fanned_out: r.fanned_out,
+            },
+        },
+        Kind::Release => Record::Release {
+            claim_id: r.claim_id,
+        },
+        Kind::Unspecified => return None,
+    };
+    Some((key, record))
+}
+
+/// The reader thread: folds every record into the ledger, in order.
+fn read(
+    consumer: BaseConsumer,
+    ledger: Arc<Mutex<Ledger>>,
+    applied: watch::Sender<i64>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Acquire) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(e)) => tracing::debug!(error = %e, "idempotency topic poll error"),
+            Some(Ok(msg)) => {
+                match decode(msg.key(), msg.payload()) {
+                    Some((key, record)) => {
+                        ledger.lock().expect("ledger lock").apply(key, &record);
+                    }
+                    None => {
+                        metrics::counter!(names::RECORDS_UNDECODABLE, "topic" => "idempotency")
+                            .increment(1);
+                    }
+                }
+                applied.send_replace(msg.offset() + 1);
+            }
+        }
+    }
+}
