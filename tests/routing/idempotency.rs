@@ -1,9 +1,11 @@
 //! Idempotency keys across ingest nodes and restarts: two ingest nodes on
 //! one broker (one of them also dispatching), the same key published to
-//! both at once, then again after one of them restarted.
+//! both at once, then again after one of them restarted; then the attempt
+//! log read by message id (a whole fan-out, a direct event).
 
 use crate::common::*;
 
+use crate::support::attempts_tail::AttemptsTail;
 use crate::support::{self, TestNode, GUARD};
 use herald::node::Roles;
 use herald_proto::v1 as pb;
@@ -223,6 +225,85 @@ async fn one_key_on_two_ingest_nodes_and_after_a_restart_delivers_once() {
         );
         assert_eq!(got[1], markers[i + 1]);
     }
+
+    // The attempt log by message: the whole fan-out (both endpoints), and a
+    // direct publish by its event id, each read from one partition.
+    let tail = AttemptsTail::start(&cfg.kafka.brokers, &cfg.kafka.attempts_topic, 0);
+    let wanted = [fanned.message_id.clone(), first.event_id.clone()];
+    tail.wait_for(
+        |recs| {
+            wanted
+                .iter()
+                .all(|m| recs.iter().any(|r| &r.message_id == m))
+                && recs
+                    .iter()
+                    .filter(|r| r.message_id == fanned.message_id)
+                    .count()
+                    >= 2
+        },
+        GUARD,
+    )
+    .await
+    .expect("the attempts are logged");
+    let by_message = |message_id: &str| pb::ListAttemptsRequest {
+        message_id: message_id.into(),
+        ..Default::default()
+    };
+    let listed = b
+        .events
+        .clone()
+        .list_attempts(by_message(&fanned.message_id))
+        .await
+        .expect("ListAttempts by message")
+        .into_inner()
+        .attempts;
+    let mut seen: Vec<(String, String, String)> = listed
+        .iter()
+        .map(|a| {
+            (
+                a.endpoint_id.clone(),
+                a.event_id.clone(),
+                a.message_id.clone(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expected: Vec<(String, String, String)> = ["crm", "erp"]
+        .iter()
+        .map(|ep| {
+            (
+                ep.to_string(),
+                herald_catalog::fanout_event_id(&fanned.message_id, ep),
+                fanned.message_id.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    let direct_attempts = b
+        .events
+        .clone()
+        .list_attempts(by_message(&first.event_id))
+        .await
+        .expect("ListAttempts by event id")
+        .into_inner()
+        .attempts;
+    assert_eq!(direct_attempts.len(), 1, "{direct_attempts:?}");
+    assert_eq!(
+        (
+            direct_attempts[0].endpoint_id.as_str(),
+            direct_attempts[0].outcome.as_str()
+        ),
+        ("ep", "success")
+    );
+    // Neither an endpoint nor a message: refused, naming both.
+    assert_status(
+        b.events
+            .clone()
+            .list_attempts(pb::ListAttemptsRequest::default())
+            .await,
+        Code::InvalidArgument,
+        &["endpoint_id", "message_id"],
+    );
     b.shutdown().await;
     a.shutdown().await;
 }

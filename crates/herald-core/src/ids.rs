@@ -45,6 +45,17 @@ pub fn scoped_idempotency_key(caller: &str, key: &str) -> String {
     }
 }
 
+/// The attempts-topic partition of every attempt of `message_id` (a
+/// fan-out's message id, or a direct event's id) among `partitions`: the
+/// first four bytes of its SHA-256, modulo the count. The dispatcher writes
+/// there and `ListAttempts` by message id reads only there.
+pub fn attempt_partition(message_id: &str, partitions: usize) -> i32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(message_id.as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    (n % partitions.max(1) as u32) as i32
+}
+
 /// Whether `id` is a well-formed id: 1..=128 chars of `[A-Za-z0-9._-]`.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()

@@ -211,6 +211,7 @@ impl AttemptContext {
             let state = event.envelope.attempt.as_ref();
             log.record(Entry {
                 event_id: &event.envelope.event_id,
+                message_id: &event.envelope.message_id,
                 endpoint_id: &event.envelope.endpoint_id,
                 event_type: &event.envelope.event_type,
                 attempt: state.map_or(1, |a| a.attempts),

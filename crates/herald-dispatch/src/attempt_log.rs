@@ -1,7 +1,9 @@
-//! The attempt log: every delivery attempt (event, attempt number, time,
-//! status, latency, error, the start of the response body, node) written to
-//! the attempts topic, keyed by endpoint, so operators can answer "what
-//! happened to event X" (`EventService.ListAttempts`, `herald attempts`).
+//! The attempt log: every delivery attempt (event, message, attempt number,
+//! time, status, latency, error, the start of the response body, node)
+//! written to the attempts topic, keyed by endpoint, in the partition of its
+//! message ([`herald_core::ids::attempt_partition`]), so operators can
+//! answer "what happened to event X", or to every endpoint of fan-out M, by
+//! reading one partition (`EventService.ListAttempts`, `herald attempts`).
 //!
 //! Best effort by design: a record is handed to the producer and not awaited;
 //! when the producer's queue is full the record is dropped and counted
@@ -22,12 +24,18 @@ pub struct AttemptLog {
     producer: Producer,
     topic: Arc<str>,
     node: Arc<str>,
+    /// The attempts topic's partition count (`None` if it could not be
+    /// read: the producer's partitioner then places records by endpoint).
+    partitions: Option<usize>,
 }
 
 /// One attempt, as the attempt code saw it.
 pub struct Entry<'a> {
     /// Event id.
     pub event_id: &'a str,
+    /// Message id (a fan-out's; empty for a direct publish, whose event id
+    /// is its message id).
+    pub message_id: &'a str,
     /// Endpoint id (the record key).
     pub endpoint_id: &'a str,
     /// Event type.
@@ -49,17 +57,24 @@ pub struct Entry<'a> {
 }
 
 impl AttemptLog {
-    /// Writes to `topic` through `producer`, naming this `node`.
-    pub fn new(producer: Producer, topic: &str, node: &str) -> Self {
+    /// Writes to `topic` (of `partitions` partitions, if known) through
+    /// `producer`, naming this `node`.
+    pub fn new(producer: Producer, topic: &str, partitions: Option<usize>, node: &str) -> Self {
         Self {
             producer,
             topic: topic.into(),
             node: node.into(),
+            partitions,
         }
     }
 
     /// Hands one record to the producer (not awaited).
     pub fn record(&self, e: Entry<'_>) {
+        let message_id = if e.message_id.is_empty() {
+            e.event_id
+        } else {
+            e.message_id
+        };
         let value = AttemptRecord {
             event_id: e.event_id.to_string(),
             endpoint_id: e.endpoint_id.to_string(),
@@ -72,11 +87,15 @@ impl AttemptLog {
             response_body: e.body,
             node: self.node.to_string(),
             event_type: e.event_type.to_string(),
+            message_id: message_id.to_string(),
         }
         .encode_to_vec();
-        let record = FutureRecord::to(&self.topic)
+        let mut record = FutureRecord::to(&self.topic)
             .key(e.endpoint_id)
             .payload(&value);
+        if let Some(n) = self.partitions {
+            record = record.partition(herald_core::ids::attempt_partition(message_id, n));
+        }
         if self.producer.send_result(record).is_err() {
             metrics::counter!(names::ATTEMPT_LOG_DROPPED).increment(1);
         }

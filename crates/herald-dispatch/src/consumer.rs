@@ -111,6 +111,24 @@ pub async fn run_dispatcher(
         &settings.kafka,
         &format!("herald-dispatch-log-{}", settings.node_id),
     ))?;
+    // Attempts of one message share a partition (read back by message id).
+    let attempt_partitions = if d.attempt_log {
+        let (producer, topic) = (best_effort.clone(), settings.kafka.attempts_topic.clone());
+        let counted = tokio::task::spawn_blocking(move || {
+            producer.partition_count(&topic, Duration::from_secs(10))
+        })
+        .await;
+        match counted {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, topic = %settings.kafka.attempts_topic, "cannot read the attempts topic's partition count; attempts are partitioned by endpoint and `herald attempts --message` may miss them");
+                None
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
     let attempts = Arc::new(AttemptContext {
         delivered: crate::attempt::DeliveredMetrics::new(),
         deliverer: Deliverer::new(settings.delivery.clone())?,
@@ -118,6 +136,7 @@ pub async fn run_dispatcher(
             AttemptLog::new(
                 best_effort.clone(),
                 &settings.kafka.attempts_topic,
+                attempt_partitions,
                 &settings.node_id,
             )
         }),

@@ -1,5 +1,6 @@
 //! `EventService.ListAttempts`: reads the attempt log (the attempts topic)
-//! for one endpoint, optionally one event, newest first.
+//! for one endpoint, or one message (every endpoint of a fan-out, read from
+//! the message's one partition), optionally one event, newest first.
 //!
 //! The topic is the only store: a call scans it from `since_ms` (or as far
 //! back as retention keeps) up to the end at the start of the call.
@@ -62,7 +63,17 @@ pub fn list(
     req: pb::ListAttemptsRequest,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<pb::ListAttemptsResponse, Status> {
-    validate::id("endpoint_id", &req.endpoint_id).map_err(invalid)?;
+    if req.message_id.is_empty() || !req.endpoint_id.is_empty() {
+        validate::id("endpoint_id", &req.endpoint_id).map_err(|e| {
+            invalid(FieldError::new(
+                "endpoint_id",
+                format!("{} (or set message_id)", e.message),
+            ))
+        })?;
+    }
+    if !req.message_id.is_empty() {
+        validate::id("message_id", &req.message_id).map_err(invalid)?;
+    }
     if !req.event_id.is_empty() {
         validate::id("event_id", &req.event_id).map_err(invalid)?;
     }
@@ -82,13 +93,18 @@ pub fn list(
         }
         n => n,
     };
-    let key = req.endpoint_id.as_bytes();
+    let key = (!req.endpoint_id.is_empty()).then_some(req.endpoint_id.as_bytes());
     // The newest `limit` so far; the heap's top is the oldest of them.
     let mut found: BinaryHeap<Reverse<Newest>> = BinaryHeap::with_capacity(limit + 1);
     let client = format!("herald-attempts-reader-{node_id}");
     let topic = &kafka.attempts_topic;
-    herald_kafka::scan::scan_topic_until(kafka, &client, topic, req.since_ms, stop, |msg| {
-        if msg.key() != Some(key) {
+    // Every attempt of one message is in one partition.
+    let pick = |partitions: usize| {
+        (!req.message_id.is_empty())
+            .then(|| herald_core::ids::attempt_partition(&req.message_id, partitions))
+    };
+    let visit = |msg: &rdkafka::message::BorrowedMessage<'_>| {
+        if key.is_some_and(|k| msg.key() != Some(k)) {
             return;
         }
         let Some(rec) = msg.payload().and_then(|v| AttemptRecord::decode(v).ok()) else {
@@ -100,13 +116,25 @@ pub fn list(
             );
             return;
         };
-        if (req.event_id.is_empty() || rec.event_id == req.event_id) && rec.at_ms >= req.since_ms {
+        if (req.event_id.is_empty() || rec.event_id == req.event_id)
+            && (req.message_id.is_empty() || rec.message_id == req.message_id)
+            && rec.at_ms >= req.since_ms
+        {
             found.push(Reverse(Newest(rec)));
             if found.len() > limit {
                 found.pop();
             }
         }
-    })
+    };
+    herald_kafka::scan::scan_partitions_until(
+        kafka,
+        &client,
+        topic,
+        req.since_ms,
+        stop,
+        pick,
+        visit,
+    )
     .map_err(|e| Status::unavailable(format!("cannot read the attempt log: {e}")))?;
     // Newest first; attempts of one event by attempt number when times tie.
     let found: Vec<AttemptRecord> = found
@@ -129,6 +157,7 @@ pub fn list(
                 error: r.error,
                 response_body: String::from_utf8_lossy(&r.response_body).into_owned(),
                 node: r.node,
+                message_id: r.message_id,
             })
             .collect(),
     })

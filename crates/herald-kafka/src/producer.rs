@@ -178,6 +178,20 @@ impl Producer {
         }
     }
 
+    /// How many partitions `topic` has (blocking: a metadata request of up
+    /// to `timeout`).
+    pub fn partition_count(&self, topic: &str, timeout: Duration) -> KafkaResult<usize> {
+        let md = self.base.client().fetch_metadata(Some(topic), timeout)?;
+        match md.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(t.partitions().len())
+            }
+            _ => Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            )),
+        }
+    }
+
     /// Records handed to librdkafka and not yet reported.
     pub fn in_flight_count(&self) -> i32 {
         self.base.in_flight_count()

@@ -64,9 +64,26 @@ pub fn scan_topic_until(
     topic: &str,
     from_ms: i64,
     stop: &AtomicBool,
+    visit: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    scan_partitions_until(kafka, client_id, topic, from_ms, stop, |_| None, visit)
+}
+
+/// [`scan_topic_until`] over one partition only, when `pick(partition
+/// count)` names one (`None` = every partition).
+pub fn scan_partitions_until(
+    kafka: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+    from_ms: i64,
+    stop: &AtomicBool,
+    pick: impl FnOnce(usize) -> Option<i32>,
     mut visit: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), KafkaError> {
-    let (consumer, partitions) = reader(kafka, client_id, topic)?;
+    let (consumer, mut partitions) = reader(kafka, client_id, topic)?;
+    if let Some(only) = pick(partitions.len()) {
+        partitions.retain(|&p| p == only);
+    }
     let mut ends = HashMap::new();
     let mut start = HashMap::new();
     for &p in &partitions {

@@ -30,6 +30,10 @@ use super::ledger::{Answer, Key, Ledger, Lookup, Record, RequestHash};
 /// then the owner's event writes have either been acknowledged or failed.
 const LEASE_MARGIN_MS: i64 = 15_000;
 
+/// Added to `message.timeout.ms` for the lease a claim must have left
+/// before its holder writes (so a holder never writes past its lease).
+const WRITE_MARGIN_MS: i64 = 2_000;
+
 /// Claims one acquire writes at most (one, plus one per takeover of a
 /// released or expired claim it waited for).
 const MAX_CLAIMS_PER_ACQUIRE: u32 = 4;
@@ -40,7 +44,8 @@ pub enum ClaimError {
     /// The key was used with another request.
     #[error("idempotency_key: this key was already used with a different request (event type, payload, channels or event id) within kafka.idempotency_window; use a new key for a new event")]
     Conflict,
-    /// Another node holds the key and neither finished nor gave up in time.
+    /// Another node (or a stale claim of this call) holds the key and
+    /// neither finished nor gave up in time.
     #[error("idempotency_key: a publish with this key is still in progress on another node; retry with the same key")]
     InProgress,
     /// The idempotency topic could not be written or read.
@@ -114,6 +119,7 @@ impl Claims {
         let ledger = Arc::new(Mutex::new(Ledger::new(
             kafka.idempotency_window.as_millis() as i64,
             capacity,
+            message_timeout + WRITE_MARGIN_MS,
         )));
         let (tx, applied) = watch::channel(0);
         let stop = Arc::new(AtomicBool::new(false));

@@ -114,6 +114,11 @@ pub enum Lookup {
 pub struct Ledger {
     window_ms: i64,
     capacity: usize,
+    /// How much of its lease a claim must have left for its holder to start
+    /// writing: the longest an events write takes to be acknowledged or to
+    /// fail. Later, the holder waits for its own claim to end and claims
+    /// again, so it never writes while another node may take the key over.
+    write_budget_ms: i64,
     entries: HashMap<Key, Entry>,
     /// Keys in the order they were claimed, with that time, for expiry and
     /// eviction (stale pairs are skipped).
@@ -122,11 +127,13 @@ pub struct Ledger {
 
 impl Ledger {
     /// A ledger remembering keys for `window_ms`, at most `capacity` of them
-    /// (the oldest forgotten first; 0 remembers none).
-    pub fn new(window_ms: i64, capacity: usize) -> Self {
+    /// (the oldest forgotten first; 0 remembers none), whose claim holders
+    /// need `write_budget_ms` of lease left to write.
+    pub fn new(window_ms: i64, capacity: usize, write_budget_ms: i64) -> Self {
         Self {
             window_ms,
             capacity,
+            write_budget_ms,
             entries: HashMap::new(),
             order: VecDeque::new(),
         }
@@ -235,7 +242,19 @@ impl Ledger {
             return Lookup::Free;
         };
         match &e.state {
-            State::Pending { claim_id, .. } if Some(claim_id.as_str()) == claim => Lookup::Owned,
+            State::Pending {
+                claim_id,
+                lease_until_ms,
+            } if Some(claim_id.as_str()) == claim => {
+                if now_ms.saturating_add(self.write_budget_ms) <= *lease_until_ms {
+                    Lookup::Owned
+                } else {
+                    // Too little lease left to write safely.
+                    Lookup::Wait {
+                        until_ms: *lease_until_ms,
+                    }
+                }
+            }
             _ if e.request != *request => Lookup::Conflict,
             State::Done(answer) => Lookup::Done(answer.clone()),
             State::Pending { lease_until_ms, .. } if *lease_until_ms < now_ms => Lookup::Free,

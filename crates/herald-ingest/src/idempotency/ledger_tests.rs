@@ -10,6 +10,8 @@ use super::ledger::{Answer, Key, Ledger, Lookup, Record, RequestHash};
 
 const WINDOW: i64 = 1_000_000;
 const LEASE: i64 = 100;
+/// The longest an events write takes (acknowledged or failed).
+const BUDGET: i64 = 30;
 
 fn key(k: u8) -> Key {
     [k; 32]
@@ -46,11 +48,16 @@ fn answer(r: u8) -> Answer {
 
 #[test]
 fn first_claim_wins_and_the_answer_is_repeated() {
-    let mut l = Ledger::new(WINDOW, 10);
+    let mut l = Ledger::new(WINDOW, 10, BUDGET);
     assert_eq!(l.lookup(&key(1), &req(1), None, 0), Lookup::Free);
     l.apply(key(1), &claim("a", 1, 0));
     l.apply(key(1), &claim("b", 1, 1));
     assert_eq!(l.lookup(&key(1), &req(1), Some("a"), 2), Lookup::Owned);
+    // Too little lease left to start writing: wait for it to end instead.
+    assert_eq!(
+        l.lookup(&key(1), &req(1), Some("a"), LEASE - BUDGET + 1),
+        Lookup::Wait { until_ms: LEASE }
+    );
     assert_eq!(
         l.lookup(&key(1), &req(1), Some("b"), 2),
         Lookup::Wait { until_ms: LEASE }
@@ -68,7 +75,7 @@ fn first_claim_wins_and_the_answer_is_repeated() {
 
 #[test]
 fn a_release_or_an_ended_lease_frees_the_key() {
-    let mut l = Ledger::new(WINDOW, 10);
+    let mut l = Ledger::new(WINDOW, 10, BUDGET);
     l.apply(key(1), &claim("a", 1, 0));
     l.apply(
         key(1),
@@ -105,7 +112,7 @@ fn a_release_or_an_ended_lease_frees_the_key() {
 
 #[test]
 fn keys_end_with_the_window_and_the_capacity() {
-    let mut l = Ledger::new(1_000, 2);
+    let mut l = Ledger::new(1_000, 2, BUDGET);
     l.apply(key(1), &claim("a", 1, 0));
     l.apply(key(1), &done("a", 1, 1));
     assert_eq!(l.lookup(&key(1), &req(2), None, 999), Lookup::Conflict);
@@ -116,7 +123,7 @@ fn keys_end_with_the_window_and_the_capacity() {
     l.apply(key(3), &claim("d", 1, 1_004));
     assert_eq!(l.len(), 2, "the oldest key is forgotten");
     assert_eq!(l.lookup(&key(1), &req(1), None, 1_005), Lookup::Free);
-    let mut none = Ledger::new(1_000, 0);
+    let mut none = Ledger::new(1_000, 0, BUDGET);
     none.apply(key(1), &claim("a", 1, 0));
     assert!(none.is_empty());
 }
@@ -129,6 +136,8 @@ struct Flight {
     req: u8,
     claim: Option<(String, usize)>,
     stage: Stage,
+    /// When the node found it owns the key.
+    owned_at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,7 +181,9 @@ impl Model {
     fn new() -> Self {
         Self {
             log: Vec::new(),
-            nodes: (0..3).map(|_| (Ledger::new(WINDOW, 100), 0)).collect(),
+            nodes: (0..3)
+                .map(|_| (Ledger::new(WINDOW, 100, BUDGET), 0))
+                .collect(),
             flights: Vec::new(),
             now: 0,
             next_id: 0,
@@ -210,7 +221,10 @@ impl Model {
                         self.log.push((k, claim(&id, f.req, self.now)));
                         self.flights[i].claim = Some((id, self.log.len() - 1));
                     }
-                    Lookup::Owned => self.flights[i].stage = Stage::Owned,
+                    Lookup::Owned => {
+                        self.flights[i].stage = Stage::Owned;
+                        self.flights[i].owned_at = self.now;
+                    }
                     Lookup::Done(a) => {
                         assert_eq!(a, answer(f.req), "the answer of another request");
                         assert!(
@@ -230,7 +244,9 @@ impl Model {
                     Lookup::Wait { .. } => {}
                 }
             }
-            Stage::Owned if fail => {
+            // A write not acknowledged within its budget has failed (the
+            // producer's message timeout).
+            Stage::Owned if fail || self.now > f.owned_at + BUDGET => {
                 let (id, _) = f.claim.expect("owned with a claim");
                 self.log.push((k, Record::Release { claim_id: id }));
                 self.flights.remove(i);
@@ -273,7 +289,7 @@ impl Model {
             }
         }
         self.flights.retain(|f| f.node != node);
-        self.nodes[node] = (Ledger::new(WINDOW, 100), 0);
+        self.nodes[node] = (Ledger::new(WINDOW, 100, BUDGET), 0);
     }
 
     fn check(&self) {
@@ -298,7 +314,7 @@ proptest! {
             match op {
                 Op::Publish { node, key, req } => {
                     if m.flights.len() < 8 {
-                        m.flights.push(Flight { node, key, req, claim: None, stage: Stage::Looking });
+                        m.flights.push(Flight { node, key, req, claim: None, stage: Stage::Looking, owned_at: 0 });
                     }
                 }
                 Op::Read { node, n } => m.read(node, n),

@@ -1,5 +1,6 @@
-//! `herald attempts`: the attempt log of an endpoint (or one event), newest
-//! first, through `EventService.ListAttempts`.
+//! `herald attempts`: the attempt log of an endpoint, of one event, or of a
+//! whole fan-out (every endpoint of one message), newest first, through
+//! `EventService.ListAttempts`.
 
 use herald_proto::v1::event_service_client::EventServiceClient;
 use herald_proto::v1::{Attempt, ListAttemptsRequest};
@@ -12,11 +13,13 @@ use super::{rpc, ClientOpts};
 /// Flags of `herald attempts`.
 #[derive(clap::Args, Debug)]
 pub struct AttemptsArgs {
-    /// Whose attempts.
-    #[arg(long, value_name = "ID")]
-    endpoint: String,
-    /// Only this event's attempts.
-    #[arg(long, value_name = "EVENT_ID")]
+    /// Whose attempts (optional with --event).
+    #[arg(long, value_name = "ID", required_unless_present = "event")]
+    endpoint: Option<String>,
+    /// With --endpoint: only this event's attempts. Alone: every attempt of
+    /// this message, at every endpoint (a fan-out's message id `msg_…`, or
+    /// a direct publish's event id).
+    #[arg(long, value_name = "EVENT_OR_MESSAGE_ID")]
     event: Option<String>,
     /// Only attempts at or after: unix ms, RFC 3339, or an age such as 2h.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -30,6 +33,7 @@ pub struct AttemptsArgs {
 #[derive(Serialize, Debug)]
 struct AttemptView {
     event_id: String,
+    message_id: String,
     endpoint_id: String,
     event_type: String,
     attempt: u32,
@@ -46,6 +50,7 @@ impl From<Attempt> for AttemptView {
     fn from(a: Attempt) -> Self {
         Self {
             event_id: a.event_id,
+            message_id: a.message_id,
             endpoint_id: a.endpoint_id,
             event_type: a.event_type,
             attempt: a.attempt,
@@ -77,8 +82,9 @@ impl Render for AttemptList {
                 a.status.to_string()
             };
             out.push_str(&format!(
-                "{}  {}  #{}  {}  {}  status={}  {}ms  node={}\n",
+                "{}  {}  {}  #{}  {}  {}  status={}  {}ms  node={}\n",
                 format_unix_ms(a.at_ms),
+                a.endpoint_id,
                 a.event_id,
                 a.attempt,
                 a.event_type,
@@ -103,12 +109,20 @@ impl Render for AttemptList {
 pub async fn run_attempts(opts: &ClientOpts, args: AttemptsArgs) -> anyhow::Result<()> {
     let server = opts.server.as_str();
     let mut client = EventServiceClient::new(rpc::connect(opts).await?);
+    let (event_id, message_id) = match (&args.endpoint, args.event) {
+        // One endpoint, optionally one of its events.
+        (Some(_), event) => (event.unwrap_or_default(), String::new()),
+        // No endpoint: the whole message (every endpoint of a fan-out).
+        (None, Some(message)) => (String::new(), message),
+        (None, None) => anyhow::bail!("give --endpoint ID, --event ID, or both"),
+    };
     let resp = client
         .list_attempts(ListAttemptsRequest {
-            endpoint_id: args.endpoint,
-            event_id: args.event.unwrap_or_default(),
+            endpoint_id: args.endpoint.unwrap_or_default(),
+            event_id,
             since_ms: args.since.unwrap_or(0),
             limit: args.limit.unwrap_or(0),
+            message_id,
         })
         .await
         .map_err(|s| rpc::rpc_error(server, "ListAttempts", s))?
