@@ -32,4 +32,5 @@ mod catalogue;
 mod common;
 mod fanout;
 mod idempotency;
+mod schedule;
 mod test_events;

@@ -11,6 +11,7 @@
 //! - [`retry`]: whether an attempt's result is success, retryable or final.
 //! - [`breaker`]: the per-endpoint circuit breaker (closed, open, half-open).
 //! - [`schedule`]: how long to wait before the next attempt, or when to give up.
+//! - [`delay`]: the tiers scheduled events wait in until they are due.
 //! - [`egress`]: which network addresses deliveries may reach (SSRF rules).
 //! - [`duration`]: human-friendly durations (`5s`, `2h`) in configuration.
 //! - [`text`]: bounds on text others control (receiver errors, record keys).
@@ -18,6 +19,7 @@
 
 pub mod breaker;
 pub mod config;
+pub mod delay;
 pub mod duration;
 pub mod egress;
 pub mod endpoint;

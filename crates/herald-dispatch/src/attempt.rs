@@ -324,7 +324,7 @@ fn observe(
     match outcome {
         Outcome::Delivered => {
             m.events.increment(1);
-            let age_ms = (now_ms() - event.envelope.created_at_ms).max(0);
+            let age_ms = (now_ms() - crate::lane::age_base_ms(&event.envelope)).max(0);
             m.end_to_end.record(age_ms as f64 / 1000.0);
             tracing::debug!(event_id = %id, endpoint_id = %ep, attempt, status = r.status, "delivered");
         }

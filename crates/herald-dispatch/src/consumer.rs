@@ -197,14 +197,15 @@ pub async fn run_dispatcher(
         suspended: Mutex::new(HashMap::new()),
         failures: failures_tx,
         generation: AtomicU64::new(0),
+        settle: crate::settle::SettleWatch::new(crate::settle::limit(&settings.kafka)),
     };
     health.pending("registry", "loading the endpoint registry");
     registry.wait_loaded().await;
     health.ready("registry");
 
-    let mut config = herald_kafka::consumer_config(
+    let mut config = herald_kafka::group_member_config(
         &settings.kafka,
-        Some(&settings.kafka.consumer_group),
+        &settings.kafka.consumer_group,
         &format!("herald-dispatch-{}", settings.node_id),
     );
     // Partition N of the events and retry topics must go to the same member.
@@ -219,14 +220,6 @@ pub async fn run_dispatcher(
     // Quiet partitions should not add latency (librdkafka waits up to 500 ms).
     if !settings.kafka.client.contains_key("fetch.wait.max.ms") {
         config.set("fetch.wait.max.ms", d.fetch_wait_max_ms.to_string());
-    }
-    // librdkafka sends max.poll.interval.ms as the group's rebalance
-    // timeout: how long a coordinator waits for members to rejoin. The
-    // stream consumer polls all the time, so it never needs 5 minutes, and
-    // tansu 0.6.0's coordinator waits that long for members that already
-    // left (a 3 -> 1 scale-down stalled the group; tests/fleet.rs).
-    if !settings.kafka.client.contains_key("max.poll.interval.ms") {
-        config.set("max.poll.interval.ms", "30000");
     }
     let consumer: Arc<DispatchConsumer> = Arc::new(config.create_with_context(context)?);
     consumer.subscribe(&[&settings.kafka.events_topic, &settings.kafka.retry_topic])?;
@@ -325,6 +318,10 @@ async fn route(
             Some(f) = failures.recv() => return Some(f),
             Some((p, generation, c)) = control.recv() => {
                 apply_control(consumer, p, generation, c);
+                continue;
+            }
+            _ = ctx.settle.rejoin_requested() => {
+                crate::settle::rejoin(consumer, &[&ctx.events_topic, &ctx.retry_topic]);
                 continue;
             }
             m = consumer.recv() => m,

@@ -73,6 +73,8 @@ pub(crate) struct DispatchContext {
     pub(crate) failures: mpsc::UnboundedSender<Failure>,
     /// Bumped whenever `workers` changes, so the router refreshes its copy.
     pub(crate) generation: AtomicU64,
+    /// The group watch: rejoin when the group stays unsettled too long.
+    pub(crate) settle: crate::settle::SettleWatch,
 }
 
 /// Locks `m` even if a panicking worker poisoned it: the trackers only ever
@@ -230,8 +232,12 @@ impl DispatchContext {
 
 impl ClientContext for DispatchContext {
     /// librdkafka's statistics (every `statistics.interval.ms`): consumer lag
-    /// of the owned partitions of both topics.
+    /// of the owned partitions of both topics, and whether the group settles.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(cgrp) = &statistics.cgrp {
+            self.settle
+                .observe(&cgrp.join_state, std::time::Instant::now());
+        }
         for (name, label) in [(&self.events_topic, "events"), (&self.retry_topic, "retry")] {
             let Some(topic) = statistics.topics.get(name.as_str()) else {
                 continue;

@@ -89,6 +89,13 @@ pub struct Lane {
     pub held_back: bool,
 }
 
+/// When an event's age starts: its publish, or its due time if it was
+/// scheduled (a month-long schedule does not count against `max_age`, and
+/// latency is measured from when it was due).
+pub fn age_base_ms(envelope: &EventEnvelope) -> i64 {
+    envelope.created_at_ms.max(envelope.deliver_at_ms)
+}
+
 impl Default for Lane {
     fn default() -> Self {
         Self {

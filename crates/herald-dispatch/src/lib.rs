@@ -17,7 +17,10 @@
 //!   thin shell that feeds the core and carries out its actions.
 //! - [`group`]: consumer-group membership: rebalances, suspending and
 //!   resuming workers, commit callbacks.
+//! - [`settle`]: leaving and rejoining a consumer group that never settles.
 //! - [`consumer`]: the dispatcher's run loop, the record router and commits.
+//! - [`scheduler`]: moves scheduled events from the scheduled topic's tiers
+//!   into the events topic when they are due.
 #![forbid(unsafe_code)]
 
 pub mod attempt;
@@ -31,6 +34,8 @@ pub mod machine;
 pub mod offsets;
 pub mod rate;
 pub mod scanner;
+pub mod scheduler;
+pub mod settle;
 pub mod sink;
 pub mod worker;
 

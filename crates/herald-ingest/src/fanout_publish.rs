@@ -36,6 +36,7 @@ impl Publisher {
         }
         herald_catalog::pattern::validate_channels(&req.channels)
             .map_err(|e| validate::FieldError::new("channels", e.to_string()))?;
+        let due = self.due_ms(&req)?;
         if !self.registry.is_loaded() {
             return Err(PublishError::NotReady);
         }
@@ -47,7 +48,13 @@ impl Publisher {
                 scope::Target::App(&req.app_id),
                 &req.idempotency_key,
             );
-            let request = scope::request(&req.event_type, &req.payload, "", &req.channels);
+            let request = scope::request(
+                &req.event_type,
+                &req.payload,
+                "",
+                &req.channels,
+                (req.deliver_at_ms, req.delay_ms),
+            );
             // Before the catalogue's checks: a retry of an accepted publish
             // gets its answer even if the type changed since.
             match claims.peek(&key, &request) {
@@ -78,7 +85,7 @@ impl Publisher {
         } else {
             ids::new_event_id()
         };
-        let result = self.write_fan_out(&req, parsed, message_id).await;
+        let result = self.write_fan_out(&req, parsed, message_id, due).await;
         self.settle(claim, &result).await;
         result.map(|answer| response(answer, false))
     }
@@ -101,6 +108,7 @@ impl Publisher {
         req: &PublishRequest,
         parsed: Option<serde_json::Value>,
         message_id: String,
+        due: i64,
     ) -> Result<Answer, PublishError> {
         let null = serde_json::Value::Null;
         let payload = parsed.as_ref().unwrap_or(&null);
@@ -126,6 +134,7 @@ impl Publisher {
                     attempt: Some(AttemptState::default()),
                     message_id: message_id.clone(),
                     app_id: req.app_id.clone(),
+                    deliver_at_ms: due,
                     ..Default::default()
                 };
                 Prepared::plain(envelope)
@@ -166,6 +175,7 @@ impl Publisher {
         Ok(Answer {
             message_id,
             fanned_out: targets.len() as u32,
+            deliver_at_ms: due,
             ..Default::default()
         })
     }

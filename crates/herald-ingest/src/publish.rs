@@ -119,6 +119,10 @@ impl PublishError {
 pub struct Publisher {
     pub(crate) producer: Producer,
     topic: Arc<str>,
+    /// `kafka.scheduled_topic`.
+    scheduled_topic: Arc<str>,
+    /// `grpc.max_schedule_delay`, ms.
+    max_schedule_ms: i64,
     pub(crate) registry: Registry,
     pub(crate) max_payload: usize,
     /// The idempotency topic (`None` when `grpc.idempotency_cache_size` is 0).
@@ -148,6 +152,8 @@ impl Publisher {
         Ok(Self {
             producer,
             topic: kafka.events_topic.as_str().into(),
+            scheduled_topic: kafka.scheduled_topic.as_str().into(),
+            max_schedule_ms: grpc.max_schedule_delay.as_millis() as i64,
             registry,
             max_payload: grpc.max_payload_bytes,
             claims,
@@ -257,6 +263,7 @@ impl Publisher {
                                 event_id: p.envelope.event_id,
                                 partition: delivery.partition,
                                 offset: delivery.offset,
+                                deliver_at_ms: p.envelope.deliver_at_ms,
                                 ..Default::default()
                             };
                             let resp = response(answer.clone(), false);
@@ -294,12 +301,25 @@ impl Publisher {
     /// Hands one prepared event to the producer, waiting while its queue is full.
     pub(crate) async fn enqueue(&self, p: &mut Prepared) -> Slot {
         let p = std::mem::take(p);
+        // A scheduled event waits in its tier of the scheduled topic.
+        let wait = match herald_core::delay::step(now_ms(), p.envelope.deliver_at_ms) {
+            herald_core::delay::Step::Wait { tier, ready_ms } => Some((tier, ready_ms.to_string())),
+            herald_core::delay::Step::Deliver => None,
+        };
         loop {
-            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
                 key: herald_kafka::headers::EVENT_ID,
                 value: Some(p.envelope.event_id.as_bytes()),
             });
-            let record = FutureRecord::to(&self.topic)
+            let mut record = FutureRecord::to(&self.topic);
+            if let Some((tier, ready)) = &wait {
+                headers = headers.insert(Header {
+                    key: herald_kafka::headers::READY_MS,
+                    value: Some(ready.as_bytes()),
+                });
+                record = FutureRecord::to(&self.scheduled_topic).partition(*tier);
+            }
+            let record = record
                 .key(p.envelope.endpoint_id.as_bytes())
                 .payload(&p.value)
                 .headers(headers);
@@ -342,6 +362,7 @@ impl Publisher {
         validate::event_type(&req.event_type)?;
         validate::payload(&req.payload, self.max_payload)?;
         check_key_len(&req.idempotency_key)?;
+        let due = self.due_ms(&req)?;
         if !req.event_id.is_empty() {
             validate::id("event_id", &req.event_id)?;
             check_caller_event_id(&req.event_id)?;
@@ -367,7 +388,13 @@ impl Publisher {
                 scope::Target::Endpoint(&req.endpoint_id),
                 &req.idempotency_key,
             );
-            let request = scope::request(&req.event_type, &req.payload, &req.event_id, &[]);
+            let request = scope::request(
+                &req.event_type,
+                &req.payload,
+                &req.event_id,
+                &[],
+                (req.deliver_at_ms, req.delay_ms),
+            );
             match claims.peek(&key, &request) {
                 Some(Ok(answer)) => return Ok(Validated::Cached(response(answer, true))),
                 Some(Err(e)) => return Err(e.into()),
@@ -405,10 +432,21 @@ impl Publisher {
                 created_at_ms: now_ms(),
                 idempotency_key: req.idempotency_key,
                 attempt: Some(AttemptState::default()),
+                deliver_at_ms: due,
                 ..Default::default()
             },
             idem,
         ))
+    }
+
+    /// When `req` asks to be delivered (0 = at once).
+    pub(crate) fn due_ms(&self, req: &PublishRequest) -> Result<i64, validate::FieldError> {
+        herald_core::delay::due_ms(
+            req.deliver_at_ms,
+            req.delay_ms,
+            now_ms(),
+            self.max_schedule_ms,
+        )
     }
 }
 
@@ -462,6 +500,7 @@ pub(crate) fn response(answer: Answer, duplicate: bool) -> PublishResponse {
         duplicate,
         message_id: answer.message_id,
         fanned_out: answer.fanned_out,
+        deliver_at_ms: answer.deliver_at_ms,
     }
 }
 

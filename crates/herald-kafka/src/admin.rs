@@ -102,6 +102,12 @@ pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
             retention_ms: Some(cfg.attempts_retention.as_millis() as i64),
         },
         TopicSpec {
+            name: cfg.scheduled_topic.clone(),
+            partitions: herald_core::delay::TIERS,
+            compacted: false,
+            retention_ms: Some(SCHEDULED_RETENTION_MS),
+        },
+        TopicSpec {
             name: cfg.idempotency_topic.clone(),
             partitions: 1,
             compacted: false,
@@ -109,6 +115,12 @@ pub fn topic_specs(cfg: &KafkaConfig) -> Vec<TopicSpec> {
         },
     ]
 }
+
+/// The scheduled topic keeps a record a week longer than the longest tier
+/// makes it wait (a record is rewritten to another tier, or to the events
+/// topic, once its tier's wait is over).
+pub const SCHEDULED_RETENTION_MS: i64 =
+    (1000_i64 << (herald_core::delay::TIERS - 1)) + 7 * 86_400_000;
 
 /// The idempotency topic keeps its records an hour longer than the window,
 /// so a node reading it at start sees every key still inside the window.

@@ -30,6 +30,20 @@ pub fn producer_config(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
     c
 }
 
+/// [`consumer_config`] for a member of consumer group `group` that polls
+/// all the time: `max.poll.interval.ms` (sent as the group's rebalance
+/// timeout, how long a coordinator waits for members to rejoin) is 30 s
+/// instead of librdkafka's 5 minutes, unless `kafka.client` sets it. tansu
+/// 0.6.0's coordinator waits that long for members that already left, which
+/// stalled every group on the broker after a scale-down (tests/fleet.rs).
+pub fn group_member_config(cfg: &KafkaConfig, group: &str, client_id: &str) -> ClientConfig {
+    let mut c = consumer_config(cfg, Some(group), client_id);
+    if !cfg.client.contains_key("max.poll.interval.ms") {
+        c.set("max.poll.interval.ms", "30000");
+    }
+    c
+}
+
 /// A consumer that stores nothing on its own: Herald commits explicitly.
 pub fn consumer_config(cfg: &KafkaConfig, group: Option<&str>, client_id: &str) -> ClientConfig {
     let mut c = base_config(cfg);

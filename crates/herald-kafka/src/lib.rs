@@ -16,7 +16,7 @@ pub mod watch;
 
 pub use admin::{ensure_topics, TopicError};
 pub use capabilities::{Capabilities, Gap};
-pub use clients::{base_config, consumer_config, producer_config};
+pub use clients::{base_config, consumer_config, group_member_config, producer_config};
 pub use dev::DevBroker;
 pub use producer::{DeliveryFuture, Producer};
 
@@ -31,6 +31,9 @@ pub mod headers {
     pub const ATTEMPTS: &str = "herald-attempts";
     /// Unix ms before which the next attempt must not start (retry records).
     pub const NEXT_ATTEMPT_MS: &str = "herald-next-attempt-ms";
+    /// Unix ms from which the scheduler may take a scheduled-topic record
+    /// (the end of its tier's wait).
+    pub const READY_MS: &str = "herald-ready-ms";
     /// Events-topic partition the event was first written to.
     pub const ORIGIN_PARTITION: &str = "herald-origin-partition";
     /// Events-topic offset the event was first written to.

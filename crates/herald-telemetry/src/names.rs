@@ -83,7 +83,8 @@ pub const COMMITS: &str = "herald_offset_commits_total";
 
 /// Gauge, label `state` (`enabled` | `disabled`): endpoints in the registry.
 pub const ENDPOINTS: &str = "herald_endpoints";
-/// Counter, label `topic` (`dlq` | `attempts` | `ops`): records a scan
+/// Counter, label `topic` (`dlq` | `attempts` | `ops` | `idempotency` |
+/// `scheduled`): records a scan
 /// (`ListDeadLetters`, replays, `ListAttempts`, `GetStatus`) met that do not
 /// decode; the scan goes on without them. Counted per scan that meets them.
 pub const RECORDS_UNDECODABLE: &str = "herald_records_undecodable_total";
@@ -99,6 +100,10 @@ pub const REGISTRY_SKIPPED: &str = "herald_registry_records_skipped_total";
 /// its filter could not be evaluated on the payload (a missing field, a type
 /// mismatch: no record; the log says which endpoint at debug level).
 pub const FANOUT_TARGETS: &str = "herald_fanout_targets_total";
+/// Counter, label `to` (`events` | `tier`): scheduled events the scheduler
+/// moved once their tier's wait was over: into the events topic (due), or
+/// to a shorter tier of the scheduled topic.
+pub const SCHEDULED_MOVES: &str = "herald_scheduled_moves_total";
 
 /// Gauge, label `feature` (`offset_commit_metadata`, `describe_groups`): whether the Kafka
 /// broker supports a feature Herald uses, as probed at node start: `1`
@@ -141,6 +146,7 @@ pub const ALL: &[&str] = &[
     REGISTRY_SKIPPED,
     RECORDS_UNDECODABLE,
     FANOUT_TARGETS,
+    SCHEDULED_MOVES,
     BROKER_FEATURE_SUPPORTED,
 ];
 

@@ -106,6 +106,10 @@ fn describe() {
     );
     metrics::describe_counter!(REGISTRY_SKIPPED, "Registry records this node could not use");
     metrics::describe_counter!(
+        SCHEDULED_MOVES,
+        "Scheduled events moved when their tier's wait ended: to the events topic (due) or a shorter tier"
+    );
+    metrics::describe_counter!(
         FANOUT_TARGETS,
         "Fan-out targets whose type and channels matched, by what their filter made of it"
     );

@@ -58,13 +58,17 @@ const COUNTERS: &[(&str, Labels)] = &[
     (COMMITS, ("outcome", &["ok", "error"])),
     (
         RECORDS_UNDECODABLE,
-        ("topic", &["dlq", "attempts", "ops", "idempotency"]),
+        (
+            "topic",
+            &["dlq", "attempts", "ops", "idempotency", "scheduled"],
+        ),
     ),
     (REGISTRY_SKIPPED, NONE),
     (
         FANOUT_TARGETS,
         ("outcome", &["matched", "filtered_out", "filter_error"]),
     ),
+    (SCHEDULED_MOVES, ("to", &["events", "tier"])),
 ];
 
 const METHODS: &[&str] = &["publish", "publish_batch"];

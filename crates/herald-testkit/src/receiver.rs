@@ -42,6 +42,9 @@ pub struct Recorded {
     pub body: Bytes,
     /// When the body had been read (before the answer was sent).
     pub at: Instant,
+    /// The same moment on the wall clock, unix ms (to compare with times
+    /// Herald reports, such as a scheduled event's due time).
+    pub at_unix_ms: i64,
     /// 1-based: this is the n-th request to `path`.
     pub path_seq: u32,
     /// 1-based: this is the n-th request to `path` with this `webhook-id`
@@ -424,6 +427,7 @@ async fn handle(
         headers,
         body,
         at: Instant::now(),
+        at_unix_ms: unix_ms_now(),
         path_seq: 0,
         id_attempt: 0,
     };
@@ -470,3 +474,10 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests;
+
+/// The wall clock, unix ms.
+pub(crate) fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

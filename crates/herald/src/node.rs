@@ -306,6 +306,14 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             ring: ring.clone(),
             max_requests_per_host: cfg.delivery.max_requests_per_host_per_second,
         };
+        // Scheduled events wait in the scheduled topic; every dispatcher
+        // node takes a share of its tiers and moves them when they are due.
+        let (kafka, node_id, stop) = (cfg.kafka.clone(), cfg.node.id.clone(), stop_rest.clone());
+        rest.push(tokio::spawn(async move {
+            if let Err(e) = herald_dispatch::scheduler::run_scheduler(kafka, node_id, stop).await {
+                tracing::error!(error = %e, "the scheduler stopped; scheduled events wait until the node restarts");
+            }
+        }));
         Some(tokio::spawn(run_dispatcher(
             settings,
             registry.clone(),

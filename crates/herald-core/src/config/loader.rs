@@ -20,6 +20,7 @@ const STRING_KEYS: &[&str] = &[
     "kafka.ops_topic",
     "kafka.attempts_topic",
     "kafka.idempotency_topic",
+    "kafka.scheduled_topic",
     "endpoint_health.operator_endpoint",
     "kafka.consumer_group",
     "log.level",

@@ -151,6 +151,10 @@ pub struct GrpcConfig {
     /// acknowledged by Kafka before the next is handed to the producer (and
     /// at most ~900 KB of records per chunk).
     pub fanout_chunk_records: usize,
+    /// The furthest ahead a publish may schedule its delivery (`delay_ms`,
+    /// `deliver_at_ms`).
+    #[serde(with = "crate::duration::serde_one")]
+    pub max_schedule_delay: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -163,6 +167,7 @@ impl Default for GrpcConfig {
             max_endpoints: 1_000_000,
             allow_unknown_event_types: true,
             fanout_chunk_records: 500,
+            max_schedule_delay: Duration::from_secs(30 * 86_400),
             tls: None,
         }
     }
@@ -207,6 +212,9 @@ pub struct KafkaConfig {
     /// Topic of idempotency claims and answers (one partition), read by
     /// every ingest node.
     pub idempotency_topic: String,
+    /// Topic where scheduled events wait until they are due (one partition
+    /// per delay tier, see [`crate::delay`]).
+    pub scheduled_topic: String,
     /// How long an idempotency key keeps its answer, across nodes and
     /// restarts (the idempotency topic's `retention.ms` is this plus an
     /// hour when Herald creates it).
@@ -249,6 +257,7 @@ impl Default for KafkaConfig {
             ops_topic: "herald.ops".into(),
             attempts_topic: "herald.attempts".into(),
             idempotency_topic: "herald.idempotency".into(),
+            scheduled_topic: "herald.scheduled".into(),
             idempotency_window: Duration::from_secs(86_400),
             attempts_retention: Duration::from_secs(7 * 86_400),
             retry_retention: Duration::from_secs(14 * 86_400),

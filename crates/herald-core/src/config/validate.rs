@@ -32,6 +32,7 @@ impl Config {
             ("kafka.ops_topic", &k.ops_topic),
             ("kafka.attempts_topic", &k.attempts_topic),
             ("kafka.idempotency_topic", &k.idempotency_topic),
+            ("kafka.scheduled_topic", &k.scheduled_topic),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             if !valid_topic(topic) {
@@ -89,6 +90,11 @@ impl Config {
             || self.kafka.idempotency_window > Duration::from_secs(90 * 86_400)
         {
             return bad("kafka.idempotency_window", "must be between 1m and 90d");
+        }
+        if g.max_schedule_delay < Duration::from_secs(1)
+            || g.max_schedule_delay > Duration::from_secs(365 * 86_400)
+        {
+            return bad("grpc.max_schedule_delay", "must be between 1s and 365d");
         }
         if g.max_batch_size == 0 {
             return bad("grpc.max_batch_size", "must be at least 1");

@@ -103,7 +103,7 @@ impl Partition {
                 // (checked again when it would expire), and the rest of its
                 // backlog waits in the retry topic, not in memory.
                 let front = lane.queue.front().expect("front exists");
-                let created = front.envelope.created_at_ms;
+                let created = crate::lane::age_base_ms(&front.envelope);
                 if (lane.in_flight == 0 || !ordered) && prepared.policy.expired(created, now) {
                     self.dead_letter_expired_front(endpoint, ordered, ctx);
                     continue;
@@ -129,7 +129,10 @@ impl Partition {
             }
             let front = lane.queue.front().expect("front exists");
             let front_due = front.due_ms();
-            if prepared.policy.expired(front.envelope.created_at_ms, now) {
+            if prepared
+                .policy
+                .expired(crate::lane::age_base_ms(&front.envelope), now)
+            {
                 self.dead_letter_expired_front(endpoint, ordered, ctx);
                 continue;
             }
@@ -492,7 +495,7 @@ impl Partition {
         let failure = Failure {
             verdict,
             attempts: event.attempts(),
-            created_ms: event.envelope.created_at_ms,
+            created_ms: crate::lane::age_base_ms(&event.envelope),
             now_ms: now,
             retry_after,
         };

@@ -254,8 +254,14 @@ impl Partition {
             .lanes
             .iter()
             .filter_map(|(ep, lane)| {
-                let queued = lane.queue.front().map(|e| e.envelope.created_at_ms);
-                let head = lane.head.as_ref().map(|(_, env)| env.created_at_ms);
+                let queued = lane
+                    .queue
+                    .front()
+                    .map(|e| crate::lane::age_base_ms(&e.envelope));
+                let head = lane
+                    .head
+                    .as_ref()
+                    .map(|(_, env)| crate::lane::age_base_ms(env));
                 let created = match (queued, head) {
                     (Some(a), Some(b)) => a.min(b),
                     (a, b) => a.or(b)?,

@@ -234,6 +234,7 @@ impl Claims {
             offset: answer.offset,
             message_id: answer.message_id.clone(),
             fanned_out: answer.fanned_out,
+            deliver_at_ms: answer.deliver_at_ms,
             ..Default::default()
         };
         self.write(&claim.key, record).await.map(|_| ())
@@ -296,6 +297,7 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(Key, Record)> {
                 offset: r.offset,
                 message_id: r.message_id,
                 fanned_out: r.fanned_out,
+                deliver_at_ms: r.deliver_at_ms,
             },
         },
         Kind::Release => Record::Release {

@@ -38,6 +38,8 @@ pub struct Answer {
     pub message_id: String,
     /// Fan-out: how many endpoints got a record.
     pub fanned_out: u32,
+    /// Scheduled: when the event is due, unix ms (0 = not scheduled).
+    pub deliver_at_ms: i64,
 }
 
 /// One record of the idempotency topic.

@@ -41,15 +41,19 @@ pub fn key(caller: &str, target: Target<'_>, idempotency_key: &str) -> Key {
 }
 
 /// What a publish asks for: its type, payload, caller-chosen event id (empty
-/// when none) and channels (in order).
+/// when none), channels (in order) and schedule (`deliver_at_ms`,
+/// `delay_ms` as sent).
 pub fn request(
     event_type: &str,
     payload: &str,
     event_id: &str,
     channels: &[String],
+    schedule: (i64, u64),
 ) -> RequestHash {
     let mut h = Sha256::new();
     h.update(b"herald.idempotency.request.v1");
+    h.update(schedule.0.to_be_bytes());
+    h.update(schedule.1.to_be_bytes());
     update_part(&mut h, event_type.as_bytes());
     update_part(&mut h, payload.as_bytes());
     update_part(&mut h, event_id.as_bytes());
@@ -76,13 +80,20 @@ mod tests {
             key("", Target::App("x"), "k")
         );
         assert_ne!(
-            request("a", "{}", "", &[]),
-            request("a", "{}", "", &["".into()])
+            request("a", "{}", "", &[], (0, 0)),
+            request("a", "{}", "", &["".into()], (0, 0))
         );
-        assert_ne!(request("a.b", "{}", "", &[]), request("a", ".b{}", "", &[]));
+        assert_ne!(
+            request("a.b", "{}", "", &[], (0, 0)),
+            request("a", ".b{}", "", &[], (0, 0))
+        );
+        assert_ne!(
+            request("t", "{}", "", &[], (0, 5)),
+            request("t", "{}", "", &[], (5, 0))
+        );
         assert_eq!(
-            request("t", "{\"a\":1}", "", &["c".into()]),
-            request("t", "{\"a\":1}", "", &["c".into()])
+            request("t", "{\"a\":1}", "", &["c".into()], (0, 0)),
+            request("t", "{\"a\":1}", "", &["c".into()], (0, 0))
         );
     }
 }

@@ -332,6 +332,9 @@ pub(crate) struct PublishedView {
     pub fanned_out: Option<u32>,
     /// True when the server answered from its idempotency cache.
     pub duplicate: bool,
+    /// Scheduled: when the event becomes due, unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<i64>,
 }
 
 impl From<v1::PublishResponse> for PublishedView {
@@ -345,6 +348,7 @@ impl From<v1::PublishResponse> for PublishedView {
                 message_id: None,
                 fanned_out: None,
                 duplicate: r.duplicate,
+                deliver_at_ms: (r.deliver_at_ms > 0).then_some(r.deliver_at_ms),
             }
         } else {
             PublishedView {
@@ -354,6 +358,7 @@ impl From<v1::PublishResponse> for PublishedView {
                 message_id: Some(r.message_id),
                 fanned_out: Some(r.fanned_out),
                 duplicate: r.duplicate,
+                deliver_at_ms: (r.deliver_at_ms > 0).then_some(r.deliver_at_ms),
             }
         }
     }
@@ -382,8 +387,11 @@ impl Render for PublishedView {
                 self.offset.unwrap_or_default()
             ),
         };
+        if let Some(at) = self.deliver_at_ms {
+            out.push_str(&format!(", scheduled for {}", format_unix_ms(at)));
+        }
         if self.duplicate {
-            out.push_str(" (duplicate: answered from the idempotency cache)");
+            out.push_str(" (duplicate: this idempotency key was already answered)");
         }
         out.push('\n');
         out

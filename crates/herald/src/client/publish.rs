@@ -54,6 +54,38 @@ pub struct PublishArgs {
     /// Not with --app: each endpoint's event id derives from the message id.
     #[arg(long, value_name = "ID", conflicts_with = "app")]
     event_id: Option<String>,
+    /// Deliver at or after this time: unix ms or RFC 3339
+    /// (2025-01-31T12:00:00Z). At most grpc.max_schedule_delay ahead.
+    #[arg(long, value_name = "TIME", value_parser = parse_instant, conflicts_with = "delay")]
+    deliver_at: Option<i64>,
+    /// Deliver this long after publishing, e.g. 90s, 5m, 5d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_delay)]
+    delay: Option<u64>,
+}
+
+/// Unix ms or an RFC 3339 time.
+fn parse_instant(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return if ms >= 0 {
+            Ok(ms)
+        } else {
+            Err("a time cannot be before 1970 (unix ms 0)".to_owned())
+        };
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!("{e}; give unix milliseconds or an RFC 3339 time such as 2025-01-31T12:00:00Z")
+        })?;
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000))
+        .ok()
+        .filter(|&ms| ms >= 0)
+        .ok_or_else(|| "a time cannot be before 1970 (unix ms 0)".to_owned())
+}
+
+/// A duration such as 90s or 5d, in ms.
+fn parse_delay(s: &str) -> Result<u64, String> {
+    let d = herald_core::duration::parse(s).map_err(|e| e.to_string())?;
+    u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))
 }
 
 /// Where `--data` comes from.
@@ -123,6 +155,8 @@ fn publish_request(args: PublishArgs, payload: String) -> PublishRequest {
         event_id: args.event_id.unwrap_or_default(),
         app_id: args.app.unwrap_or_default(),
         channels: args.channels,
+        deliver_at_ms: args.deliver_at.unwrap_or(0),
+        delay_ms: args.delay.unwrap_or(0),
     }
 }
 

@@ -155,7 +155,7 @@ fn fan_out_publish_views_show_message_id_and_count() {
     });
     assert_eq!(
         one.to_text(),
-        "published msg_9 to 1 endpoint (duplicate: answered from the idempotency cache)\n"
+        "published msg_9 to 1 endpoint (duplicate: this idempotency key was already answered)\n"
     );
     let none = PublishedView::from(v1::PublishResponse {
         fanned_out: 0,
