@@ -2,9 +2,10 @@
 //!
 //! An event scheduled for later waits in the scheduled topic, not in a
 //! dispatcher's memory. Partition `k` of that topic is **tier** `k`: every
-//! record in it waits exactly `2^k` seconds from when it was written (tier 0:
-//! at most one second, until its due time), so each tier partition is
-//! ripe in the order it was written, and its reader only ever holds back its
+//! record in it waits exactly `2^k` seconds from when it was written (in
+//! tier 0, a record due in less than a second waits until its due time), so
+//! each tier partition is ripe in the order it was written (tier 0 give or
+//! take a second), and its reader only ever holds back its
 //! head. A ripe record is written again to the largest tier whose wait fits
 //! in what remains, or, once its due time has come, to the events topic,
 //! where it takes its place in its endpoint's order. An event due in `R`
@@ -79,8 +80,9 @@ pub fn step(now_ms: i64, due_ms: i64) -> Step {
     if remaining <= 0 {
         return Step::Deliver;
     }
-    if remaining < 2000 {
-        // Under two seconds: tier 0 holds it until it is due.
+    if remaining < 1000 {
+        // Under a second: tier 0 holds it until it is due (so tier 0's
+        // records are ready in written order give or take a second).
         return Step::Wait {
             tier: 0,
             ready_ms: due_ms,
@@ -122,13 +124,20 @@ mod tests {
 
     #[test]
     fn tiers_fit_what_remains() {
+        assert_eq!(
+            step(0, 999),
+            Step::Wait {
+                tier: 0,
+                ready_ms: 999
+            }
+        );
         assert_eq!(step(10, 10), Step::Deliver);
         assert_eq!(step(10, 5), Step::Deliver);
         assert_eq!(
             step(0, 1500),
             Step::Wait {
                 tier: 0,
-                ready_ms: 1500
+                ready_ms: 1000
             }
         );
         assert_eq!(

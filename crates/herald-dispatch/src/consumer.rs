@@ -121,7 +121,7 @@ pub async fn run_dispatcher(
         match counted {
             Ok(Ok(n)) => Some(n),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, topic = %settings.kafka.attempts_topic, "cannot read the attempts topic's partition count; attempts are partitioned by endpoint and `herald attempts --message` may miss them");
+                tracing::warn!(error = %e, topic = %settings.kafka.attempts_topic, "cannot read the attempts topic's partition count; attempts are partitioned by endpoint and `herald attempts --event MSG` (by message) may miss them");
                 None
             }
             Err(_) => None,

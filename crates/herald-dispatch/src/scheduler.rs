@@ -57,6 +57,9 @@ struct Stopped {
     offset: i64,
     /// When that record is ready, unix ms.
     ready_ms: i64,
+    /// The rewind failed: the partition must not resume before a seek to
+    /// `offset` succeeds (it would go on after the held record).
+    rewound: bool,
 }
 
 /// Runs the scheduler until `stop` is cancelled.
@@ -94,7 +97,15 @@ pub async fn run_scheduler(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = consumer.context().settle.rejoin_requested() => {
-                // Rewound partitions are read again from the last commit.
+                // A pause outlives a reassignment: lift every hold first.
+                // The partitions are read again from their last commit.
+                let mut tpl = TopicPartitionList::new();
+                for p in stopped.keys() {
+                    tpl.add_partition(&topic, *p);
+                }
+                if let Err(e) = consumer.resume(&tpl) {
+                    tracing::debug!(error = %e, "scheduler resume before rejoining");
+                }
                 stopped.clear();
                 crate::settle::rejoin(&consumer, &[topic.as_str()]);
             }
@@ -107,6 +118,12 @@ pub async fn run_scheduler(
                     .collect();
                 let mut tpl = TopicPartitionList::new();
                 for p in ready {
+                    let s = &stopped[&p];
+                    if !s.rewound && !rewind(&consumer, &topic, p, s.offset) {
+                        let offset = s.offset;
+                        stopped.insert(p, Stopped { offset, ready_ms: now + RETRY_MOVE.as_millis() as i64, rewound: false });
+                        continue;
+                    }
                     stopped.remove(&p);
                     tpl.add_partition(&topic, p);
                 }
@@ -176,15 +193,36 @@ fn hold(
     if let Err(e) = consumer.pause(&tpl) {
         tracing::debug!(error = %e, partition, "scheduler pause");
     }
-    if let Err(e) = consumer.seek(
+    let rewound = rewind(consumer, topic, partition, offset);
+    stopped.insert(
+        partition,
+        Stopped {
+            offset,
+            ready_ms,
+            rewound,
+        },
+    );
+}
+
+/// Seeks `partition` back to `offset`; false (and logged) if that failed.
+fn rewind(
+    consumer: &StreamConsumer<SchedulerContext>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> bool {
+    match consumer.seek(
         topic,
         partition,
         Offset::Offset(offset),
         Duration::from_secs(1),
     ) {
-        tracing::debug!(error = %e, partition, "scheduler seek");
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, partition, offset, "cannot rewind a scheduled-topic partition; it stays paused until a rewind succeeds");
+            false
+        }
     }
-    stopped.insert(partition, Stopped { offset, ready_ms });
 }
 
 /// Writes a ready record to the events topic (due) or to a shorter tier,

@@ -73,6 +73,12 @@ pub fn list(
     }
     if !req.message_id.is_empty() {
         validate::id("message_id", &req.message_id).map_err(invalid)?;
+        if herald_catalog::is_fanout_event_id(&req.message_id) {
+            return Err(invalid(FieldError::new(
+                "message_id",
+                "is one endpoint's event id of a fan-out (evf_…); give the fan-out's message id (msg_…), or endpoint_id with this event_id",
+            )));
+        }
     }
     if !req.event_id.is_empty() {
         validate::id("event_id", &req.event_id).map_err(invalid)?;

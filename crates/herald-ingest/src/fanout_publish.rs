@@ -85,7 +85,9 @@ impl Publisher {
         } else {
             ids::new_event_id()
         };
-        let result = self.write_fan_out(&req, parsed, message_id, due).await;
+        let result = self
+            .write_fan_out(&req, parsed, message_id, due, claim.as_ref())
+            .await;
         self.settle(claim, &result).await;
         result.map(|answer| response(answer, false))
     }
@@ -109,6 +111,7 @@ impl Publisher {
         parsed: Option<serde_json::Value>,
         message_id: String,
         due: i64,
+        claim: Option<&Claim>,
     ) -> Result<Answer, PublishError> {
         let null = serde_json::Value::Null;
         let payload = parsed.as_ref().unwrap_or(&null);
@@ -154,6 +157,10 @@ impl Publisher {
         let chunks = herald_catalog::plan_chunks(&sizes, limits)
             .map_err(|e| validate::FieldError::new("payload", e.to_string()))?;
         for chunk in chunks {
+            // Each chunk is written under a lease that outlives its write.
+            if let (Some(claims), Some(claim)) = (&self.claims, claim) {
+                claims.renew(claim).await?;
+            }
             let mut sent = Vec::with_capacity(chunk.len());
             for p in &mut prepared[chunk] {
                 sent.push(self.enqueue(p).await);

@@ -196,6 +196,26 @@ impl Publisher {
         caller: &str,
         reqs: Vec<PublishRequest>,
     ) -> Vec<Result<PublishResponse, PublishError>> {
+        // A started call runs to its end even if its caller goes away (a
+        // gRPC deadline or a disconnect drops the handler's future): its
+        // idempotency claims are then always answered or released, never
+        // left to block their keys until their leases end.
+        let n = reqs.len();
+        let (this, caller) = (self.clone(), caller.to_string());
+        match tokio::spawn(async move { this.publish_calls(&caller, reqs).await }).await {
+            Ok(results) => results,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => (0..n)
+                .map(|_| Err(PublishError::Kafka(KafkaError::Canceled)))
+                .collect(),
+        }
+    }
+
+    async fn publish_calls(
+        &self,
+        caller: &str,
+        reqs: Vec<PublishRequest>,
+    ) -> Vec<Result<PublishResponse, PublishError>> {
         if !reqs.iter().any(is_fan_out) {
             let slots: Vec<Slot> = reqs.into_iter().map(|r| self.prepare(caller, r)).collect();
             return self.send_slots(slots).await;

@@ -40,6 +40,20 @@ impl Publisher {
                 .map(|(i, key, request)| async move { (i, claims.acquire(key, request).await) }),
         )
         .await;
+        // A key acquired early may have waited for the slowest one: each
+        // owned claim must still have a write's worth of lease (renewed if
+        // short), or another node may have taken it over.
+        let acquired =
+            futures_util::future::join_all(acquired.into_iter().map(|(i, result)| async move {
+                match result {
+                    Ok(Acquired::Owned(claim)) => match claims.renew(&claim).await {
+                        Ok(()) => (i, Ok(Acquired::Owned(claim))),
+                        Err(e) => (i, Err(e)),
+                    },
+                    other => (i, other),
+                }
+            }))
+            .await;
         for (i, result) in acquired {
             match result {
                 Ok(Acquired::Owned(claim)) => {

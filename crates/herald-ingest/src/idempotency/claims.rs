@@ -186,25 +186,8 @@ impl Claims {
                         now_ms(),
                         inner.next_claim.fetch_add(1, Ordering::Relaxed)
                     );
-                    let at_ms = now_ms();
-                    let offset = self
-                        .write(
-                            &key,
-                            IdempotencyRecord {
-                                kind: Kind::Claim as i32,
-                                claim_id: claim_id.clone(),
-                                request_hash: request.to_vec(),
-                                at_ms,
-                                lease_until_ms: at_ms + inner.lease_ms,
-                                node: inner.node.clone(),
-                                ..Default::default()
-                            },
-                        )
+                    self.write_claim(&key, &request, &claim_id, deadline)
                         .await?;
-                    let seen = tokio::time::timeout_at(deadline, applied.wait_for(|&n| n > offset));
-                    if !matches!(seen.await, Ok(Ok(_))) {
-                        return Err(ClaimError::InProgress);
-                    }
                     mine = Some(claim_id);
                 }
                 Lookup::Wait { until_ms } => {
@@ -217,6 +200,63 @@ impl Claims {
                     }
                 }
             }
+        }
+    }
+
+    /// Makes sure `claim` still holds its key with enough lease left for
+    /// one more write (a batch waited for its other keys, a fan-out wrote
+    /// chunks): renews the lease if it runs short. Fails when another
+    /// claim took the key over meanwhile; nothing may be written then.
+    pub async fn renew(&self, claim: &Claim) -> Result<(), ClaimError> {
+        if self.holds(claim) {
+            return Ok(());
+        }
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.inner.lease_ms.max(0) as u64);
+        self.write_claim(&claim.key, &claim.request, &claim.claim_id, deadline)
+            .await?;
+        if self.holds(claim) {
+            Ok(())
+        } else {
+            Err(ClaimError::InProgress)
+        }
+    }
+
+    fn holds(&self, claim: &Claim) -> bool {
+        let ledger = self.inner.ledger.lock().expect("ledger lock");
+        ledger.holds(&claim.key, &claim.claim_id, now_ms())
+    }
+
+    /// Writes a claim (a new one, or a renewal of `claim_id`) and waits
+    /// until this node's reader has folded it.
+    async fn write_claim(
+        &self,
+        key: &Key,
+        request: &RequestHash,
+        claim_id: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ClaimError> {
+        let at_ms = now_ms();
+        let offset = self
+            .write(
+                key,
+                IdempotencyRecord {
+                    kind: Kind::Claim as i32,
+                    claim_id: claim_id.to_string(),
+                    request_hash: request.to_vec(),
+                    at_ms,
+                    lease_until_ms: at_ms + self.inner.lease_ms,
+                    node: self.inner.node.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut applied = self.inner.applied.clone();
+        let seen = tokio::time::timeout_at(deadline, applied.wait_for(|&n| n > offset));
+        if matches!(seen.await, Ok(Ok(_))) {
+            Ok(())
+        } else {
+            Err(ClaimError::InProgress)
         }
     }
 
@@ -240,8 +280,8 @@ impl Claims {
         self.write(&claim.key, record).await.map(|_| ())
     }
 
-    /// Gives an owned claim up (its events were not written): the key is
-    /// free again at once. Best effort: if this write fails too, the key
+    /// Gives an owned claim up (its write failed; it may or may not have
+    /// landed): the key is free again at once, for the same request only. Best effort: if this write fails too, the key
     /// frees itself when the lease ends.
     pub async fn release(&self, claim: &Claim) {
         let record = IdempotencyRecord {

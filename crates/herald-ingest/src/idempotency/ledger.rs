@@ -16,7 +16,10 @@
 //!   owner's, or a late owner's that wrote the same request after being
 //!   taken over: its events exist either way). Once done, the key answers
 //!   with that result until the window ends.
-//! - **release** frees the key if the releasing claim still holds it.
+//! - **release** frees the key, for the same request only, if the
+//!   releasing claim still holds it (its write failed but may have landed,
+//!   so another request under the same derived ids stays refused).
+//! - A claim repeated by the claim that holds the key **renews** its lease.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -67,7 +70,8 @@ pub enum Record {
         /// The result.
         answer: Answer,
     },
-    /// The claim's write failed; the key is free again.
+    /// The claim's write failed (and may or may not have landed): the key
+    /// is free again for the same request only.
     Release {
         /// The claim giving up.
         claim_id: String,
@@ -82,6 +86,9 @@ enum State {
         lease_until_ms: i64,
     },
     Done(Answer),
+    /// Its owner gave up (its write failed, and may or may not have
+    /// landed): the same request may claim it again, another may not.
+    Released,
 }
 
 #[derive(Debug, Clone)]
@@ -162,11 +169,27 @@ impl Ledger {
             } => {
                 self.expire(*at_ms);
                 let window_start = at_ms.saturating_sub(self.window_ms);
+                // A claim repeated by its holder extends its lease.
+                if let Some(Entry {
+                    state:
+                        State::Pending {
+                            claim_id: holder,
+                            lease_until_ms: lease,
+                        },
+                    ..
+                }) = self.entries.get_mut(&key)
+                {
+                    if holder == claim_id {
+                        *lease = (*lease).max(*lease_until_ms);
+                        return;
+                    }
+                }
                 let free = match self.entries.get(&key) {
                     None => true,
                     Some(e) if e.since_ms < window_start => true,
                     Some(e) => match &e.state {
                         State::Pending { lease_until_ms, .. } => *lease_until_ms < *at_ms,
+                        State::Released => e.request == *request,
                         State::Done(_) => false,
                     },
                 };
@@ -197,6 +220,7 @@ impl Ledger {
                             State::Pending { claim_id: c, .. } => {
                                 c == claim_id || e.request == *request
                             }
+                            State::Released => e.request == *request,
                             State::Done(_) => false,
                         };
                         if finishes {
@@ -220,8 +244,8 @@ impl Ledger {
                 let holds = self.entries.get(&key).is_some_and(
                     |e| matches!(&e.state, State::Pending { claim_id: c, .. } if c == claim_id),
                 );
-                if holds {
-                    self.entries.remove(&key);
+                if let (true, Some(e)) = (holds, self.entries.get_mut(&key)) {
+                    e.state = State::Released;
                 }
             }
         }
@@ -250,8 +274,12 @@ impl Ledger {
             } if Some(claim_id.as_str()) == claim => {
                 if now_ms.saturating_add(self.write_budget_ms) <= *lease_until_ms {
                     Lookup::Owned
+                } else if *lease_until_ms < now_ms {
+                    // Read back too late: claim again.
+                    Lookup::Free
                 } else {
-                    // Too little lease left to write safely.
+                    // Too little lease left to write safely: wait for it
+                    // to end, then claim again.
                     Lookup::Wait {
                         until_ms: *lease_until_ms,
                     }
@@ -259,11 +287,21 @@ impl Ledger {
             }
             _ if e.request != *request => Lookup::Conflict,
             State::Done(answer) => Lookup::Done(answer.clone()),
+            State::Released => Lookup::Free,
             State::Pending { lease_until_ms, .. } if *lease_until_ms < now_ms => Lookup::Free,
             State::Pending { lease_until_ms, .. } => Lookup::Wait {
                 until_ms: *lease_until_ms,
             },
         }
+    }
+
+    /// Whether `claim` still holds `key` with at least the write budget of
+    /// lease left at `now_ms` (checked again before each write).
+    pub fn holds(&self, key: &Key, claim: &str, now_ms: i64) -> bool {
+        self.entries.get(key).is_some_and(|e| {
+            matches!(&e.state, State::Pending { claim_id, lease_until_ms }
+                if claim_id == claim && now_ms.saturating_add(self.write_budget_ms) <= *lease_until_ms)
+        })
     }
 
     fn insert(&mut self, key: Key, entry: Entry) {

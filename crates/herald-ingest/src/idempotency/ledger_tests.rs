@@ -93,20 +93,65 @@ fn a_release_or_an_ended_lease_frees_the_key() {
             claim_id: "a".into(),
         },
     );
-    assert_eq!(l.lookup(&key(1), &req(2), None, 1), Lookup::Free);
-    l.apply(key(1), &claim("c", 2, 2));
-    assert_eq!(l.lookup(&key(1), &req(2), None, LEASE + 3), Lookup::Free);
+    assert_eq!(l.lookup(&key(1), &req(1), None, 1), Lookup::Free);
+    l.apply(key(1), &claim("c", 1, 2));
+    assert_eq!(l.lookup(&key(1), &req(1), None, LEASE + 3), Lookup::Free);
     // A claim written after the lease ended takes the key over ...
-    l.apply(key(1), &claim("d", 2, LEASE + 3));
+    l.apply(key(1), &claim("d", 1, LEASE + 3));
     assert_eq!(
-        l.lookup(&key(1), &req(2), Some("d"), LEASE + 4),
+        l.lookup(&key(1), &req(1), Some("d"), LEASE + 4),
         Lookup::Owned
     );
     // ... and the late owner's answer (same request: its events exist) still counts.
-    l.apply(key(1), &done("c", 2, LEASE + 5));
+    l.apply(key(1), &done("c", 1, LEASE + 5));
     assert_eq!(
-        l.lookup(&key(1), &req(2), Some("d"), LEASE + 6),
-        Lookup::Done(answer(2))
+        l.lookup(&key(1), &req(1), Some("d"), LEASE + 6),
+        Lookup::Done(answer(1))
+    );
+}
+
+#[test]
+fn a_release_keeps_other_requests_out_and_a_holder_renews() {
+    let mut l = Ledger::new(WINDOW, 10, BUDGET);
+    l.apply(key(1), &claim("a", 1, 0));
+    l.apply(
+        key(1),
+        &Record::Release {
+            claim_id: "a".into(),
+        },
+    );
+    // The failed write may have landed: only the same request may retry.
+    assert_eq!(l.lookup(&key(1), &req(2), None, 1), Lookup::Conflict);
+    assert_eq!(l.lookup(&key(1), &req(1), None, 1), Lookup::Free);
+    l.apply(key(1), &claim("x", 2, 2));
+    assert_eq!(l.lookup(&key(1), &req(2), Some("x"), 3), Lookup::Conflict);
+    l.apply(key(1), &claim("b", 1, 3));
+    assert_eq!(l.lookup(&key(1), &req(1), Some("b"), 4), Lookup::Owned);
+    assert!(l.holds(&key(1), "b", 4));
+    assert!(
+        !l.holds(&key(1), "b", LEASE - BUDGET + 4),
+        "too little lease left"
+    );
+    // The holder renews: the lease runs from the renewal.
+    l.apply(key(1), &claim("b", 1, 80));
+    assert!(l.holds(&key(1), "b", 80 + LEASE - BUDGET));
+    // A renewal after another claim took the key over changes nothing.
+    l.apply(key(1), &claim("c", 1, 80 + LEASE + 1));
+    l.apply(key(1), &claim("b", 1, 80 + LEASE + 2));
+    assert!(!l.holds(&key(1), "b", 80 + LEASE + 3));
+    assert_eq!(
+        l.lookup(&key(1), &req(1), Some("c"), 80 + LEASE + 3),
+        Lookup::Owned
+    );
+}
+
+#[test]
+fn a_claim_read_back_late_is_claimed_again() {
+    let mut l = Ledger::new(WINDOW, 10, BUDGET);
+    l.apply(key(1), &claim("a", 1, 0));
+    assert_eq!(
+        l.lookup(&key(1), &req(1), Some("a"), LEASE + 1),
+        Lookup::Free
     );
 }
 
