@@ -132,6 +132,12 @@ pub async fn start_loaded(cfg: Config, roles: Roles) -> RunningNode {
     tokio::time::timeout(GUARD, node.registry.wait_loaded())
         .await
         .expect("the endpoint registry loads");
+    if roles.ingest {
+        // Keyed publishes are refused until the idempotency topic is read.
+        tokio::time::timeout(GUARD, node.health.wait_ready("idempotency"))
+            .await
+            .expect("the idempotency ledger loads");
+    }
     node
 }
 

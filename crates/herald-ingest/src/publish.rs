@@ -90,7 +90,7 @@ impl PublishError {
             PublishError::Idempotency(e) => match e {
                 ClaimError::Conflict => Status::failed_precondition(msg),
                 ClaimError::InProgress => Status::aborted(msg),
-                ClaimError::Kafka(_) => Status::unavailable(msg),
+                ClaimError::Kafka(_) | ClaimError::Loading { .. } => Status::unavailable(msg),
             },
         }
     }
@@ -107,9 +107,9 @@ impl PublishError {
             PublishError::Idempotency(ClaimError::Conflict) => "invalid",
             PublishError::NotReady
             | PublishError::Kafka(_)
-            | PublishError::Idempotency(ClaimError::InProgress | ClaimError::Kafka(_)) => {
-                "kafka_error"
-            }
+            | PublishError::Idempotency(
+                ClaimError::InProgress | ClaimError::Kafka(_) | ClaimError::Loading { .. },
+            ) => "kafka_error",
         }
     }
 }
@@ -251,6 +251,14 @@ impl Publisher {
             .map(|envelope| Slot::Ready(Prepared::plain(envelope)))
             .collect();
         self.send_slots(slots).await
+    }
+
+    /// Waits until this node knows every idempotency key claimed before it
+    /// started (at once when idempotency tracking is off).
+    pub async fn wait_idempotency_loaded(&self) {
+        if let Some(claims) = &self.claims {
+            claims.wait_loaded().await;
+        }
     }
 
     /// The producer (for records that are not events, e.g. replay markers).

@@ -108,6 +108,11 @@ fn clone_error(e: &PublishError) -> PublishError {
         PublishError::Archived(t) => PublishError::Archived(t.clone()),
         PublishError::Idempotency(ClaimError::Conflict) => ClaimError::Conflict.into(),
         PublishError::Idempotency(ClaimError::InProgress) => ClaimError::InProgress.into(),
+        PublishError::Idempotency(ClaimError::Loading { applied, end }) => ClaimError::Loading {
+            applied: *applied,
+            end: *end,
+        }
+        .into(),
         PublishError::NotReady => PublishError::NotReady,
         PublishError::Kafka(k)
         | PublishError::TooLarge(k)

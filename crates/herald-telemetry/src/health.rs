@@ -5,9 +5,20 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// Shared readiness state; clone freely.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Health {
     components: Arc<Mutex<BTreeMap<&'static str, Result<(), String>>>>,
+    /// Bumped on every change, for [`Health::wait_ready`].
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            components: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
 }
 
 impl Health {
@@ -22,6 +33,7 @@ impl Health {
             .lock()
             .expect("health lock")
             .insert(component, Err(why.into()));
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Marks `component` ready.
@@ -30,6 +42,24 @@ impl Health {
             .lock()
             .expect("health lock")
             .insert(component, Ok(()));
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until `component` is registered and ready.
+    pub async fn wait_ready(&self, component: &str) {
+        let mut changes = self.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let ready = self
+                .components
+                .lock()
+                .expect("health lock")
+                .get(component)
+                .is_some_and(Result::is_ok);
+            if ready || changes.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Whether every component is ready, with a JSON body saying why not.

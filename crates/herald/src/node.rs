@@ -156,6 +156,19 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
             .with_context(|| format!("cannot listen on {} (grpc.listen)", cfg.grpc.listen))?;
         let addr = listener.local_addr()?;
         let publisher = Publisher::new(&cfg.kafka, &cfg.grpc, &cfg.node.id, registry.clone())?;
+        // Not ready (for load balancers) until this node knows every
+        // idempotency key claimed before it started; keyed publishes that
+        // arrive earlier are answered UNAVAILABLE at once.
+        health.pending("idempotency", "reading the idempotency topic");
+        {
+            let (publisher, health, stop) = (publisher.clone(), health.clone(), stop_rest.clone());
+            rest.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = publisher.wait_idempotency_loaded() => health.ready("idempotency"),
+                }
+            }));
+        }
         let writer = RegistryWriter::new(&cfg.kafka, &cfg.node.id, registry.clone(), ring.clone())?;
         // Bounds on topic scans (docs/security.md), one gate per service so
         // a caller of one (say attempts:read) cannot lock out the others.

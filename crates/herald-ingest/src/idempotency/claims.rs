@@ -6,7 +6,7 @@
 //! claim on the key is known), and answers whether this publish owns the
 //! key, must repeat an earlier answer, or conflicts with it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,15 @@ pub enum ClaimError {
     /// neither finished nor gave up in time.
     #[error("idempotency_key: a publish with this key is still in progress on another node; retry with the same key")]
     InProgress,
+    /// The node has not read the idempotency topic up to where it ended at
+    /// start: it cannot know yet whether another node holds the key.
+    #[error("the idempotency ledger is still loading ({applied} of {end} records); retry shortly, on this or another node, with the same idempotency key")]
+    Loading {
+        /// Records read.
+        applied: i64,
+        /// Where the topic ended at start.
+        end: i64,
+    },
     /// The idempotency topic could not be written or read.
     #[error("the idempotency topic: {0}; retry with the same idempotency key")]
     Kafka(#[from] KafkaError),
@@ -86,6 +95,8 @@ struct Inner {
     ledger: Arc<Mutex<Ledger>>,
     /// Offsets below this have been folded into the ledger.
     applied: watch::Receiver<i64>,
+    /// The topic's end when the node started (-1 until known).
+    loaded_at: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -123,10 +134,22 @@ impl Claims {
         )));
         let (tx, applied) = watch::channel(0);
         let stop = Arc::new(AtomicBool::new(false));
-        let (reader_ledger, reader_stop) = (ledger.clone(), stop.clone());
+        let loaded_at = Arc::new(AtomicI64::new(-1));
+        let (reader_ledger, reader_stop, reader_loaded) =
+            (ledger.clone(), stop.clone(), loaded_at.clone());
+        let topic = kafka.idempotency_topic.clone();
         std::thread::Builder::new()
             .name("idempotency-reader".into())
-            .spawn(move || read(consumer, reader_ledger, tx, reader_stop))
+            .spawn(move || {
+                read(
+                    consumer,
+                    topic,
+                    reader_ledger,
+                    tx,
+                    reader_loaded,
+                    reader_stop,
+                )
+            })
             .map_err(|e| KafkaError::ClientCreation(format!("cannot start the reader: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -137,9 +160,31 @@ impl Claims {
                 lease_ms: message_timeout + LEASE_MARGIN_MS,
                 ledger,
                 applied,
+                loaded_at,
                 stop,
             }),
         })
+    }
+
+    /// `Some((records read, topic end at start))` while the ledger loads.
+    pub fn loading(&self) -> Option<(i64, i64)> {
+        let end = self.inner.loaded_at.load(Ordering::Acquire);
+        let applied = *self.inner.applied.borrow();
+        (end < 0 || applied < end).then_some((applied, end.max(0)))
+    }
+
+    /// Waits until the ledger has read the topic up to where it ended when
+    /// the node started.
+    pub async fn wait_loaded(&self) {
+        let mut applied = self.inner.applied.clone();
+        loop {
+            if self.loading().is_none() {
+                return;
+            }
+            // Woken by every record read; the topic end is known within a
+            // few seconds of start.
+            let _ = tokio::time::timeout(Duration::from_millis(500), applied.changed()).await;
+        }
     }
 
     /// The answer for `key` if the ledger already knows it (finished, or
@@ -156,6 +201,11 @@ impl Claims {
     /// another node's claim on the key to finish (at most its lease).
     pub async fn acquire(&self, key: Key, request: RequestHash) -> Result<Acquired, ClaimError> {
         let inner = &self.inner;
+        // Until the ledger is loaded, claiming would wait for the whole
+        // topic to be read: answer at once, so the caller can go elsewhere.
+        if let Some((applied, end)) = self.loading() {
+            return Err(ClaimError::Loading { applied, end });
+        }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis((2 * inner.lease_ms).max(0) as u64);
         let mut mine: Option<String> = None;
@@ -351,11 +401,21 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(Key, Record)> {
 /// The reader thread: folds every record into the ledger, in order.
 fn read(
     consumer: BaseConsumer,
+    topic: String,
     ledger: Arc<Mutex<Ledger>>,
     applied: watch::Sender<i64>,
+    loaded_at: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::Acquire) {
+        // Where the topic ended when this node started: the ledger is
+        // loaded once it has read that far.
+        if loaded_at.load(Ordering::Acquire) < 0 {
+            match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
+                Ok((_, high)) => loaded_at.store(high, Ordering::Release),
+                Err(e) => tracing::debug!(error = %e, "idempotency topic watermarks"),
+            }
+        }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Err(e)) => tracing::debug!(error = %e, "idempotency topic poll error"),
