@@ -20,6 +20,13 @@
 //! - `subscriptions_are_validated_with_positions`: bad patterns, channels
 //!   and filters are refused at create and update, naming the field and the
 //!   position of the mistake.
+//! - `one_key_on_two_ingest_nodes_and_after_a_restart_delivers_once`
+//!   (`idempotency.rs`): one idempotency key published to two ingest nodes
+//!   at once and after a restart writes once; another request with the key
+//!   is refused; the attempt log read by message id.
+//! - `a_scheduled_event_takes_its_place_at_its_due_time` and
+//!   `a_scheduled_event_survives_a_dispatcher_sigkill` (`schedule.rs`):
+//!   scheduled delivery, never before its time, zero events held in lanes.
 //! - `send_test_event_reports_the_first_attempt`: `SendTestEvent` delivers a
 //!   marked, signed event through the normal path and reports the first
 //!   attempt's status, outcome and response, for a working and a failing
