@@ -2,28 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::support::health::assert_status;
 use crate::support::{publish_req, TestNode, GUARD};
 use herald_proto::v1 as pb;
 use herald_signing::Secret;
 use herald_testkit::fixtures::now_unix;
 use herald_testkit::{first_arrivals, TestReceiver};
 use tonic::Code;
-
-/// Asserts `r` failed with `code` and a message containing `needle`.
-#[track_caller]
-fn assert_status<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
-    match r {
-        Ok(v) => panic!("expected {code:?} mentioning {needle:?}, got Ok({v:?})"),
-        Err(s) => {
-            assert_eq!(s.code(), code, "status {s:?}");
-            assert!(
-                s.message().contains(needle),
-                "{code:?} message {:?} does not mention {needle:?}",
-                s.message()
-            );
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_named_status_codes() {
