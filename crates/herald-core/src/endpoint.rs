@@ -33,6 +33,15 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// Batched delivery: several events in one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most events per request (>= 2).
+    pub max_events: u32,
+    /// How long a batch waits to fill, from its first event's publish.
+    pub linger: Duration,
+}
+
 /// A validated endpoint. Its `Debug` output never shows the secrets.
 #[derive(Clone, PartialEq)]
 pub struct Endpoint {
@@ -78,6 +87,8 @@ pub struct Endpoint {
     pub app_id: String,
     /// What it receives when a publisher fans out to its application.
     pub subscription: crate::Subscription,
+    /// Batched delivery; None = one event per request.
+    pub batch: Option<Batching>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -97,6 +108,7 @@ impl std::fmt::Debug for Endpoint {
             .field("sensitive_headers", &self.sensitive_headers)
             .field("app_id", &self.app_id)
             .field("subscription", &self.subscription)
+            .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +168,12 @@ impl Endpoint {
             }),
             app_id,
             subscription,
+            batch: (rec.batch_max_events > 1).then(|| Batching {
+                max_events: rec.batch_max_events.min(validate::MAX_BATCH_EVENTS),
+                linger: Duration::from_millis(u64::from(
+                    rec.batch_linger_ms.min(validate::MAX_BATCH_LINGER_MS),
+                )),
+            }),
         })
     }
 
@@ -186,6 +204,8 @@ impl Endpoint {
             event_types: self.subscription.event_types().to_vec(),
             channels: self.subscription.channels().to_vec(),
             filter: self.subscription.filter().to_string(),
+            batch_max_events: self.batch.map_or(0, |b| b.max_events),
+            batch_linger_ms: self.batch.map_or(0, |b| b.linger.as_millis() as u32),
             ..Default::default()
         }
     }

@@ -56,6 +56,29 @@ pub fn attempt_partition(message_id: &str, partitions: usize) -> i32 {
     (n % partitions.max(1) as u32) as i32
 }
 
+/// Prefix of a batched request's `webhook-id`.
+pub const BATCH_ID_PREFIX: &str = "batch_";
+
+/// The `webhook-id` of a batched request: `batch_` + 32 hex digits of the
+/// SHA-256 of its event ids, in order. The same events give the same id, so
+/// a batch retried whole keeps its id and a receiver can de-duplicate it.
+pub fn batch_id<'a>(event_ids: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let mut h = Sha256::new();
+    for id in event_ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    let digest = h.finalize();
+    let mut out = String::with_capacity(BATCH_ID_PREFIX.len() + 32);
+    out.push_str(BATCH_ID_PREFIX);
+    for b in &digest[..16] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// Whether `id` is a well-formed id: 1..=128 chars of `[A-Za-z0-9._-]`.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -68,6 +91,16 @@ pub fn is_valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_id_depends_on_its_events_in_order() {
+        let a = batch_id(["e1", "e2"]);
+        assert!(a.starts_with("batch_") && a.len() == 6 + 32, "{a}");
+        assert_eq!(a, batch_id(["e1", "e2"]));
+        assert_ne!(a, batch_id(["e2", "e1"]));
+        assert_ne!(a, batch_id(["e1", "e2", "e3"]));
+        assert_ne!(batch_id(["e1e", "2"]), batch_id(["e1", "e2"]), "ids are delimited");
+    }
 
     #[test]
     fn idempotency_keys_are_scoped_per_caller() {

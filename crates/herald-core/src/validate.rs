@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::endpoint::Batching;
+
 /// Longest event type accepted.
 pub const MAX_EVENT_TYPE_LEN: usize = 256;
 /// Most custom headers one endpoint may carry.
@@ -36,6 +38,10 @@ pub const MAX_TIMEOUT_MS: u32 = 300_000;
 pub const MIN_MAX_AGE_MS: u64 = 1_000;
 /// Longest per-endpoint `max_age_ms` (30 days).
 pub const MAX_MAX_AGE_MS: u64 = 30 * 86_400_000;
+/// Most events in one batched request.
+pub const MAX_BATCH_EVENTS: u32 = 1_000;
+/// Longest batch linger, ms.
+pub const MAX_BATCH_LINGER_MS: u32 = 10_000;
 
 /// Header names Herald sets itself; custom headers may not replace them.
 pub const RESERVED_HEADERS: &[&str] = &[
@@ -390,6 +396,37 @@ pub fn timeout_ms(field: &str, ms: u32) -> Result<Option<Duration>, FieldError> 
     }
 }
 
+/// Batched delivery settings: `max_events` 0 or 1 (off) or 2 to
+/// [`MAX_BATCH_EVENTS`]; `linger_ms` 0 to [`MAX_BATCH_LINGER_MS`], and only
+/// with batching on.
+pub fn batching(max_events: u32, linger_ms: u32) -> Result<Option<Batching>, FieldError> {
+    if max_events > MAX_BATCH_EVENTS {
+        return Err(FieldError::new(
+            "batch_max_events",
+            format!("is {max_events}; must be 0 (one event per request) or 2 to {MAX_BATCH_EVENTS}"),
+        ));
+    }
+    if linger_ms > MAX_BATCH_LINGER_MS {
+        return Err(FieldError::new(
+            "batch_linger_ms",
+            format!("is {linger_ms}; must be 0 to {MAX_BATCH_LINGER_MS} ms"),
+        ));
+    }
+    if max_events <= 1 {
+        if linger_ms > 0 {
+            return Err(FieldError::new(
+                "batch_linger_ms",
+                "is set, but batching is off (batch_max_events is 0 or 1)",
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(Batching {
+        max_events,
+        linger: Duration::from_millis(u64::from(linger_ms)),
+    }))
+}
+
 /// A per-endpoint maximum event age: 0 (the node default) or
 /// [`MIN_MAX_AGE_MS`] to [`MAX_MAX_AGE_MS`].
 pub fn max_age_ms(field: &str, ms: u64) -> Result<Option<Duration>, FieldError> {
@@ -497,6 +534,19 @@ mod tests {
         assert!(timeout_ms("t", 1).is_err());
         assert!(timeout_ms("t", u32::MAX).is_err());
         assert_eq!(timeout_ms("t", 0).unwrap(), None);
+    }
+
+    #[test]
+    fn batching_bounds_name_the_field() {
+        assert_eq!(batching(0, 0).unwrap(), None);
+        assert_eq!(batching(1, 0).unwrap(), None);
+        let b = batching(50, 20).unwrap().unwrap();
+        assert_eq!((b.max_events, b.linger.as_millis()), (50, 20));
+        assert_eq!(batching(1001, 0).unwrap_err().field, "batch_max_events");
+        assert_eq!(batching(10, 10_001).unwrap_err().field, "batch_linger_ms");
+        let off = batching(0, 5).unwrap_err();
+        assert_eq!(off.field, "batch_linger_ms");
+        assert!(off.to_string().contains("batching is off"), "{off}");
         assert!(max_age_ms("a", u64::MAX).is_err());
         assert!(max_age_ms("a", 10).is_err());
     }

@@ -1,5 +1,7 @@
-//! One delivery attempt of one event: wait out the backoff, POST, classify
-//! the answer, record metrics and a log line, and say what happens next.
+//! One delivery attempt of one event (or of one batch of an endpoint's
+//! events, in one request): wait out the backoff, POST, classify the
+//! answer, record metrics and a log line per event, and say what happens
+//! next.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -138,48 +140,77 @@ impl Default for DeliveredMetrics {
 
 impl AttemptContext {
     /// Waits `delay` (aborting if `drain` fires first), then makes one
-    /// attempt and records it in the event's attempt state. If the endpoint
-    /// changed meanwhile, nothing is sent ([`Outcome::Stale`]).
+    /// attempt of `event` (with the rest of its `batch`, in one request) and
+    /// records it in each event's attempt state. If the endpoint changed
+    /// meanwhile, nothing is sent ([`Outcome::Stale`]).
+    #[allow(clippy::too_many_arguments)] // the worker's one call site names each
     pub async fn run(
         self: Arc<Self>,
         prepared: Arc<Prepared>,
         pacer: Arc<Pacer>,
-        mut event: Event,
+        event: Event,
+        batch: Vec<Event>,
         delay: Duration,
         drain: CancellationToken,
         fresh: Freshness,
-    ) -> (Event, Outcome) {
+    ) -> (Event, Vec<Event>, Outcome) {
+        let mut members: Vec<Event> = std::iter::once(event).chain(batch).collect();
+        let outcome = self
+            .attempt(&prepared, &pacer, &mut members, delay, &drain, &fresh)
+            .await;
+        let mut members = members.into_iter();
+        let event = members.next().expect("a batch has a first event");
+        (event, members.collect(), outcome)
+    }
+
+    async fn attempt(
+        &self,
+        prepared: &Prepared,
+        pacer: &Pacer,
+        members: &mut [Event],
+        delay: Duration,
+        drain: &CancellationToken,
+        fresh: &Freshness,
+    ) -> Outcome {
         if !delay.is_zero() {
             tokio::select! {
-                _ = drain.cancelled() => return (event, Outcome::Aborted),
+                _ = drain.cancelled() => return Outcome::Aborted,
                 _ = tokio::time::sleep(delay) => {}
             }
         }
         // The endpoint's rate limit and Retry-After, then the node's ceiling
-        // for the destination host: waiting is not an attempt.
+        // for the destination host: waiting is not an attempt. A batch is
+        // one request.
         tokio::select! {
-            _ = drain.cancelled() => return (event, Outcome::Aborted),
+            _ = drain.cancelled() => return Outcome::Aborted,
             _ = pacer.acquire() => {}
         }
         if let Some(ceiling) = &self.host_ceiling {
             let key = crate::host_ceiling::HostCeiling::key(&prepared.endpoint.url);
             tokio::select! {
-                _ = drain.cancelled() => return (event, Outcome::Aborted),
+                _ = drain.cancelled() => return Outcome::Aborted,
                 _ = ceiling.acquire(&key) => {}
             }
         }
         if drain.is_cancelled() {
-            return (event, Outcome::Aborted);
+            return Outcome::Aborted;
         }
-        if !fresh.is_current(&prepared) {
-            return (event, Outcome::Stale);
+        if !fresh.is_current(prepared) {
+            return Outcome::Stale;
         }
         let started_ms = now_ms();
+        let (msg_id, body) = match members {
+            [one] => (one.envelope.event_id.clone(), one.envelope.payload.clone()),
+            _ => {
+                let envelopes = members.iter().map(|e| &e.envelope);
+                (crate::batch::id(envelopes.clone()), crate::batch::body(envelopes))
+            }
+        };
         let req = DeliveryRequest {
             url: &prepared.endpoint.url,
-            msg_id: &event.envelope.event_id,
+            msg_id: &msg_id,
             timestamp: started_ms / 1000,
-            body: event.envelope.payload.clone(),
+            body,
             signer: prepared.signer_at(started_ms),
             headers: &prepared.headers,
             timeout: prepared.endpoint.timeout,
@@ -194,36 +225,40 @@ impl AttemptContext {
             Some(200..=299) => pacer.succeeded(),
             _ => {}
         }
-        let state = event.envelope.attempt.get_or_insert_with(Default::default);
-        state.attempts += 1;
-        if state.first_attempt_ms == 0 {
-            state.first_attempt_ms = started_ms;
-        }
-        state.last_attempt_ms = started_ms;
-        state.last_status = result.status.map_or(0, u32::from);
-        state.last_error = if outcome == Outcome::Delivered {
+        let error = if outcome == Outcome::Delivered {
             String::new()
         } else {
             describe(&result)
         };
-        observe(&self.delivered, &prepared, &event, &result, &outcome);
-        if let Some(log) = &self.log {
-            let state = event.envelope.attempt.as_ref();
-            log.record(Entry {
-                event_id: &event.envelope.event_id,
-                message_id: &event.envelope.message_id,
-                endpoint_id: &event.envelope.endpoint_id,
-                event_type: &event.envelope.event_type,
-                attempt: state.map_or(1, |a| a.attempts),
-                at_ms: started_ms,
-                status: result.status.map_or(0, u32::from),
-                latency_ms: result.latency.as_millis().min(u128::from(u32::MAX)) as u32,
-                outcome: outcome_label(&result, &outcome),
-                error: state.map_or("", |a| a.last_error.as_str()),
-                body: result.body_snippet.clone(),
-            });
+        observe_request(&self.delivered, &result, &outcome);
+        for event in members.iter_mut() {
+            let state = event.envelope.attempt.get_or_insert_with(Default::default);
+            state.attempts += 1;
+            if state.first_attempt_ms == 0 {
+                state.first_attempt_ms = started_ms;
+            }
+            state.last_attempt_ms = started_ms;
+            state.last_status = result.status.map_or(0, u32::from);
+            state.last_error.clone_from(&error);
+            observe_event(&self.delivered, prepared, event, &result, &outcome);
+            if let Some(log) = &self.log {
+                let state = event.envelope.attempt.as_ref();
+                log.record(Entry {
+                    event_id: &event.envelope.event_id,
+                    message_id: &event.envelope.message_id,
+                    endpoint_id: &event.envelope.endpoint_id,
+                    event_type: &event.envelope.event_type,
+                    attempt: state.map_or(1, |a| a.attempts),
+                    at_ms: started_ms,
+                    status: result.status.map_or(0, u32::from),
+                    latency_ms: result.latency.as_millis().min(u128::from(u32::MAX)) as u32,
+                    outcome: outcome_label(&result, &outcome),
+                    error: state.map_or("", |a| a.last_error.as_str()),
+                    body: result.body_snippet.clone(),
+                });
+            }
         }
-        (event, outcome)
+        outcome
     }
 
     fn classify(&self, r: &AttemptResult) -> Outcome {
@@ -297,13 +332,8 @@ fn outcome_label(r: &AttemptResult, outcome: &Outcome) -> &'static str {
     }
 }
 
-fn observe(
-    m: &DeliveredMetrics,
-    prepared: &Prepared,
-    event: &Event,
-    r: &AttemptResult,
-    outcome: &Outcome,
-) {
+/// The request's metrics: one attempt, whatever a batch carried.
+fn observe_request(m: &DeliveredMetrics, r: &AttemptResult, outcome: &Outcome) {
     let label = match outcome {
         Outcome::Aborted | Outcome::Stale => return,
         _ => outcome_label(r, outcome),
@@ -318,6 +348,16 @@ fn observe(
         metrics::histogram!(names::DELIVERY_LATENCY, "outcome" => label)
             .record(r.latency.as_secs_f64());
     }
+}
+
+/// Each event's metrics and log line.
+fn observe_event(
+    m: &DeliveredMetrics,
+    prepared: &Prepared,
+    event: &Event,
+    r: &AttemptResult,
+    outcome: &Outcome,
+) {
     let ep = &prepared.endpoint.id;
     let id = &event.envelope.event_id;
     let attempt = event.attempts();

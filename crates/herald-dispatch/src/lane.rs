@@ -79,14 +79,24 @@ pub struct Lane {
     /// Ordered lanes after a dead letter: events with a lower origin follow
     /// their predecessor to the dead-letter topic.
     pub flush_below: Option<i64>,
-    /// The in-flight head of an ordered lane (origin and envelope as sent),
-    /// so a move can write a copy of it ahead of its followers.
-    pub head: Option<(i64, EventEnvelope)>,
+    /// The in-flight head of an ordered lane (origin and envelope as sent;
+    /// every event of a batch, in order), so a move can write copies of it
+    /// ahead of its followers.
+    pub head: Vec<(i64, EventEnvelope)>,
+    /// A batch waiting to fill: the origin of its first event and until when.
+    pub linger: Option<(i64, i64)>,
     /// Head copies written while their original was in flight, by origin.
     pub copies: HashMap<i64, HeadCopy>,
     /// The endpoint takes no requests for now (disabled, or its circuit is
     /// open): the lane holds one event, the rest waits in the retry topic.
     pub held_back: bool,
+}
+
+/// Whether `e` may go in one request with `front`: the same attempt state
+/// (fresh events, or events that failed together and retry together), so a
+/// batch keeps its members across its retries.
+pub fn joins(front: &Event, e: &Event) -> bool {
+    e.attempts() == front.attempts() && e.due_ms() == front.due_ms()
 }
 
 /// When an event's age starts: its publish, or its due time if it was
@@ -111,7 +121,8 @@ impl Default for Lane {
             scanning: false,
             max_origin: -1,
             flush_below: None,
-            head: None,
+            head: Vec::new(),
+            linger: None,
             copies: HashMap::new(),
             held_back: false,
         }
@@ -178,6 +189,59 @@ impl Lane {
             && self.copies.is_empty()
     }
 
+    /// Whether `event` is a head copy this lane tracks (it must pass the
+    /// front on its own, so it never joins a batch).
+    fn is_tracked_copy(&self, event: &Event) -> bool {
+        matches!(event.source, Source::Retry(_)) && self.copies.contains_key(&event.origin)
+    }
+
+    /// How many queued events, from the front, could go in one request with
+    /// the front: at most `max`, with the front's attempt state, no tracked
+    /// copy among them, payloads within `max_bytes` (the front always goes).
+    pub fn batchable(&self, max: usize, max_bytes: usize) -> usize {
+        let Some(front) = self.queue.front() else {
+            return 0;
+        };
+        let mut bytes = front.envelope.payload.len();
+        let mut n = 1;
+        for e in self.queue.iter().skip(1) {
+            bytes += e.envelope.payload.len();
+            if n >= max || !joins(front, e) || self.is_tracked_copy(e) || bytes > max_bytes {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Until when the front waits for its batch to fill (None: go now). A
+    /// batch goes when full, when its first event was published `linger`
+    /// ago, or at once for a retry; the wait is counted on this node's
+    /// clock from the first time it is asked, at most `linger`, so a skewed
+    /// publisher clock never holds it longer.
+    pub fn linger_until(&mut self, max: usize, linger_ms: i64, max_bytes: usize, now_ms: i64) -> Option<i64> {
+        let front = self.queue.front()?;
+        if linger_ms <= 0 || front.attempts() > 0 || self.batchable(max, max_bytes) >= max {
+            self.linger = None;
+            return None;
+        }
+        let until = match self.linger {
+            Some((origin, until)) if origin == front.origin => until,
+            _ => {
+                let published = age_base_ms(&front.envelope);
+                let until = published.saturating_add(linger_ms).clamp(now_ms, now_ms + linger_ms);
+                self.linger = Some((front.origin, until));
+                until
+            }
+        };
+        if now_ms < until {
+            Some(until)
+        } else {
+            self.linger = None;
+            None
+        }
+    }
+
     /// Records that an event with this origin was seen.
     pub fn saw(&mut self, origin: i64) {
         self.max_origin = self.max_origin.max(origin);
@@ -229,6 +293,66 @@ mod tests {
             1,
             "a disabled or open-circuit lane holds one"
         );
+    }
+
+    fn fresh(o: i64, created: i64) -> Event {
+        let mut e = ev(o);
+        e.envelope.created_at_ms = created;
+        e.envelope.payload = vec![b'x'; 10].into();
+        e
+    }
+
+    #[test]
+    fn a_batch_takes_events_with_the_fronts_attempt_state_within_bounds() {
+        let mut l = Lane::new();
+        for o in 0..5 {
+            l.queue.push_back(fresh(o, 0));
+        }
+        assert_eq!(l.batchable(3, 1 << 20), 3, "at most max");
+        assert_eq!(l.batchable(10, 1 << 20), 5);
+        assert_eq!(l.batchable(10, 25), 2, "payload bytes bound it");
+        assert_eq!(l.batchable(10, 5), 1, "the front always goes");
+        l.queue[2].envelope.attempt = Some(AttemptState {
+            attempts: 1,
+            ..Default::default()
+        });
+        assert_eq!(l.batchable(10, 1 << 20), 2, "a retried event starts its own batch");
+        l.queue[1].source = Source::Retry(7);
+        l.copies.insert(
+            1,
+            HeadCopy {
+                landed_at: Some(7),
+                finish_on_landing: None,
+                fate: CopyFate::Pending,
+            },
+        );
+        assert_eq!(l.batchable(10, 1 << 20), 1, "a tracked copy goes on its own");
+    }
+
+    #[test]
+    fn a_batch_lingers_from_its_publish_at_most_linger_on_this_clock() {
+        let mut l = Lane::new();
+        l.queue.push_back(fresh(0, 1_000));
+        l.queue.push_back(fresh(1, 1_000));
+        assert_eq!(l.linger_until(3, 50, 1 << 20, 1_010), Some(1_050));
+        assert_eq!(l.linger_until(3, 50, 1 << 20, 1_049), Some(1_050), "kept, not moved");
+        assert_eq!(l.linger_until(3, 50, 1 << 20, 1_050), None, "then it goes");
+        l.queue.push_back(fresh(2, 1_000));
+        assert_eq!(l.linger_until(3, 50, 1 << 20, 1_000), None, "full: at once");
+        let mut skewed = Lane::new();
+        skewed.queue.push_back(fresh(0, 900_000));
+        assert_eq!(
+            skewed.linger_until(3, 50, 1 << 20, 1_000),
+            Some(1_050),
+            "a publisher clock ahead never holds it past linger"
+        );
+        let mut retried = Lane::new();
+        retried.queue.push_back(fresh(0, 1_000));
+        retried.queue[0].envelope.attempt = Some(AttemptState {
+            attempts: 1,
+            ..Default::default()
+        });
+        assert_eq!(retried.linger_until(3, 50, 1 << 20, 1_010), None, "a retry goes at once");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 
 pub mod attempt;
 pub mod attempt_log;
+pub mod batch;
 pub mod consumer;
 pub mod endpoint;
 pub mod group;

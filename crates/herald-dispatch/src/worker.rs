@@ -323,6 +323,7 @@ impl Worker {
                     endpoint,
                     prepared,
                     event,
+                    batch,
                     delay_ms,
                     wait,
                 } => {
@@ -335,11 +336,13 @@ impl Worker {
                     };
                     let delay = Duration::from_millis(delay_ms);
                     self.jobs.push(Box::pin(async move {
-                        let (event, outcome) =
-                            ctx.run(prepared, pacer, event, delay, drain, fresh).await;
+                        let (event, batch, outcome) = ctx
+                            .run(prepared, pacer, event, batch, delay, drain, fresh)
+                            .await;
                         Done::Input(Input::Attempted {
                             endpoint,
                             event,
+                            batch,
                             outcome,
                             wait,
                         })

@@ -151,6 +151,8 @@ pub fn view(ep: &Endpoint) -> pb::Endpoint {
         event_types: ep.subscription.event_types().to_vec(),
         channels: ep.subscription.channels().to_vec(),
         filter: ep.subscription.filter().to_string(),
+        batch_max_events: ep.batch.map_or(0, |b| b.max_events),
+        batch_linger_ms: ep.batch.map_or(0, |b| b.linger.as_millis() as u32),
     }
 }
 
@@ -161,6 +163,10 @@ fn app_id(app: &str) -> Result<String, Status> {
     }
     validate::id("app_id", app).map_err(invalid)?;
     Ok(app.to_string())
+}
+
+fn batching(max_events: u32, linger_ms: u32) -> Result<Option<validate::Batching>, Status> {
+    validate::batching(max_events, linger_ms).map_err(invalid)
 }
 
 fn timeout(field: &str, ms: u32) -> Result<Option<Duration>, Status> {
@@ -270,6 +276,7 @@ impl EndpointService for EndpointApi {
             app_id: app_id(&req.app_id)?,
             subscription: Subscription::new(req.event_types, req.channels, req.filter)
                 .map_err(invalid)?,
+            batch: batching(req.batch_max_events, req.batch_linger_ms)?,
         };
         let mut ep = ep;
         set_headers(&mut ep, req.headers, req.sensitive_headers)?;
@@ -379,6 +386,18 @@ impl EndpointService for EndpointApi {
         }
         if let Some(t) = req.timeout_ms {
             ep.timeout = timeout("timeout_ms", t)?;
+        }
+        if req.batch_max_events.is_some() || req.batch_linger_ms.is_some() {
+            let max = req
+                .batch_max_events
+                .unwrap_or_else(|| ep.batch.map_or(0, |b| b.max_events));
+            // Turning batching off drops its linger with it.
+            let linger = match req.batch_linger_ms {
+                Some(l) => l,
+                None if max <= 1 => 0,
+                None => ep.batch.map_or(0, |b| b.linger.as_millis() as u32),
+            };
+            ep.batch = batching(max, linger)?;
         }
         if req.event_types.is_some() || req.channels.is_some() || req.filter.is_some() {
             let sub = &ep.subscription;

@@ -506,6 +506,7 @@ pub(crate) fn check_caller_event_id(id: &str) -> Result<(), validate::FieldError
         herald_catalog::fanout::FANOUT_ID_PREFIX,
         herald_catalog::fanout::MESSAGE_ID_PREFIX,
         crate::test_event::TEST_EVENT_PREFIX,
+        herald_core::ids::BATCH_ID_PREFIX,
     ] {
         if id.starts_with(prefix) {
             return Err(validate::FieldError::new(

@@ -31,6 +31,16 @@ enum CopyAtFront {
     Go,
 }
 
+/// Most payload bytes one batched request carries (its first event always
+/// goes, however large).
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Events per batch: the endpoint's setting, at most half a lane's window so
+/// a batch in flight never makes its lane overflow by itself.
+fn batch_cap(max_events: u32, max_lane: usize) -> usize {
+    (max_events as usize).min(max_lane / 2).max(1)
+}
+
 impl Partition {
     /// Starts as many of `endpoint`'s queued events as its lane allows.
     pub(super) fn pump(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
@@ -136,6 +146,13 @@ impl Partition {
                 self.dead_letter_expired_front(endpoint, ordered, ctx);
                 continue;
             }
+            if let Some(b) = prepared.endpoint.batch {
+                let lane = self.lanes.get_mut(endpoint).expect("lane exists");
+                let linger = b.linger.as_millis() as i64;
+                if let Some(until) = lane.linger_until(batch_cap(b.max_events, self.cfg.max_lane), linger, MAX_BATCH_BYTES, now) {
+                    return self.wake_at(endpoint, until);
+                }
+            }
             let breaker = self
                 .breakers
                 .entry(endpoint.clone())
@@ -157,13 +174,26 @@ impl Partition {
             }
             let lane = self.lanes.get_mut(endpoint).expect("lane exists");
             lane.held_back = false;
+            let delay = (front_due - now).max(0) as u64;
+            // A batch waiting out a long retry would hold more than the
+            // lane's window of one: it goes one event at a time.
+            let members = match prepared.endpoint.batch {
+                Some(b) if delay as i64 <= self.cfg.in_memory_max_ms => {
+                    lane.batchable(batch_cap(b.max_events, self.cfg.max_lane), MAX_BATCH_BYTES)
+                }
+                _ => 1,
+            };
+            lane.linger = None;
             let event = lane.queue.pop_front().expect("front exists");
-            lane.in_flight += 1;
-            let delay = (event.due_ms() - now).max(0) as u64;
+            let batch: Vec<Event> = lane.queue.drain(..members - 1).collect();
+            lane.in_flight += members;
             if ordered {
-                lane.head = Some((event.origin, event.envelope.clone()));
+                lane.head = std::iter::once(&event)
+                    .chain(&batch)
+                    .map(|e| (e.origin, e.envelope.clone()))
+                    .collect();
             }
-            self.launch(endpoint.clone(), prepared.clone(), event, delay);
+            self.launch(endpoint.clone(), prepared.clone(), event, batch, delay);
         }
     }
 
@@ -277,7 +307,14 @@ impl Partition {
         });
     }
 
-    fn launch(&mut self, endpoint: Arc<str>, prepared: Arc<Prepared>, event: Event, delay: u64) {
+    fn launch(
+        &mut self,
+        endpoint: Arc<str>,
+        prepared: Arc<Prepared>,
+        event: Event,
+        batch: Vec<Event>,
+        delay: u64,
+    ) {
         let wait = if delay == 0 {
             Wait::None
         } else if delay as i64 > self.cfg.in_memory_max_ms {
@@ -299,6 +336,7 @@ impl Partition {
             endpoint,
             prepared,
             event,
+            batch,
             delay_ms: delay,
             wait,
         });
@@ -311,44 +349,48 @@ impl Partition {
         self.write(endpoint.clone(), event, Target::DeadLetter(reason), false);
     }
 
-    /// Moves the lane's backlog (with `head` first, when given) to the retry
-    /// topic; the lane turns durable.
-    fn move_to_retry(&mut self, endpoint: &Arc<str>, head: Option<Event>) {
+    /// Moves the lane's backlog (with `heads` first) to the retry topic;
+    /// the lane turns durable.
+    fn move_to_retry(&mut self, endpoint: &Arc<str>, heads: Vec<Event>) {
         let partition = self.cfg.partition;
         let lane = self.lane(endpoint);
         lane.durable = true;
         let queued: Vec<Event> = lane.queue.drain(..).collect();
-        tracing::info!(endpoint_id = %endpoint, partition, events = queued.len() + usize::from(head.is_some()),
+        tracing::info!(endpoint_id = %endpoint, partition, events = queued.len() + heads.len(),
             "moving endpoint backlog to the retry topic");
-        for e in head.into_iter().chain(queued) {
+        for e in heads.into_iter().chain(queued) {
             self.write(endpoint.clone(), e, Target::Retry, false);
         }
     }
 
     /// The lane holds more than it may: its backlog moves to the retry topic.
-    /// An ordered lane's in-flight head goes first, as a tracked copy, so it
-    /// is never split from its followers; the original keeps running.
+    /// An ordered lane's in-flight head (each event of a batch) goes first,
+    /// as tracked copies, so it is never split from its followers; the
+    /// original attempt keeps running.
     pub(super) fn overflow(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
         let ordered = self.ordered(endpoint, ctx);
         let lane = self.lane(endpoint);
         if ordered && lane.in_flight > 0 {
-            if let Some((origin, envelope)) = lane.head.clone() {
-                if let std::collections::hash_map::Entry::Vacant(slot) = lane.copies.entry(origin) {
+            let mut copies = Vec::new();
+            for (origin, envelope) in &lane.head {
+                if let std::collections::hash_map::Entry::Vacant(slot) = lane.copies.entry(*origin) {
                     slot.insert(HeadCopy {
                         landed_at: None,
                         finish_on_landing: None,
                         fate: CopyFate::Pending,
                     });
-                    let event = Event {
-                        source: Source::Events(origin),
-                        origin,
-                        envelope,
-                    };
-                    self.write(endpoint.clone(), event, Target::Retry, true);
+                    copies.push(Event {
+                        source: Source::Events(*origin),
+                        origin: *origin,
+                        envelope: envelope.clone(),
+                    });
                 }
             }
+            for event in copies {
+                self.write(endpoint.clone(), event, Target::Retry, true);
+            }
         }
-        self.move_to_retry(endpoint, None);
+        self.move_to_retry(endpoint, Vec::new());
     }
 
     pub(super) fn drop_deleted(&mut self, endpoint: &Arc<str>, ctx: &mut Ctx<'_>) {
@@ -402,7 +444,7 @@ impl Partition {
             .copies
             .get(&event.origin)
             .is_some_and(|c| c.fate == CopyFate::Pending)
-            && lane.head.as_ref().is_some_and(|(o, _)| *o == event.origin);
+            && lane.head.iter().any(|(o, _)| *o == event.origin);
         if !is_original {
             return false;
         }
@@ -420,41 +462,31 @@ impl Partition {
         true
     }
 
+    /// An attempt ended: `event` and, for a batch, the rest of its events
+    /// in order. A batch shares one outcome: delivered together, retried
+    /// together (one decision, from its first event), dead-lettered
+    /// together.
     pub(super) fn on_attempt(
         &mut self,
         endpoint: Arc<str>,
-        mut event: Event,
+        event: Event,
+        batch: Vec<Event>,
         outcome: Outcome,
         ctx: &mut Ctx<'_>,
     ) {
         if outcome == Outcome::Aborted || (self.draining && outcome != Outcome::Delivered) {
             return;
         }
+        let members: Vec<Event> = std::iter::once(event).chain(batch).collect();
         if outcome == Outcome::Stale {
             // The endpoint changed while the attempt waited: decide again
             // (or, for a copied head, let the copy carry it).
-            let state = event.envelope.attempt.clone().unwrap_or_default();
-            if self.settle_original(&endpoint, &event, CopyFate::Retry(state), ctx) {
-                self.clear_head(&endpoint, event.origin);
-                return self.after_settle(&endpoint, ctx);
-            }
-            let lane = self.lane(&endpoint);
-            lane.in_flight -= 1;
-            if lane.head.as_ref().is_some_and(|(o, _)| *o == event.origin) {
-                lane.head = None;
-            }
-            lane.queue.push_front(event);
-            return self.after_settle(&endpoint, ctx);
+            return self.requeue(&endpoint, members, ctx);
         }
         self.breaker_record(&endpoint, outcome == Outcome::Delivered, ctx.now_ms);
         if outcome == Outcome::Delivered {
             self.failing_since.remove(&endpoint);
-            if !self.settle_original(&endpoint, &event, CopyFate::Settled, ctx) {
-                self.finish(event.source, ctx);
-                self.lane(&endpoint).in_flight -= 1;
-            }
-            self.clear_head(&endpoint, event.origin);
-            return self.after_settle(&endpoint, ctx);
+            return self.settle_all(&endpoint, members, ctx);
         }
         let Outcome::Failed {
             verdict,
@@ -463,108 +495,135 @@ impl Partition {
         else {
             return;
         };
-        self.note_failure(&endpoint, &event, ctx);
+        self.note_failure(&endpoint, &members[0], ctx);
         let prepared = match self.known(&endpoint, ctx) {
             Known::Ready(p) => p,
             Known::Deleted => {
                 metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted")
-                    .increment(1);
-                if !self.settle_original(&endpoint, &event, CopyFate::Settled, ctx) {
-                    self.finish(event.source, ctx);
-                    self.lane(&endpoint).in_flight -= 1;
-                }
-                self.clear_head(&endpoint, event.origin);
-                return self.after_settle(&endpoint, ctx);
+                    .increment(members.len() as u64);
+                return self.settle_all(&endpoint, members, ctx);
             }
-            Known::Unknown => {
-                // Back to the front: `pump` waits for the registry (or, for
-                // a copied head, the copy carries it).
-                let state = event.envelope.attempt.clone().unwrap_or_default();
-                if self.settle_original(&endpoint, &event, CopyFate::Retry(state), ctx) {
-                    self.clear_head(&endpoint, event.origin);
-                    return self.after_settle(&endpoint, ctx);
-                }
-                self.clear_head(&endpoint, event.origin);
-                let lane = self.lane(&endpoint);
-                lane.in_flight -= 1;
-                lane.queue.push_front(event);
-                return self.after_settle(&endpoint, ctx);
-            }
+            // Back to the front: `pump` waits for the registry (or, for a
+            // copied head, the copy carries it).
+            Known::Unknown => return self.requeue(&endpoint, members, ctx),
         };
         let now = ctx.now_ms;
+        let first = &members[0];
         let failure = Failure {
             verdict,
-            attempts: event.attempts(),
-            created_ms: crate::lane::age_base_ms(&event.envelope),
+            attempts: first.attempts(),
+            created_ms: crate::lane::age_base_ms(&first.envelope),
             now_ms: now,
             retry_after,
         };
         let ordered = prepared.endpoint.ordered;
         let unit = self.unit();
-        let step = prepared.policy.after_failure(failure, unit);
-        let state = event.envelope.attempt.clone().unwrap_or_default();
-        match step {
+        match prepared.policy.after_failure(failure, unit) {
             Step::GiveUp(why) => {
                 // Everything of this endpoint read so far follows it, even
-                // if the copy reaches the front later.
+                // if a copy reaches the front later.
                 let bound = self
                     .lanes
                     .get(&endpoint)
                     .map_or(self.events_seen_until, |l| {
                         self.events_seen_until.max(l.max_origin + 1)
                     });
-                let fate = CopyFate::GaveUp(DeadReason::Exhausted(why), state, bound);
-                if self.settle_original(&endpoint, &event, fate, ctx) {
-                    // The copy is dead-lettered when it reaches the front.
-                    self.clear_head(&endpoint, event.origin);
-                    return self.after_settle(&endpoint, ctx);
+                let reason = DeadReason::Exhausted(why);
+                let mut dead = Vec::new();
+                for e in members {
+                    let state = e.envelope.attempt.clone().unwrap_or_default();
+                    let fate = CopyFate::GaveUp(reason, state, bound);
+                    // A copied event is dead-lettered when its copy reaches
+                    // the front.
+                    let carried = self.settle_original(&endpoint, &e, fate, ctx);
+                    self.clear_head(&endpoint, e.origin);
+                    if !carried {
+                        dead.push(e);
+                    }
                 }
-                self.clear_head(&endpoint, event.origin);
-                let bound = self.events_seen_until;
-                let lane = self.lane(&endpoint);
-                if ordered {
-                    // Everything of this endpoint read so far follows it.
-                    lane.flush_below = Some(bound.max(lane.max_origin + 1));
+                if !dead.is_empty() && ordered {
+                    self.lane(&endpoint).flush_below = Some(bound);
                 }
-                self.dead_letter(&endpoint, event, DeadReason::Exhausted(why));
+                for e in dead {
+                    self.dead_letter(&endpoint, e, reason);
+                }
                 self.after_settle(&endpoint, ctx);
             }
             Step::RetryIn(delay) => {
                 let next = now + delay.as_millis() as i64;
-                if let Some(a) = event.envelope.attempt.as_mut() {
-                    a.next_attempt_ms = next;
+                let mut left = Vec::new();
+                for mut e in members {
+                    let state = e.envelope.attempt.get_or_insert_with(Default::default);
+                    state.next_attempt_ms = next;
+                    let state = state.clone();
+                    // A copied event's copy in the retry topic carries it.
+                    let carried = self.settle_original(&endpoint, &e, CopyFate::Retry(state), ctx);
+                    self.clear_head(&endpoint, e.origin);
+                    if !carried {
+                        left.push(e);
+                    }
                 }
-                let mut state = state;
-                state.next_attempt_ms = next;
-                if self.settle_original(&endpoint, &event, CopyFate::Retry(state), ctx) {
-                    // The copy in the retry topic carries the retries.
-                    self.clear_head(&endpoint, event.origin);
+                if left.is_empty() {
                     return self.after_settle(&endpoint, ctx);
                 }
-                self.clear_head(&endpoint, event.origin);
                 let long = delay.as_millis() as i64 > self.cfg.in_memory_max_ms;
                 let lane = self.lane(&endpoint);
-                lane.in_flight -= 1;
+                lane.in_flight -= left.len();
                 if ordered && long && !lane.durable {
-                    self.move_to_retry(&endpoint, Some(event));
+                    self.move_to_retry(&endpoint, left);
                 } else if !ordered && long {
-                    self.write(endpoint.clone(), event, Target::Retry, false);
+                    for e in left {
+                        self.write(endpoint.clone(), e, Target::Retry, false);
+                    }
                 } else {
                     // Back to the front of its lane: `pump` starts it again
                     // (at its due time) only if the endpoint is still
                     // enabled and its circuit lets it through.
-                    lane.queue.push_front(event);
+                    for e in left.into_iter().rev() {
+                        lane.queue.push_front(e);
+                    }
                 }
                 self.after_settle(&endpoint, ctx);
             }
         }
     }
 
+    /// Delivered (or the endpoint was deleted): each event is finished, or
+    /// its copy is told to finish unsent.
+    fn settle_all(&mut self, endpoint: &Arc<str>, members: Vec<Event>, ctx: &mut Ctx<'_>) {
+        for e in members {
+            if !self.settle_original(endpoint, &e, CopyFate::Settled, ctx) {
+                self.finish(e.source, ctx);
+                self.lane(endpoint).in_flight -= 1;
+            }
+            self.clear_head(endpoint, e.origin);
+        }
+        self.after_settle(endpoint, ctx);
+    }
+
+    /// Not decided: the events go back to the front of the lane in order
+    /// (a copied event's copy carries it forward instead).
+    fn requeue(&mut self, endpoint: &Arc<str>, members: Vec<Event>, ctx: &mut Ctx<'_>) {
+        let mut left = Vec::new();
+        for e in members {
+            let state = e.envelope.attempt.clone().unwrap_or_default();
+            let carried = self.settle_original(endpoint, &e, CopyFate::Retry(state), ctx);
+            self.clear_head(endpoint, e.origin);
+            if !carried {
+                left.push(e);
+            }
+        }
+        let lane = self.lane(endpoint);
+        lane.in_flight -= left.len();
+        for e in left.into_iter().rev() {
+            lane.queue.push_front(e);
+        }
+        self.after_settle(endpoint, ctx);
+    }
+
     fn clear_head(&mut self, endpoint: &Arc<str>, origin: i64) {
         if let Some(l) = self.lanes.get_mut(endpoint) {
-            if l.head.as_ref().is_some_and(|(o, _)| *o == origin) {
-                l.head = None;
-            }
+            l.head.retain(|(o, _)| *o != origin);
         }
     }
 }

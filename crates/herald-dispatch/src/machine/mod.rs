@@ -167,6 +167,7 @@ impl Partition {
             Input::Attempted {
                 endpoint,
                 event,
+                batch,
                 outcome,
                 wait,
             } => {
@@ -178,7 +179,7 @@ impl Partition {
                         l.waiting_long = l.waiting_long.saturating_sub(1);
                     }
                 }
-                self.on_attempt(endpoint, event, outcome, ctx);
+                self.on_attempt(endpoint, event, batch, outcome, ctx);
             }
             Input::Written { id, result } => self.on_written(id, result, ctx),
             Input::Scanned { endpoint, result } => self.on_scanned(endpoint, result, ctx),
@@ -260,7 +261,7 @@ impl Partition {
                     .map(|e| crate::lane::age_base_ms(&e.envelope));
                 let head = lane
                     .head
-                    .as_ref()
+                    .first()
                     .map(|(_, env)| crate::lane::age_base_ms(env));
                 let created = match (queued, head) {
                     (Some(a), Some(b)) => a.min(b),
@@ -304,7 +305,7 @@ impl Partition {
                 format!(
                     "{ep}: queue {} in_flight {} waiting {} appends {} durable {} behind {:?} scanning {} copies {:?} flush_below {:?} parked {} head {:?} last_append {:?}",
                     l.queue.len(), l.in_flight, l.waiting, l.appends, l.durable, l.behind, l.scanning,
-                    l.copies, l.flush_below, self.parked.contains(ep), l.head.as_ref().map(|h| h.0), l.last_append
+                    l.copies, l.flush_below, self.parked.contains(ep), l.head.iter().map(|h| h.0).collect::<Vec<_>>(), l.last_append
                 )
             })
             .collect();

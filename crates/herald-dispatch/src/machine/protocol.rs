@@ -134,6 +134,8 @@ pub enum Input {
         endpoint: Arc<str>,
         /// The event, with its attempt state updated.
         event: Event,
+        /// The rest of its batch, in order (empty: one event per request).
+        batch: Vec<Event>,
         /// How it ended.
         outcome: Outcome,
         /// How it began.
@@ -181,8 +183,11 @@ pub enum Action {
         endpoint: Arc<str>,
         /// The endpoint as prepared when the attempt was decided.
         prepared: Arc<Prepared>,
-        /// The event.
+        /// The event (the first of a batch).
         event: Event,
+        /// The rest of its batch, in order, sent in the same request
+        /// (empty: one event per request).
+        batch: Vec<Event>,
         /// Wait this long first.
         delay_ms: u64,
         /// How the attempt began (echoed back).

@@ -149,7 +149,7 @@ fn regression_seeds() {
     }
 }
 
-fn run_seed(seed: u64) -> (usize, usize, usize) {
+fn run_seed(seed: u64) -> (usize, usize, usize, usize) {
     let mut w = World::new(
         Seeded(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
         1 + (seed % 7) as usize,
@@ -158,7 +158,7 @@ fn run_seed(seed: u64) -> (usize, usize, usize) {
     );
     w.run(1500);
     w.heal_and_check();
-    (w.crashes, w.resends, w.sends)
+    (w.crashes, w.resends, w.sends, w.batched_sends)
 }
 
 /// Many seeded schedules, longer than proptest's (deterministic: a failing
@@ -174,6 +174,7 @@ fn seeded_schedules() {
     let mut crashes = 0;
     let mut resends = 0;
     let mut sends = 0;
+    let mut batched = 0;
     let first: u64 = std::env::var("HERALD_SIM_FIRST")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -181,10 +182,11 @@ fn seeded_schedules() {
     for seed in first..first + runs {
         let result = std::panic::catch_unwind(|| run_seed(seed));
         match result {
-            Ok((c, r, s)) => {
+            Ok((c, r, s, b)) => {
                 crashes += c;
                 resends += r;
                 sends += s;
+                batched += b;
             }
             Err(e) => {
                 let msg = e
@@ -197,6 +199,12 @@ fn seeded_schedules() {
         }
     }
     eprintln!(
-        "{runs} schedules: {sends} requests, {crashes} crashes, {resends} re-sent deliveries"
+        "{runs} schedules: {sends} requests ({batched} batches), {crashes} crashes, {resends} re-sent deliveries"
+    );
+    // The odd-numbered endpoints take batches: the schedules must have
+    // exercised them, or they say nothing about batched delivery.
+    assert!(
+        runs < 100 || batched > runs as usize,
+        "only {batched} batched requests in {runs} schedules"
     );
 }

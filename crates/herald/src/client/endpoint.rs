@@ -100,6 +100,13 @@ pub struct CreateArgs {
     /// Total timeout of one delivery attempt, e.g. '5s' (capped by the node's).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     timeout: Option<u64>,
+    /// Batched delivery: up to N events per request, as a JSON array (2 to 1000).
+    #[arg(long, value_name = "N")]
+    batch_max: Option<u32>,
+    /// How long a batch waits to fill after its first event was published,
+    /// e.g. '20ms' (needs --batch-max).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms, requires = "batch_max")]
+    batch_linger: Option<u64>,
     #[command(flatten)]
     subscription: CreateSubscription,
 }
@@ -179,6 +186,12 @@ pub struct UpdateArgs {
     /// Total timeout of one delivery attempt, e.g. '5s' ('0' = node default).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     timeout: Option<u64>,
+    /// Batched delivery: up to N events per request (2 to 1000; '0' = off).
+    #[arg(long, value_name = "N")]
+    batch_max: Option<u32>,
+    /// How long a batch waits to fill after its first event was published, e.g. '20ms'.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    batch_linger: Option<u64>,
     #[command(flatten)]
     subscription: UpdateSubscription,
 }
@@ -269,6 +282,8 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateEndpointRequest> {
         timeout_ms: args
             .timeout
             .map_or(0, |t| t.min(u64::from(u32::MAX)) as u32),
+        batch_max_events: args.batch_max.unwrap_or(0),
+        batch_linger_ms: args.batch_linger.map_or(0, clamp_ms),
         ..Default::default()
     };
     args.subscription.apply(&mut request);
@@ -309,7 +324,7 @@ impl UpdateArgs {
                 "nothing to update: pass at least one of --url, --description, \
                  --enable/--disable, --ordered/--unordered, --rate-limit, --burst, \
                  --max-in-flight, --header, --sensitive-header, --clear-headers, --rotate-secret, \
-                 --retry-schedule, --max-age, --timeout, {}",
+                 --retry-schedule, --max-age, --timeout, --batch-max, --batch-linger, {}",
                 UpdateSubscription::FLAGS
             );
         }
@@ -334,6 +349,8 @@ impl UpdateArgs {
             && self.retry_schedule.is_none()
             && self.max_age.is_none()
             && self.timeout.is_none()
+            && self.batch_max.is_none()
+            && self.batch_linger.is_none()
             && self.subscription.is_empty()
     }
 }
@@ -379,11 +396,19 @@ fn update_request(
             .retry_schedule
             .map(|s| herald_proto::v1::RetrySchedule { delays_ms: s.0 }),
         max_age_ms: args.max_age,
-        timeout_ms: args.timeout.map(|t| t.min(u64::from(u32::MAX)) as u32),
+        timeout_ms: args.timeout.map(clamp_ms),
+        batch_max_events: args.batch_max,
+        batch_linger_ms: args.batch_linger.map(clamp_ms),
         ..Default::default()
     };
     args.subscription.apply(&mut request);
     Ok(request)
+}
+
+/// Milliseconds from a parsed duration, for a `uint32` field (the server
+/// refuses what is out of range, naming the field).
+fn clamp_ms(ms: u64) -> u32 {
+    ms.min(u64::from(u32::MAX)) as u32
 }
 
 /// `--x` → Some(true), `--no-x`-style opposite → Some(false), neither → None.

@@ -88,6 +88,10 @@ pub(crate) struct EndpointView {
     pub channels: Vec<String>,
     /// CEL filter on the payload of fan-out publishes; empty = none.
     pub filter: String,
+    /// Most events per batched request; 0 = one event per request.
+    pub batch_max_events: u32,
+    /// How long a batch waits to fill, ms.
+    pub batch_linger_ms: u32,
 }
 
 impl From<v1::Endpoint> for EndpointView {
@@ -117,6 +121,8 @@ impl From<v1::Endpoint> for EndpointView {
             event_types: e.event_types,
             channels: e.channels,
             filter: e.filter,
+            batch_max_events: e.batch_max_events,
+            batch_linger_ms: e.batch_linger_ms,
         }
     }
 }
@@ -189,6 +195,16 @@ impl EndpointView {
         }
         if self.timeout_ms > 0 {
             field("timeout", &ms_text(u64::from(self.timeout_ms)));
+        }
+        if self.batch_max_events > 1 {
+            field(
+                "batches",
+                &format!(
+                    "up to {} events, linger {}",
+                    self.batch_max_events,
+                    ms_text(u64::from(self.batch_linger_ms))
+                ),
+            );
         }
         field("created", &format_unix_ms(self.created_at_ms));
         field("updated", &format_unix_ms(self.updated_at_ms));

@@ -48,10 +48,18 @@ impl SimDirectory {
             unordered: !ordered,
             disabled: !enabled,
             max_in_flight: if ordered { 0 } else { 3 },
+            // Odd-numbered endpoints take batches of up to 3 events.
+            batch_max_events: if batched(endpoint) { 3 } else { 0 },
+            batch_linger_ms: if batched(endpoint) { 20 } else { 0 },
             updated_at_ms: updated,
             ..Default::default()
         })
         .expect("valid endpoint");
         Known::Ready(Arc::new(Prepared::new(Arc::new(e), &self.base)))
     }
+}
+
+/// Whether the simulated endpoint takes batches (`ep-1`, `ep-3`, …).
+fn batched(endpoint: &str) -> bool {
+    endpoint.ends_with(['1', '3', '5', '7', '9'])
 }

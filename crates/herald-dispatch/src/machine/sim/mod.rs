@@ -67,6 +67,8 @@ struct Ep {
 struct InFlight {
     endpoint: Arc<str>,
     event: Event,
+    /// The rest of its batch, sent in the same request.
+    batch: Vec<Event>,
     due: i64,
     wait: Wait,
 }
@@ -107,6 +109,8 @@ pub struct World<C: Chooser> {
     trace: bool,
     pub resends: usize,
     pub sends: usize,
+    /// Requests that carried more than one event.
+    pub batched_sends: usize,
 }
 
 fn policy() -> RetryPolicy {
@@ -189,6 +193,7 @@ impl<C: Chooser> World<C> {
             trace: std::env::var_os("HERALD_SIM_TRACE").is_some(),
             resends: 0,
             sends: 0,
+            batched_sends: 0,
         }
     }
 
@@ -269,23 +274,27 @@ impl<C: Chooser> World<C> {
             Action::Attempt {
                 endpoint,
                 event,
+                batch,
                 delay_ms,
                 wait,
                 ..
             } => {
-                let t = match event.source {
-                    Source::Events(o) => (0, o),
-                    Source::Retry(o) => (1, o),
-                };
-                assert!(
-                    !self.committed_done[t.0].contains(&t.1),
-                    "a record a commit declared finished was processed again: {:?}",
-                    event.source
-                );
+                for e in std::iter::once(&event).chain(&batch) {
+                    let t = match e.source {
+                        Source::Events(o) => (0, o),
+                        Source::Retry(o) => (1, o),
+                    };
+                    assert!(
+                        !self.committed_done[t.0].contains(&t.1),
+                        "a record a commit declared finished was processed again: {:?}",
+                        e.source
+                    );
+                }
                 self.attempts.push(InFlight {
                     endpoint,
                     due: self.now + delay_ms as i64,
                     event,
+                    batch,
                     wait,
                 });
             }
@@ -357,29 +366,50 @@ impl<C: Chooser> World<C> {
         true
     }
 
-    /// The receiver answers one attempt that is due.
+    /// The receiver answers one attempt that is due (a batch: one answer
+    /// for all of its events).
     fn answer(&mut self, k: usize) {
         let InFlight {
             endpoint,
-            mut event,
+            event,
+            batch,
             due,
             wait,
         } = self.attempts.swap_remove(k);
         self.now = self.now.max(due);
-        let id = event.envelope.event_id.clone();
-        let (ep_name, index) = self.published[&id].clone();
+        let mut members: Vec<Event> = std::iter::once(event).chain(batch).collect();
+        let first = members[0].envelope.event_id.clone();
+        let ep_name = self.published[&first].0.clone();
         let ep = &self.eps[&ep_name];
-        if ep.ordered {
-            for earlier in &self.per_endpoint[&ep_name][..index] {
-                assert!(
-                    self.delivered.contains(earlier) || self.dead.contains(earlier),
-                    "order: {id} of {ep_name} sent before {earlier} was delivered or dead-lettered"
-                );
+        // Events earlier in the same request count as sent before.
+        let mut sent_with: HashSet<&str> = HashSet::new();
+        for m in &members {
+            let id = m.envelope.event_id.as_str();
+            let (name, index) = &self.published[id];
+            assert_eq!(name, &ep_name, "a batch mixed endpoints");
+            if ep.ordered {
+                for earlier in &self.per_endpoint[&ep_name][..*index] {
+                    assert!(
+                        self.delivered.contains(earlier)
+                            || self.dead.contains(earlier)
+                            || sent_with.contains(earlier.as_str()),
+                        "order: {id} of {ep_name} sent before {earlier} was delivered or dead-lettered"
+                    );
+                }
             }
+            sent_with.insert(id);
         }
         self.sends += 1;
+        if members.len() > 1 {
+            self.batched_sends += 1;
+        }
         if self.trace {
-            eprintln!("[{}] SEND {id} of {ep_name} mode {:?}", self.now, ep.mode);
+            eprintln!(
+                "[{}] SEND {first} (+{}) of {ep_name} mode {:?}",
+                self.now,
+                members.len() - 1,
+                ep.mode
+            );
         }
         let status = match ep.mode {
             Mode::Healthy => 200,
@@ -388,17 +418,21 @@ impl<C: Chooser> World<C> {
             Mode::Flaky => 200,
             Mode::Refusing => 410,
         };
-        let state = event.envelope.attempt.get_or_insert_with(Default::default);
-        state.attempts += 1;
-        if state.first_attempt_ms == 0 {
-            state.first_attempt_ms = self.now;
+        for m in &mut members {
+            let state = m.envelope.attempt.get_or_insert_with(Default::default);
+            state.attempts += 1;
+            if state.first_attempt_ms == 0 {
+                state.first_attempt_ms = self.now;
+            }
+            state.last_attempt_ms = self.now;
+            state.last_status = status;
         }
-        state.last_attempt_ms = self.now;
-        state.last_status = status;
         let outcome = match status {
             200 => {
-                if !self.delivered.insert(id) {
-                    self.resends += 1;
+                for m in &members {
+                    if !self.delivered.insert(m.envelope.event_id.clone()) {
+                        self.resends += 1;
+                    }
                 }
                 Outcome::Delivered
             }
@@ -411,9 +445,12 @@ impl<C: Chooser> World<C> {
                 retry_after: None,
             },
         };
+        let mut members = members.into_iter();
+        let event = members.next().expect("a first event");
         self.input(Input::Attempted {
             endpoint,
             event,
+            batch: members.collect(),
             outcome,
             wait,
         });

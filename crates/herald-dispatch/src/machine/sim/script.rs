@@ -51,6 +51,7 @@ impl<C: Chooser> World<C> {
         self.input(Input::Attempted {
             endpoint: a.endpoint,
             event: a.event,
+            batch: a.batch,
             outcome: crate::attempt::Outcome::Stale,
             wait: a.wait,
         });
