@@ -31,10 +31,15 @@
 //!   marked, signed event through the normal path and reports the first
 //!   attempt's status, outcome and response, for a working and a failing
 //!   receiver.
+//! - `batches_keep_order_through_failures_and_verify_with_standard_webhooks`
+//!   and `batch_settings_are_validated_and_updated` (`batching.rs`): batched
+//!   delivery checked by the Standard Webhooks reference library, order and
+//!   whole-batch retries through failures, settings refused by field.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod batching;
 mod catalogue;
 mod common;
 mod fanout;

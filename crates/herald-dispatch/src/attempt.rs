@@ -199,8 +199,10 @@ impl AttemptContext {
             return Outcome::Stale;
         }
         let started_ms = now_ms();
-        let (msg_id, body) = match members {
-            [one] => (one.envelope.event_id.clone(), one.envelope.payload.clone()),
+        // An endpoint that takes batches always gets the batch format, one
+        // event or many, so its receiver parses one shape.
+        let (msg_id, body) = match (&*members, prepared.endpoint.batch) {
+            ([one], None) => (one.envelope.event_id.clone(), one.envelope.payload.clone()),
             _ => {
                 let envelopes = members.iter().map(|e| &e.envelope);
                 (crate::batch::id(envelopes.clone()), crate::batch::body(envelopes))
