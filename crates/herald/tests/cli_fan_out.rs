@@ -3,7 +3,8 @@
 //! create|list|get|archive`, endpoints of an application subscribed with
 //! `--event-type 'order.*'`, and `herald publish --app`, whose JSON answer
 //! says how many endpoints got the event; `herald listen` shows each of them
-//! receiving it; `herald endpoint test` reports the first attempt of a test
+//! receiving it; `herald attempts --event MSG` lists the whole fan-out's
+//! attempts by message id; `herald endpoint test` reports the first attempt of a test
 //! event that `herald listen` verifies. The harness is in `support/mod.rs`.
 #![cfg(unix)]
 
@@ -183,6 +184,36 @@ fn event_types_and_fan_out_with_real_processes() {
     assert_eq!(
         paths,
         BTreeSet::from(["/crm".to_owned(), "/sms".to_owned()])
+    );
+
+    // `herald attempts --event MSG`: the whole fan-out at once, by message
+    // id, without naming an endpoint. The attempt log is written after the
+    // delivery, so it is polled (a real condition, bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let attempts = loop {
+        let listed = json(&["attempts", "--event", message_id]);
+        let n = listed.as_array().map_or(0, Vec::len);
+        if n >= 2 {
+            break listed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fan-out's attempts never showed: {listed}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let attempts = attempts.as_array().expect("a list");
+    let endpoints: BTreeSet<&str> = attempts
+        .iter()
+        .map(|a| a["endpoint_id"].as_str().expect("endpoint_id"))
+        .collect();
+    assert_eq!(endpoints.len(), 2, "both targets' attempts: {attempts:?}");
+    assert!(endpoints.contains(crm.as_str()), "{attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["message_id"] == message_id && a["outcome"] == "success"),
+        "{attempts:?}"
     );
 
     // 5. `herald endpoint test`: a marked event through the normal path;

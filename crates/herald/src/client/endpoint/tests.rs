@@ -346,3 +346,25 @@ fn list_by_app() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn batching_flags() {
+    let req = create_request(create(&[
+        "--url",
+        "https://e.x/h",
+        "--batch-max",
+        "50",
+        "--batch-linger",
+        "20ms",
+    ]))
+    .unwrap();
+    assert_eq!((req.batch_max_events, req.batch_linger_ms), (50, 20));
+    assert!(
+        parse(&["create", "--url", "https://e.x/h", "--batch-linger", "20ms"]).is_err(),
+        "a linger needs --batch-max"
+    );
+    let req = update_request(update(&["--batch-max", "0"]), None).unwrap();
+    assert_eq!((req.batch_max_events, req.batch_linger_ms), (Some(0), None));
+    let req = update_request(update(&["--batch-linger", "1s"]), None).unwrap();
+    assert_eq!((req.batch_max_events, req.batch_linger_ms), (None, Some(1000)));
+}
