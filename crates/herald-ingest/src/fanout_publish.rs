@@ -9,7 +9,7 @@ use rdkafka::error::KafkaError;
 
 use crate::fanout;
 use crate::idempotency::claims::{Acquired, Claim};
-use crate::idempotency::ledger::Answer;
+use crate::idempotency::ledger::{Answer, Progress};
 use crate::idempotency::scope;
 use crate::publish::{
     check_key_len, response, Prepared, PublishError, Publisher, Slot, FANOUT_CHUNK_BYTES,
@@ -115,13 +115,29 @@ impl Publisher {
     ) -> Result<Answer, PublishError> {
         let null = serde_json::Value::Null;
         let payload = parsed.as_ref().unwrap_or(&null);
-        let targets = fanout::targets(
+        let mut targets = fanout::targets(
             &self.registry,
             &req.app_id,
             &req.event_type,
             &req.channels,
             payload,
         );
+        // In endpoint id order, so progress is one point: a claim of the
+        // same request after a failure writes only the targets after it.
+        targets.sort_by(|a, b| a.id.cmp(&b.id));
+        let resumed = claim.and_then(|c| c.progress.clone());
+        let (already, start) = resumed.as_ref().map_or((0, 0), |p| {
+            (
+                p.written,
+                targets.partition_point(|ep| ep.id.as_str() <= p.through.as_str()),
+            )
+        });
+        let fanned_out = already.saturating_add((targets.len() - start) as u32);
+        if let Some(p) = &resumed {
+            tracing::info!(message_id, written = p.written, through = %p.through,
+                "resuming a fan-out after a failed call: writing only the targets after its progress");
+        }
+        let targets = &targets[start..];
         let created_at_ms = now_ms();
         let body = Bytes::from(req.payload.clone().into_bytes());
         let mut prepared: Vec<Prepared> = targets
@@ -156,11 +172,15 @@ impl Publisher {
         };
         let chunks = herald_catalog::plan_chunks(&sizes, limits)
             .map_err(|e| validate::FieldError::new("payload", e.to_string()))?;
-        for chunk in chunks {
+        let last_chunk = chunks.len().saturating_sub(1);
+        let mut written = already;
+        for (n, chunk) in chunks.into_iter().enumerate() {
             // Each chunk is written under a lease that outlives its write.
             if let (Some(claims), Some(claim)) = (&self.claims, claim) {
                 claims.renew(claim).await?;
             }
+            let through = chunk.end.checked_sub(1).map(|i| targets[i].id.clone());
+            written = written.saturating_add(chunk.len() as u32);
             let mut sent = Vec::with_capacity(chunk.len());
             for p in &mut prepared[chunk] {
                 sent.push(self.enqueue(p).await);
@@ -178,10 +198,25 @@ impl Publisher {
                     }
                 }
             }
+            // The chunk is acknowledged: record how far the fan-out got
+            // (the last chunk is followed by the answer instead).
+            if let (Some(claims), Some(claim), Some(through), true) =
+                (&self.claims, claim, through, n < last_chunk)
+            {
+                let progress = Progress { through, written };
+                if let Err(e) = claims.progress(claim, &progress).await {
+                    tracing::warn!(error = %e, message_id, "could not record a fan-out's progress; a retry after a failure writes its chunks again (same ids)");
+                }
+            }
+            // Tests inject a broker failure here, after chunk n is written
+            // and its progress recorded (feature `failpoints`).
+            fail::fail_point!("fanout-after-chunk", |_| Err(PublishError::from_kafka(
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+            )));
         }
         Ok(Answer {
             message_id,
-            fanned_out: targets.len() as u32,
+            fanned_out,
             deliver_at_ms: due,
             ..Default::default()
         })

@@ -24,7 +24,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::ledger::{Answer, Key, Ledger, Lookup, Record, RequestHash};
+use super::ledger::{Answer, Key, Ledger, Lookup, Progress, Record, RequestHash};
 
 /// Added to the producer's `message.timeout.ms` for a claim's lease: by
 /// then the owner's event writes have either been acknowledged or failed.
@@ -69,6 +69,8 @@ pub struct Claim {
     key: Key,
     request: RequestHash,
     claim_id: String,
+    /// How far earlier claims of the same request got with its fan-out.
+    pub progress: Option<Progress>,
 }
 
 /// What [`Claims::acquire`] found.
@@ -215,10 +217,12 @@ impl Claims {
             match self.lookup(&key, &request, mine.as_deref()) {
                 Lookup::Owned => {
                     let claim_id = mine.expect("owned only with a claim");
+                    let progress = self.inner.ledger.lock().expect("ledger lock").progress(&key);
                     return Ok(Acquired::Owned(Claim {
                         key,
                         request,
                         claim_id,
+                        progress,
                     }));
                 }
                 Lookup::Done(answer) => return Ok(Acquired::Done(answer)),
@@ -330,6 +334,22 @@ impl Claims {
         self.write(&claim.key, record).await.map(|_| ())
     }
 
+    /// Records that a fan-out's targets up to `progress.through` are
+    /// acknowledged, once Kafka has acknowledged the record: a later claim
+    /// of the same request (after this one fails) writes only the rest.
+    pub async fn progress(&self, claim: &Claim, progress: &Progress) -> Result<(), KafkaError> {
+        let record = IdempotencyRecord {
+            kind: Kind::Progress as i32,
+            claim_id: claim.claim_id.clone(),
+            at_ms: now_ms(),
+            node: self.inner.node.clone(),
+            written_through: progress.through.clone(),
+            written: progress.written,
+            ..Default::default()
+        };
+        self.write(&claim.key, record).await.map(|_| ())
+    }
+
     /// Gives an owned claim up (its write failed; it may or may not have
     /// landed): the key is free again at once, for the same request only. Best effort: if this write fails too, the key
     /// frees itself when the lease ends.
@@ -392,6 +412,13 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(Key, Record)> {
         },
         Kind::Release => Record::Release {
             claim_id: r.claim_id,
+        },
+        Kind::Progress => Record::Progress {
+            claim_id: r.claim_id,
+            progress: Progress {
+                through: r.written_through,
+                written: r.written,
+            },
         },
         Kind::Unspecified => return None,
     };

@@ -20,6 +20,9 @@
 //!   releasing claim still holds it (its write failed but may have landed,
 //!   so another request under the same derived ids stays refused).
 //! - A claim repeated by the claim that holds the key **renews** its lease.
+//! - **progress** (a fan-out's acknowledged chunks) is kept when the claim
+//!   that holds the key writes it, and carried to the next claim of the
+//!   same request, so a retry after a failure writes only the rest.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -43,6 +46,16 @@ pub struct Answer {
     pub fanned_out: u32,
     /// Scheduled: when the event is due, unix ms (0 = not scheduled).
     pub deliver_at_ms: i64,
+}
+
+/// How far a fan-out's write got: its targets are written in endpoint id
+/// order, in chunks; those up to and including `through` are acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// The last endpoint id written.
+    pub through: String,
+    /// How many targets were written.
+    pub written: u32,
 }
 
 /// One record of the idempotency topic.
@@ -76,6 +89,13 @@ pub enum Record {
         /// The claim giving up.
         claim_id: String,
     },
+    /// A fan-out's chunks up to a point are acknowledged.
+    Progress {
+        /// The claim writing them.
+        claim_id: String,
+        /// How far it got.
+        progress: Progress,
+    },
 }
 
 /// Where a key stands.
@@ -97,6 +117,9 @@ struct Entry {
     /// When the key was first claimed: the window runs from here.
     since_ms: i64,
     state: State,
+    /// A fan-out's acknowledged chunks, carried from claim to claim of the
+    /// same request.
+    progress: Option<Progress>,
 }
 
 /// What a publisher should do with its key.
@@ -184,14 +207,18 @@ impl Ledger {
                         return;
                     }
                 }
-                let free = match self.entries.get(&key) {
-                    None => true,
-                    Some(e) if e.since_ms < window_start => true,
-                    Some(e) => match &e.state {
-                        State::Pending { lease_until_ms, .. } => *lease_until_ms < *at_ms,
-                        State::Released => e.request == *request,
-                        State::Done(_) => false,
-                    },
+                let (free, progress) = match self.entries.get(&key) {
+                    None => (true, None),
+                    Some(e) if e.since_ms < window_start => (true, None),
+                    Some(e) => {
+                        let free = match &e.state {
+                            State::Pending { lease_until_ms, .. } => *lease_until_ms < *at_ms,
+                            State::Released => e.request == *request,
+                            State::Done(_) => false,
+                        };
+                        let same = e.request == *request;
+                        (free, e.progress.clone().filter(|_| same))
+                    }
                 };
                 if free {
                     self.insert(
@@ -203,6 +230,7 @@ impl Ledger {
                                 claim_id: claim_id.clone(),
                                 lease_until_ms: *lease_until_ms,
                             },
+                            progress,
                         },
                     );
                 }
@@ -236,6 +264,7 @@ impl Ledger {
                             request: *request,
                             since_ms: *at_ms,
                             state: State::Done(answer.clone()),
+                            progress: None,
                         },
                     ),
                 }
@@ -248,7 +277,21 @@ impl Ledger {
                     e.state = State::Released;
                 }
             }
+            Record::Progress { claim_id, progress } => {
+                if let Some(e) = self.entries.get_mut(&key) {
+                    let holds = matches!(&e.state, State::Pending { claim_id: c, .. } if c == claim_id);
+                    let further = e.progress.as_ref().is_none_or(|p| p.written < progress.written);
+                    if holds && further {
+                        e.progress = Some(progress.clone());
+                    }
+                }
+            }
         }
+    }
+
+    /// How far earlier claims of `key`'s request got with its fan-out.
+    pub fn progress(&self, key: &Key) -> Option<Progress> {
+        self.entries.get(key).and_then(|e| e.progress.clone())
     }
 
     /// What a publisher holding `claim` (if it wrote one) should do with

@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 
-use super::ledger::{Answer, Key, Ledger, Lookup, Record, RequestHash};
+use super::ledger::{Answer, Key, Ledger, Lookup, Progress, Record, RequestHash};
 
 const WINDOW: i64 = 1_000_000;
 const LEASE: i64 = 100;
@@ -44,6 +44,40 @@ fn answer(r: u8) -> Answer {
         event_id: format!("e{r}"),
         ..Default::default()
     }
+}
+
+fn progress(id: &str, through: &str, written: u32) -> Record {
+    Record::Progress {
+        claim_id: id.into(),
+        progress: Progress {
+            through: through.into(),
+            written,
+        },
+    }
+}
+
+#[test]
+fn fan_out_progress_is_kept_from_the_holder_and_carried_to_a_retry() {
+    let mut l = Ledger::new(WINDOW, 10, BUDGET);
+    l.apply(key(1), &claim("a", 1, 0));
+    l.apply(key(1), &progress("b", "ep-9", 9));
+    assert_eq!(l.progress(&key(1)), None, "only the holder records progress");
+    l.apply(key(1), &progress("a", "ep-3", 3));
+    l.apply(key(1), &progress("a", "ep-2", 2));
+    let at_3 = Some(Progress {
+        through: "ep-3".into(),
+        written: 3,
+    });
+    assert_eq!(l.progress(&key(1)), at_3, "progress never goes back");
+    // The write failed: a retry of the same request resumes after ep-3.
+    l.apply(key(1), &Record::Release { claim_id: "a".into() });
+    l.apply(key(1), &claim("c", 1, 10));
+    assert_eq!(l.lookup(&key(1), &req(1), Some("c"), 11), Lookup::Owned);
+    assert_eq!(l.progress(&key(1)), at_3);
+    // A claim that takes an expired lease over with another request starts
+    // from nothing.
+    l.apply(key(1), &claim("d", 2, 10 + LEASE + 1));
+    assert_eq!(l.progress(&key(1)), None);
 }
 
 #[test]
