@@ -70,13 +70,19 @@ async fn a_fan_out_failing_midway_then_retried_writes_each_endpoint_once() {
         .expect("the retry with the same key completes it")
         .into_inner();
     assert_eq!(answer.fanned_out, TARGETS as u32, "{answer:?}");
-    assert!(!answer.duplicate, "the first call did not finish: {answer:?}");
+    assert!(
+        !answer.duplicate,
+        "the first call did not finish: {answer:?}"
+    );
     let again = events
         .publish(fan_out("order-1", r#"{"n":1}"#))
         .await
         .expect("a third call")
         .into_inner();
-    assert!(again.duplicate && again.message_id == answer.message_id, "{again:?}");
+    assert!(
+        again.duplicate && again.message_id == answer.message_id,
+        "{again:?}"
+    );
 
     let marker = events
         .publish(fan_out("", r#"{"n":"marker"}"#))

@@ -77,7 +77,8 @@ impl PyReceiver {
             .expect("start the Python receiver");
         let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut first = String::new();
-        out.read_line(&mut first).expect("the receiver's first line");
+        out.read_line(&mut first)
+            .expect("the receiver's first line");
         let port = first
             .trim()
             .strip_prefix("PORT ")
@@ -138,7 +139,10 @@ async fn batches_keep_order_through_failures_and_verify_with_standard_webhooks()
         .into_inner()
         .endpoint
         .expect("the endpoint");
-    assert_eq!((created.batch_max_events, created.batch_linger_ms), (10, 50));
+    assert_eq!(
+        (created.batch_max_events, created.batch_linger_ms),
+        (10, 50)
+    );
 
     let mut published = Vec::new();
     for chunk in 0..EVENTS / 60 {
@@ -195,13 +199,19 @@ async fn batches_keep_order_through_failures_and_verify_with_standard_webhooks()
     assert!(largest > 1, "no request carried more than one event");
     assert!(largest <= 10, "a request carried {largest} events (max 10)");
     // A failed batch is retried whole: the next request is the same batch.
-    let failed: Vec<usize> = (0..lines.len()).filter(|&i| lines[i]["status"] == 503).collect();
+    let failed: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i]["status"] == 503)
+        .collect();
     assert!(!failed.is_empty(), "the receiver failed no request");
     for i in failed {
         let retry = lines
             .get(i + 1)
             .unwrap_or_else(|| panic!("request {i} failed and was never retried"));
-        assert_eq!(retry["webhook_id"], lines[i]["webhook_id"], "{retry} after {}", lines[i]);
+        assert_eq!(
+            retry["webhook_id"], lines[i]["webhook_id"],
+            "{retry} after {}",
+            lines[i]
+        );
         assert_eq!(ids_of(retry), ids_of(&lines[i]));
     }
     for l in &lines {

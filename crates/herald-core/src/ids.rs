@@ -99,7 +99,11 @@ mod tests {
         assert_eq!(a, batch_id(["e1", "e2"]));
         assert_ne!(a, batch_id(["e2", "e1"]));
         assert_ne!(a, batch_id(["e1", "e2", "e3"]));
-        assert_ne!(batch_id(["e1e", "2"]), batch_id(["e1", "e2"]), "ids are delimited");
+        assert_ne!(
+            batch_id(["e1e", "2"]),
+            batch_id(["e1", "e2"]),
+            "ids are delimited"
+        );
     }
 
     #[test]

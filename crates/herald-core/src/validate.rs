@@ -403,7 +403,9 @@ pub fn batching(max_events: u32, linger_ms: u32) -> Result<Option<Batching>, Fie
     if max_events > MAX_BATCH_EVENTS {
         return Err(FieldError::new(
             "batch_max_events",
-            format!("is {max_events}; must be 0 (one event per request) or 2 to {MAX_BATCH_EVENTS}"),
+            format!(
+                "is {max_events}; must be 0 (one event per request) or 2 to {MAX_BATCH_EVENTS}"
+            ),
         ));
     }
     if linger_ms > MAX_BATCH_LINGER_MS {

@@ -205,7 +205,10 @@ impl AttemptContext {
             ([one], None) => (one.envelope.event_id.clone(), one.envelope.payload.clone()),
             _ => {
                 let envelopes = members.iter().map(|e| &e.envelope);
-                (crate::batch::id(envelopes.clone()), crate::batch::body(envelopes))
+                (
+                    crate::batch::id(envelopes.clone()),
+                    crate::batch::body(envelopes),
+                )
             }
         };
         let req = DeliveryRequest {

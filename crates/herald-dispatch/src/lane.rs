@@ -219,7 +219,13 @@ impl Lane {
     /// ago, or at once for a retry; the wait is counted on this node's
     /// clock from the first time it is asked, at most `linger`, so a skewed
     /// publisher clock never holds it longer.
-    pub fn linger_until(&mut self, max: usize, linger_ms: i64, max_bytes: usize, now_ms: i64) -> Option<i64> {
+    pub fn linger_until(
+        &mut self,
+        max: usize,
+        linger_ms: i64,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> Option<i64> {
         let front = self.queue.front()?;
         if linger_ms <= 0 || front.attempts() > 0 || self.batchable(max, max_bytes) >= max {
             self.linger = None;
@@ -229,7 +235,9 @@ impl Lane {
             Some((origin, until)) if origin == front.origin => until,
             _ => {
                 let published = age_base_ms(&front.envelope);
-                let until = published.saturating_add(linger_ms).clamp(now_ms, now_ms + linger_ms);
+                let until = published
+                    .saturating_add(linger_ms)
+                    .clamp(now_ms, now_ms + linger_ms);
                 self.linger = Some((front.origin, until));
                 until
             }
@@ -316,7 +324,11 @@ mod tests {
             attempts: 1,
             ..Default::default()
         });
-        assert_eq!(l.batchable(10, 1 << 20), 2, "a retried event starts its own batch");
+        assert_eq!(
+            l.batchable(10, 1 << 20),
+            2,
+            "a retried event starts its own batch"
+        );
         l.queue[1].source = Source::Retry(7);
         l.copies.insert(
             1,
@@ -326,7 +338,11 @@ mod tests {
                 fate: CopyFate::Pending,
             },
         );
-        assert_eq!(l.batchable(10, 1 << 20), 1, "a tracked copy goes on its own");
+        assert_eq!(
+            l.batchable(10, 1 << 20),
+            1,
+            "a tracked copy goes on its own"
+        );
     }
 
     #[test]
@@ -335,7 +351,11 @@ mod tests {
         l.queue.push_back(fresh(0, 1_000));
         l.queue.push_back(fresh(1, 1_000));
         assert_eq!(l.linger_until(3, 50, 1 << 20, 1_010), Some(1_050));
-        assert_eq!(l.linger_until(3, 50, 1 << 20, 1_049), Some(1_050), "kept, not moved");
+        assert_eq!(
+            l.linger_until(3, 50, 1 << 20, 1_049),
+            Some(1_050),
+            "kept, not moved"
+        );
         assert_eq!(l.linger_until(3, 50, 1 << 20, 1_050), None, "then it goes");
         l.queue.push_back(fresh(2, 1_000));
         assert_eq!(l.linger_until(3, 50, 1 << 20, 1_000), None, "full: at once");
@@ -352,7 +372,11 @@ mod tests {
             attempts: 1,
             ..Default::default()
         });
-        assert_eq!(retried.linger_until(3, 50, 1 << 20, 1_010), None, "a retry goes at once");
+        assert_eq!(
+            retried.linger_until(3, 50, 1 << 20, 1_010),
+            None,
+            "a retry goes at once"
+        );
     }
 
     #[test]

@@ -1,16 +1,16 @@
-//! Lanes at work: which queued event starts next (order, in-flight limit,
-//! enabled, age, circuit), what an attempt's outcome means (delivered, retry
-//! in memory, move to the retry topic, dead letter), moves of a lane's
-//! backlog, and the explicit custody of head copies.
+//! Lanes at work: which queued event (or batch) starts next (order,
+//! in-flight limit, enabled, age, circuit, linger), moves of a lane's
+//! backlog, dead letters, and the explicit custody of head copies. What an
+//! attempt's outcome means is in [`super::outcomes`].
 
 use std::sync::Arc;
 
 use herald_core::breaker::{Breaker, Permit};
-use herald_core::schedule::{Exhaustion, Failure, Step};
+use herald_core::schedule::Exhaustion;
 use herald_telemetry::names;
 
 use super::{Action, CatchUp, Ctx, Known, Partition, Wait};
-use crate::attempt::{Event, Outcome, Source};
+use crate::attempt::{Event, Source};
 use crate::endpoint::Prepared;
 use crate::lane::{CopyFate, HeadCopy};
 use crate::sink::{DeadReason, Target};
@@ -149,7 +149,12 @@ impl Partition {
             if let Some(b) = prepared.endpoint.batch {
                 let lane = self.lanes.get_mut(endpoint).expect("lane exists");
                 let linger = b.linger.as_millis() as i64;
-                if let Some(until) = lane.linger_until(batch_cap(b.max_events, self.cfg.max_lane), linger, MAX_BATCH_BYTES, now) {
+                if let Some(until) = lane.linger_until(
+                    batch_cap(b.max_events, self.cfg.max_lane),
+                    linger,
+                    MAX_BATCH_BYTES,
+                    now,
+                ) {
                     return self.wake_at(endpoint, until);
                 }
             }
@@ -351,7 +356,7 @@ impl Partition {
 
     /// Moves the lane's backlog (with `heads` first) to the retry topic;
     /// the lane turns durable.
-    fn move_to_retry(&mut self, endpoint: &Arc<str>, heads: Vec<Event>) {
+    pub(super) fn move_to_retry(&mut self, endpoint: &Arc<str>, heads: Vec<Event>) {
         let partition = self.cfg.partition;
         let lane = self.lane(endpoint);
         lane.durable = true;
@@ -373,7 +378,8 @@ impl Partition {
         if ordered && lane.in_flight > 0 {
             let mut copies = Vec::new();
             for (origin, envelope) in &lane.head {
-                if let std::collections::hash_map::Entry::Vacant(slot) = lane.copies.entry(*origin) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = lane.copies.entry(*origin)
+                {
                     slot.insert(HeadCopy {
                         landed_at: None,
                         finish_on_landing: None,
@@ -423,207 +429,6 @@ impl Partition {
         }
         for e in queued {
             self.dead_letter(endpoint, e, DeadReason::UnknownEndpoint);
-        }
-    }
-
-    /// Records the original's outcome on its head copy; `true` if `event` is
-    /// the original of a tracked copy (the copy then carries it forward).
-    fn settle_original(
-        &mut self,
-        endpoint: &Arc<str>,
-        event: &Event,
-        fate: CopyFate,
-        ctx: &mut Ctx<'_>,
-    ) -> bool {
-        let Some(lane) = self.lanes.get_mut(endpoint) else {
-            return false;
-        };
-        // A tracked copy leaves `copies` before it is attempted, so a
-        // pending entry for this origin means this is the original.
-        let is_original = lane
-            .copies
-            .get(&event.origin)
-            .is_some_and(|c| c.fate == CopyFate::Pending)
-            && lane.head.iter().any(|(o, _)| *o == event.origin);
-        if !is_original {
-            return false;
-        }
-        let copy = lane.copies.get_mut(&event.origin).expect("copy exists");
-        let delivered = fate == CopyFate::Settled;
-        copy.fate = fate;
-        let finish_now = delivered || copy.landed_at.is_some();
-        if !finish_now {
-            copy.finish_on_landing = Some(event.source);
-        }
-        lane.in_flight -= 1;
-        if finish_now {
-            self.finish(event.source, ctx);
-        }
-        true
-    }
-
-    /// An attempt ended: `event` and, for a batch, the rest of its events
-    /// in order. A batch shares one outcome: delivered together, retried
-    /// together (one decision, from its first event), dead-lettered
-    /// together.
-    pub(super) fn on_attempt(
-        &mut self,
-        endpoint: Arc<str>,
-        event: Event,
-        batch: Vec<Event>,
-        outcome: Outcome,
-        ctx: &mut Ctx<'_>,
-    ) {
-        if outcome == Outcome::Aborted || (self.draining && outcome != Outcome::Delivered) {
-            return;
-        }
-        let members: Vec<Event> = std::iter::once(event).chain(batch).collect();
-        if outcome == Outcome::Stale {
-            // The endpoint changed while the attempt waited: decide again
-            // (or, for a copied head, let the copy carry it).
-            return self.requeue(&endpoint, members, ctx);
-        }
-        self.breaker_record(&endpoint, outcome == Outcome::Delivered, ctx.now_ms);
-        if outcome == Outcome::Delivered {
-            self.failing_since.remove(&endpoint);
-            return self.settle_all(&endpoint, members, ctx);
-        }
-        let Outcome::Failed {
-            verdict,
-            retry_after,
-        } = outcome
-        else {
-            return;
-        };
-        self.note_failure(&endpoint, &members[0], ctx);
-        let prepared = match self.known(&endpoint, ctx) {
-            Known::Ready(p) => p,
-            Known::Deleted => {
-                metrics::counter!(names::EVENTS_SKIPPED, "reason" => "endpoint_deleted")
-                    .increment(members.len() as u64);
-                return self.settle_all(&endpoint, members, ctx);
-            }
-            // Back to the front: `pump` waits for the registry (or, for a
-            // copied head, the copy carries it).
-            Known::Unknown => return self.requeue(&endpoint, members, ctx),
-        };
-        let now = ctx.now_ms;
-        let first = &members[0];
-        let failure = Failure {
-            verdict,
-            attempts: first.attempts(),
-            created_ms: crate::lane::age_base_ms(&first.envelope),
-            now_ms: now,
-            retry_after,
-        };
-        let ordered = prepared.endpoint.ordered;
-        let unit = self.unit();
-        match prepared.policy.after_failure(failure, unit) {
-            Step::GiveUp(why) => {
-                // Everything of this endpoint read so far follows it, even
-                // if a copy reaches the front later.
-                let bound = self
-                    .lanes
-                    .get(&endpoint)
-                    .map_or(self.events_seen_until, |l| {
-                        self.events_seen_until.max(l.max_origin + 1)
-                    });
-                let reason = DeadReason::Exhausted(why);
-                let mut dead = Vec::new();
-                for e in members {
-                    let state = e.envelope.attempt.clone().unwrap_or_default();
-                    let fate = CopyFate::GaveUp(reason, state, bound);
-                    // A copied event is dead-lettered when its copy reaches
-                    // the front.
-                    let carried = self.settle_original(&endpoint, &e, fate, ctx);
-                    self.clear_head(&endpoint, e.origin);
-                    if !carried {
-                        dead.push(e);
-                    }
-                }
-                if !dead.is_empty() && ordered {
-                    self.lane(&endpoint).flush_below = Some(bound);
-                }
-                for e in dead {
-                    self.dead_letter(&endpoint, e, reason);
-                }
-                self.after_settle(&endpoint, ctx);
-            }
-            Step::RetryIn(delay) => {
-                let next = now + delay.as_millis() as i64;
-                let mut left = Vec::new();
-                for mut e in members {
-                    let state = e.envelope.attempt.get_or_insert_with(Default::default);
-                    state.next_attempt_ms = next;
-                    let state = state.clone();
-                    // A copied event's copy in the retry topic carries it.
-                    let carried = self.settle_original(&endpoint, &e, CopyFate::Retry(state), ctx);
-                    self.clear_head(&endpoint, e.origin);
-                    if !carried {
-                        left.push(e);
-                    }
-                }
-                if left.is_empty() {
-                    return self.after_settle(&endpoint, ctx);
-                }
-                let long = delay.as_millis() as i64 > self.cfg.in_memory_max_ms;
-                let lane = self.lane(&endpoint);
-                lane.in_flight -= left.len();
-                if ordered && long && !lane.durable {
-                    self.move_to_retry(&endpoint, left);
-                } else if !ordered && long {
-                    for e in left {
-                        self.write(endpoint.clone(), e, Target::Retry, false);
-                    }
-                } else {
-                    // Back to the front of its lane: `pump` starts it again
-                    // (at its due time) only if the endpoint is still
-                    // enabled and its circuit lets it through.
-                    for e in left.into_iter().rev() {
-                        lane.queue.push_front(e);
-                    }
-                }
-                self.after_settle(&endpoint, ctx);
-            }
-        }
-    }
-
-    /// Delivered (or the endpoint was deleted): each event is finished, or
-    /// its copy is told to finish unsent.
-    fn settle_all(&mut self, endpoint: &Arc<str>, members: Vec<Event>, ctx: &mut Ctx<'_>) {
-        for e in members {
-            if !self.settle_original(endpoint, &e, CopyFate::Settled, ctx) {
-                self.finish(e.source, ctx);
-                self.lane(endpoint).in_flight -= 1;
-            }
-            self.clear_head(endpoint, e.origin);
-        }
-        self.after_settle(endpoint, ctx);
-    }
-
-    /// Not decided: the events go back to the front of the lane in order
-    /// (a copied event's copy carries it forward instead).
-    fn requeue(&mut self, endpoint: &Arc<str>, members: Vec<Event>, ctx: &mut Ctx<'_>) {
-        let mut left = Vec::new();
-        for e in members {
-            let state = e.envelope.attempt.clone().unwrap_or_default();
-            let carried = self.settle_original(endpoint, &e, CopyFate::Retry(state), ctx);
-            self.clear_head(endpoint, e.origin);
-            if !carried {
-                left.push(e);
-            }
-        }
-        let lane = self.lane(endpoint);
-        lane.in_flight -= left.len();
-        for e in left.into_iter().rev() {
-            lane.queue.push_front(e);
-        }
-        self.after_settle(endpoint, ctx);
-    }
-
-    fn clear_head(&mut self, endpoint: &Arc<str>, origin: i64) {
-        if let Some(l) = self.lanes.get_mut(endpoint) {
-            l.head.retain(|(o, _)| *o != origin);
         }
     }
 }

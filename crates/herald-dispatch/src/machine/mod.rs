@@ -13,8 +13,9 @@
 //! # Layout
 //! - [`protocol`]: the inputs, actions, settings and registry view.
 //! - [`intake`]: records of both topics, skip sets, catch-up, poison records.
-//! - [`lanes`]: starting attempts, their outcomes, moves to the retry topic,
-//!   dead letters, explicit head copies.
+//! - [`lanes`]: starting attempts (single events and batches), moves to the
+//!   retry topic, dead letters, explicit head copies.
+//! - [`outcomes`]: what an attempt's outcome means for its events.
 //! - [`writes`]: the custody of events being written to the retry and
 //!   dead-letter topics, and what happens when a write lands.
 //! - [`scans`]: reading back what lanes left in the retry topic.
@@ -31,6 +32,7 @@
 mod health;
 mod intake;
 mod lanes;
+mod outcomes;
 mod protocol;
 mod scans;
 mod writes;

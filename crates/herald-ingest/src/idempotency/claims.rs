@@ -217,7 +217,12 @@ impl Claims {
             match self.lookup(&key, &request, mine.as_deref()) {
                 Lookup::Owned => {
                     let claim_id = mine.expect("owned only with a claim");
-                    let progress = self.inner.ledger.lock().expect("ledger lock").progress(&key);
+                    let progress = self
+                        .inner
+                        .ledger
+                        .lock()
+                        .expect("ledger lock")
+                        .progress(&key);
                     return Ok(Acquired::Owned(Claim {
                         key,
                         request,

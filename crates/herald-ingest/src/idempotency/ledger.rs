@@ -279,8 +279,12 @@ impl Ledger {
             }
             Record::Progress { claim_id, progress } => {
                 if let Some(e) = self.entries.get_mut(&key) {
-                    let holds = matches!(&e.state, State::Pending { claim_id: c, .. } if c == claim_id);
-                    let further = e.progress.as_ref().is_none_or(|p| p.written < progress.written);
+                    let holds =
+                        matches!(&e.state, State::Pending { claim_id: c, .. } if c == claim_id);
+                    let further = e
+                        .progress
+                        .as_ref()
+                        .is_none_or(|p| p.written < progress.written);
                     if holds && further {
                         e.progress = Some(progress.clone());
                     }

@@ -61,7 +61,11 @@ fn fan_out_progress_is_kept_from_the_holder_and_carried_to_a_retry() {
     let mut l = Ledger::new(WINDOW, 10, BUDGET);
     l.apply(key(1), &claim("a", 1, 0));
     l.apply(key(1), &progress("b", "ep-9", 9));
-    assert_eq!(l.progress(&key(1)), None, "only the holder records progress");
+    assert_eq!(
+        l.progress(&key(1)),
+        None,
+        "only the holder records progress"
+    );
     l.apply(key(1), &progress("a", "ep-3", 3));
     l.apply(key(1), &progress("a", "ep-2", 2));
     let at_3 = Some(Progress {
@@ -70,7 +74,12 @@ fn fan_out_progress_is_kept_from_the_holder_and_carried_to_a_retry() {
     });
     assert_eq!(l.progress(&key(1)), at_3, "progress never goes back");
     // The write failed: a retry of the same request resumes after ep-3.
-    l.apply(key(1), &Record::Release { claim_id: "a".into() });
+    l.apply(
+        key(1),
+        &Record::Release {
+            claim_id: "a".into(),
+        },
+    );
     l.apply(key(1), &claim("c", 1, 10));
     assert_eq!(l.lookup(&key(1), &req(1), Some("c"), 11), Lookup::Owned);
     assert_eq!(l.progress(&key(1)), at_3);

@@ -366,5 +366,8 @@ fn batching_flags() {
     let req = update_request(update(&["--batch-max", "0"]), None).unwrap();
     assert_eq!((req.batch_max_events, req.batch_linger_ms), (Some(0), None));
     let req = update_request(update(&["--batch-linger", "1s"]), None).unwrap();
-    assert_eq!((req.batch_max_events, req.batch_linger_ms), (None, Some(1000)));
+    assert_eq!(
+        (req.batch_max_events, req.batch_linger_ms),
+        (None, Some(1000))
+    );
 }
