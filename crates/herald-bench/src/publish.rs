@@ -60,6 +60,8 @@ pub struct Registration {
     pub concurrency: usize,
     /// Retry delays (empty: the node's default).
     pub retry_schedule_ms: Vec<u64>,
+    /// Events per request (0: one, no batching).
+    pub batch_max_events: u32,
 }
 
 /// Registers endpoints `indices` of `w`, endpoint `i` at `url(i)`; returns
@@ -85,6 +87,7 @@ pub async fn register(
             ordered: Some(reg.ordered),
             description: "herald bench".into(),
             retry_schedule_ms: reg.retry_schedule_ms.clone(),
+            batch_max_events: reg.batch_max_events,
             ..Default::default()
         };
         set.spawn(async move {

@@ -253,8 +253,8 @@ async fn handle(
     let checked = verifier
         .verify_headers(header, &body, (now_ns / 1_000_000_000) as i64)
         .ok()
-        .and_then(|()| serde_json::from_slice::<Stamp>(&body).ok());
-    let Some(stamp) = checked else {
+        .and_then(|()| crate::workload::stamps(&body));
+    let Some(stamps) = checked else {
         ledger.rejected.fetch_add(1, Relaxed);
         return Ok(reply(StatusCode::BAD_REQUEST));
     };
@@ -262,12 +262,16 @@ async fn handle(
         ledger.injected_failures.fetch_add(1, Relaxed);
         return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR));
     }
-    match ledger.deliver(&stamp, now_ns) {
-        Some(_) => Ok(reply(StatusCode::OK)),
-        None => {
-            ledger.rejected.fetch_add(1, Relaxed);
-            Ok(reply(StatusCode::BAD_REQUEST))
-        }
+    // A batch is accepted whole, each of its events recorded in order.
+    let mut ok = true;
+    for stamp in &stamps {
+        ok &= ledger.deliver(stamp, now_ns).is_some();
+    }
+    if ok {
+        Ok(reply(StatusCode::OK))
+    } else {
+        ledger.rejected.fetch_add(1, Relaxed);
+        Ok(reply(StatusCode::BAD_REQUEST))
     }
 }
 

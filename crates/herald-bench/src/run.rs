@@ -94,6 +94,7 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         ordered: !ctx.unordered,
         concurrency: 64,
         retry_schedule_ms: case.retry_schedule_ms.clone(),
+        batch_max_events: case.batch_max_events,
     };
     let url = |i: usize| {
         if case.refuse_all || (case.dead_every.is_some() && i == crate::workload::DEAD_ENDPOINT) {

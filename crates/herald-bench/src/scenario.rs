@@ -36,6 +36,10 @@ pub enum Scenario {
     ManyEndpoints,
     /// No traffic: CPU of an idle `herald dev` with endpoints registered.
     Idle,
+    /// One ordered endpoint takes all the traffic, one event per request
+    /// and then in batches of 100 (batched delivery): a hot endpoint's
+    /// ceiling, with and without batches.
+    HotEndpoint,
 }
 
 impl Scenario {
@@ -88,6 +92,8 @@ pub struct Case {
     /// Retry delays the endpoints are registered with (empty: the node's
     /// default, whose first two delays are 5 s and 5 min).
     pub retry_schedule_ms: Vec<u64>,
+    /// Events per request the endpoints ask for (0: one, no batching).
+    pub batch_max_events: u32,
 }
 
 /// The knobs of the command line that shape cases.
@@ -128,6 +134,7 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
         idle: None,
         refuse_all: false,
         retry_schedule_ms: Vec::new(),
+        batch_max_events: 0,
     };
     match s {
         Scenario::Steady => vec![base],
@@ -193,6 +200,27 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
             idle: Some(Duration::from_secs(k.idle_secs.max(1))),
             ..base
         }],
+        Scenario::HotEndpoint => {
+            let hot = Case {
+                endpoints: 1,
+                registered: 1,
+                publishers: 1,
+                ..base
+            };
+            vec![
+                Case {
+                    name: "hot-endpoint/single".into(),
+                    events: k.events.unwrap_or(10_000),
+                    ..hot.clone()
+                },
+                Case {
+                    name: "hot-endpoint/batched-100".into(),
+                    events: k.events.unwrap_or(100_000),
+                    batch_max_events: 100,
+                    ..hot
+                },
+            ]
+        }
     }
 }
 

@@ -146,6 +146,23 @@ pub struct Stamp {
     pub t: u64,
 }
 
+/// One event of a batched request's body (`[{"id":…,"data":{…}}, …]`).
+#[derive(Debug, Deserialize)]
+pub struct BatchItem {
+    /// The event's payload.
+    pub data: Stamp,
+}
+
+/// The stamps a verified body carries: one, or a batch's, in order.
+pub fn stamps(body: &[u8]) -> Option<Vec<Stamp>> {
+    if body.first() == Some(&b'[') {
+        let items: Vec<BatchItem> = serde_json::from_slice(body).ok()?;
+        Some(items.into_iter().map(|i| i.data).collect())
+    } else {
+        serde_json::from_slice::<Stamp>(body).ok().map(|s| vec![s])
+    }
+}
+
 /// Wall-clock now, unix nanoseconds (the harness and Herald share a machine).
 pub fn unix_nanos() -> u64 {
     SystemTime::now()
@@ -206,5 +223,16 @@ mod tests {
         let mut s = EventStream::new(&w, 0, 2).unwrap();
         let dead = (0..1000).filter(|_| s.next_event().dead).count();
         assert_eq!(dead, 200);
+    }
+
+    #[test]
+    fn a_batch_body_yields_its_stamps_in_order() {
+        let one = stamps(br#"{"ep":1,"seq":2,"t":3,"pad":"x"}"#).unwrap();
+        assert_eq!((one[0].ep, one[0].seq), (1, 2));
+        let batch = br#"[{"id":"a","type":"t","created_at_ms":1,"data":{"ep":0,"seq":5,"t":9}},
+                         {"id":"b","type":"t","created_at_ms":1,"data":{"ep":0,"seq":6,"t":9}}]"#;
+        let seqs: Vec<u64> = stamps(batch).unwrap().iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, [5, 6]);
+        assert!(stamps(b"[1, 2]").is_none());
     }
 }
