@@ -67,6 +67,12 @@ impl OffsetTracker {
         }
     }
 
+    /// One past the highest offset received, or the start position (the
+    /// committed offset) before any; `None` when neither is known.
+    pub fn position(&self) -> Option<i64> {
+        self.high
+    }
+
     /// Whether a record at `offset` was received already (a consumer that
     /// re-fetches from the committed offset after a rebalance hands it over
     /// again): the caller ignores it.

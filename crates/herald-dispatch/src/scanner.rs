@@ -67,11 +67,10 @@ impl Scanner {
         })
     }
 
-    /// High watermark of the partition (blocking).
-    pub fn high_watermark(&self) -> Result<i64, KafkaError> {
+    /// Low and high watermarks of the partition (blocking).
+    pub fn watermarks(&self) -> Result<(i64, i64), KafkaError> {
         self.consumer
             .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(10))
-            .map(|(_, high)| high)
     }
 
     /// High watermark of any topic's partition (blocking).

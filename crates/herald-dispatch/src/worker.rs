@@ -472,8 +472,8 @@ impl Worker {
         self.jobs.push(Box::pin(async move {
             loop {
                 let s = scanner.clone();
-                match tokio::task::spawn_blocking(move || s.high_watermark()).await {
-                    Ok(Ok(high)) => return Done::Input(Input::CatchUpTarget(high)),
+                match tokio::task::spawn_blocking(move || s.watermarks()).await {
+                    Ok(Ok((low, high))) => return Done::Input(Input::CatchUpTarget { low, high }),
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "retry watermark unavailable; asking again")
                     }

@@ -185,8 +185,17 @@ impl Partition {
             }
             Input::Written { id, result } => self.on_written(id, result, ctx),
             Input::Scanned { endpoint, result } => self.on_scanned(endpoint, result, ctx),
-            Input::CatchUpTarget(high) => {
+            Input::CatchUpTarget { low, high } => {
                 if self.catch_up == CatchUp::Unknown {
+                    // Records below the committed position (or, with none
+                    // committed, below the partition's start) will never be
+                    // read again: they count as read. (Without this, a
+                    // partition whose retry backlog was empty waited for
+                    // records that never came, its events paused for good:
+                    // found by the long fleet run on tansu, where the
+                    // watermark query in the rebalance callback had timed out.)
+                    let start = ctx.trackers.retry.position().unwrap_or(low).max(low);
+                    self.retry_seen_until = self.retry_seen_until.max(start);
                     self.catch_up = CatchUp::Until(high);
                     self.check_catch_up(ctx);
                 }

@@ -156,7 +156,12 @@ pub enum Input {
         result: Result<ScanResult, String>,
     },
     /// The retry partition's end, for the catch-up.
-    CatchUpTarget(i64),
+    CatchUpTarget {
+        /// The partition's first offset still stored.
+        low: i64,
+        /// One past its last offset.
+        high: i64,
+    },
     /// A wake-up the core asked for.
     Wake(Arc<str>),
     /// The registry read everything written before the sync began

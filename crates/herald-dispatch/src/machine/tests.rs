@@ -140,10 +140,13 @@ fn stale_original_of_a_head_copy_is_carried_by_the_copy() {
 /// retry record made an ordered lane durable while older events of it were
 /// still in memory; a later event reached the retry topic ahead of them and
 /// was delivered first after the next crash. 710: an unordered lane whose
-/// circuit opened kept its short retries in memory.
+/// circuit opened kept its short retries in memory. 13: a core started
+/// without the retry partition's end (the watermark query had failed) whose
+/// retry backlog was already read to its committed end waited for records
+/// that never came, its events paused for good (the long fleet run's stall).
 #[test]
 fn regression_seeds() {
-    let seeds: &[u64] = &[506, 710];
+    let seeds: &[u64] = &[506, 710, 13];
     for &seed in seeds {
         run_seed(seed);
     }

@@ -152,7 +152,7 @@ impl<C: Chooser> World<C> {
         if self.catch_up_asked {
             self.catch_up_asked = false;
             let high = self.retry.len() as i64;
-            self.input(Input::CatchUpTarget(high));
+            self.input(Input::CatchUpTarget { low: 0, high });
             fired = true;
         }
         for ep in std::mem::take(&mut self.syncs) {
