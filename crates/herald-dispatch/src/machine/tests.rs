@@ -72,6 +72,35 @@ fn late_retry_records_of_a_zombie_lose_nothing() {
     w.heal_and_check();
 }
 
+/// Batched delivery: `ep-1` takes batches of up to 3 with a 20 ms linger.
+/// A full batch goes at once; a failed batch is retried whole, with the
+/// same events in the same order; the rest lingers, then goes; every event
+/// is delivered once, in order.
+#[test]
+fn a_batch_is_retried_whole_and_the_rest_lingers() {
+    let mut w = World::new(Seeded(42), 2, 8, 100);
+    let ids: Vec<String> = (0..5).map(|_| w.publish_to(1)).collect();
+    w.feed_all();
+    assert_eq!(w.request_of(&ids[0]), ids[..3], "a full batch goes at once");
+    assert!(w.request_of(&ids[3]).is_empty(), "one batch in flight");
+    w.answer_event(&ids[0], false);
+    assert_eq!(
+        w.request_of(&ids[0]),
+        ids[..3],
+        "the failed batch is retried whole"
+    );
+    w.answer_event(&ids[0], true);
+    assert!(
+        w.request_of(&ids[3]).is_empty(),
+        "two events wait for the linger"
+    );
+    w.pass_time(20);
+    assert_eq!(w.request_of(&ids[3]), ids[3..], "after the linger they go");
+    w.answer_event(&ids[3], true);
+    w.heal_and_check();
+    assert_eq!(w.resends, 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

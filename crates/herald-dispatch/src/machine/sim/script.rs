@@ -106,6 +106,21 @@ impl<C: Chooser> World<C> {
             .count()
     }
 
+    /// The event ids of the request in flight that leads with `id` (one
+    /// event, or a batch in order); empty when there is none.
+    pub fn request_of(&self, id: &str) -> Vec<String> {
+        self.attempts
+            .iter()
+            .find(|a| a.event.envelope.event_id == id)
+            .map(|a| {
+                std::iter::once(&a.event)
+                    .chain(&a.batch)
+                    .map(|e| e.envelope.event_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Disables endpoint `ep-<i>` in the registry.
     pub fn disable(&mut self, i: usize) {
         let name = format!("ep-{i}");
