@@ -115,6 +115,7 @@ proptest! {
     ) {
         let steps = choices.len() / 2;
         let mut w = World::new(Scripted(choices, 0), endpoints, max_lane, max_buffered);
+        w.lag_registry();
         w.run(steps);
         w.heal_and_check();
     }
@@ -188,6 +189,7 @@ fn run_seed(seed: u64) -> (usize, usize, usize, usize) {
         2 + (seed % 5) as usize,
         3 + (seed % 17) as usize,
     );
+    w.lag_registry();
     w.run(1500);
     w.heal_and_check();
     (w.crashes, w.resends, w.sends, w.batched_sends)

@@ -14,6 +14,9 @@ use crate::machine::{Directory, Known};
 pub(super) struct SimDirectory {
     pub(super) base: RetryPolicy,
     pub(super) endpoints: HashMap<String, (bool, bool, i64)>,
+    /// Endpoints this node's registry has not read yet (registry lag): they
+    /// look unknown until a sync catches the registry up.
+    pub(super) lagging: std::collections::HashSet<String>,
     pub(super) version: u64,
     pub(super) cache: HashMap<String, (u64, Known)>,
 }
@@ -38,6 +41,9 @@ impl Directory for SimDirectory {
 
 impl SimDirectory {
     fn build(&self, endpoint: &str) -> Known {
+        if self.lagging.contains(endpoint) {
+            return Known::Unknown;
+        }
         let Some(&(ordered, enabled, updated)) = self.endpoints.get(endpoint) else {
             return Known::Deleted;
         };

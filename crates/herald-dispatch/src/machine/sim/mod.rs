@@ -41,7 +41,7 @@ use super::{Action, CatchUp, Config, Ctx, Input, Partition, Record, Topic, Track
 use crate::attempt::{Event, Source};
 use crate::offsets::{OffsetTracker, SkipSet};
 use crate::scanner::ScanResult;
-use crate::sink::Target;
+use crate::sink::{DeadReason, Target};
 
 /// Metadata budget, as in production.
 const MAX_METADATA: usize = 4000;
@@ -147,6 +147,7 @@ impl<C: Chooser> World<C> {
         let mut dir = SimDirectory {
             base: policy(),
             endpoints: HashMap::new(),
+            lagging: HashSet::new(),
             version: 1,
             cache: HashMap::new(),
         };
@@ -396,7 +397,16 @@ impl<C: Chooser> World<C> {
                 });
                 offset
             }
-            Target::DeadLetter(_) => {
+            Target::DeadLetter(reason) => {
+                // Every simulated endpoint exists: registry lag must be
+                // waited out, never taken for an unknown endpoint.
+                assert_ne!(
+                    reason,
+                    DeadReason::UnknownEndpoint,
+                    "{} of {} dead-lettered as unknown while the registry lagged",
+                    env.event_id,
+                    env.endpoint_id
+                );
                 self.dead.insert(env.event_id.clone());
                 self.dlq.push(env);
                 self.dlq.len() as i64 - 1

@@ -156,7 +156,16 @@ impl<C: Chooser> World<C> {
             fired = true;
         }
         for ep in std::mem::take(&mut self.syncs) {
-            self.input(Input::RegistrySynced(ep, true));
+            // A sync sometimes fails (the worker then says `false`); when it
+            // succeeds, the registry has read everything written before it.
+            if self.choose.pick(4) == 0 {
+                self.input(Input::RegistrySynced(ep, false));
+            } else {
+                if self.dir.lagging.remove(&*ep) {
+                    self.dir.version += 1;
+                }
+                self.input(Input::RegistrySynced(ep, true));
+            }
             fired = true;
         }
         let now = self.now;

@@ -121,6 +121,19 @@ impl<C: Chooser> World<C> {
             .unwrap_or_default()
     }
 
+    /// Every third endpoint (`ep-2`, `ep-5`, …) is one this node's registry
+    /// has not read yet: its events must wait for a sync, never be taken
+    /// for deleted ones.
+    pub fn lag_registry(&mut self) {
+        for name in self.eps.keys() {
+            let i: usize = name.trim_start_matches("ep-").parse().unwrap_or(0);
+            if i % 3 == 2 {
+                self.dir.lagging.insert(name.clone());
+            }
+        }
+        self.dir.version += 1;
+    }
+
     /// Disables endpoint `ep-<i>` in the registry.
     pub fn disable(&mut self, i: usize) {
         let name = format!("ep-{i}");
