@@ -172,7 +172,7 @@ async fn one_key_on_two_ingest_nodes_and_after_a_restart_delivers_once() {
     }
 
     // Caller-chosen ids cannot enter the derived namespaces.
-    for id in ["msg_abc", "evf_abc", "test_abc"] {
+    for id in ["msg_abc", "evf_abc", "test_abc", "batch_abc"] {
         let mut req = support::publish_req("ep", "{}");
         req.event_id = id.into();
         assert_status(
