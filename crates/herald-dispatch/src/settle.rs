@@ -9,8 +9,10 @@
 //! rejoins, and the members left behind get no partitions, for good
 //! (`tests/fleet.rs`). A member that has not been steady for twice the
 //! rebalance timeout therefore unsubscribes (leaving the group) and
-//! subscribes again with a new member id; once the group is empty the
-//! coordinator forms it afresh. A rejoin revokes nothing it could keep (an
+//! subscribes again with a new member id, which clears the stall when the
+//! coordinator forms the group afresh. It does not clear every tansu stall:
+//! a leader recorded after its member was evicted survives a rejoin (see
+//! docs/delivery-semantics.md, the long fleet variant). A rejoin revokes nothing it could keep (an
 //! unsettled member holds no assignment it may use) and costs the other
 //! members one rebalance.
 
