@@ -235,7 +235,11 @@ pub async fn run_worker(
                 }
             },
             rec = records.recv(), if !draining => match rec {
-                Some(r) => w.step(Input::Record(r)),
+                Some(r) => {
+                    // Tests make a worker panic here (feature `failpoints`).
+                    fail::fail_point!("dispatch-worker-record");
+                    w.step(Input::Record(r))
+                }
                 None => {
                     draining = true;
                     w.step(Input::Drain);
