@@ -206,6 +206,7 @@ impl Driver {
         self.step(Input::Attempted {
             endpoint: p.endpoint,
             event: p.event,
+            batch: Vec::new(),
             outcome: Outcome::Delivered,
             wait: p.wait,
         });
