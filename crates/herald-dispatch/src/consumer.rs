@@ -198,6 +198,12 @@ pub async fn run_dispatcher(
         failures: failures_tx,
         generation: AtomicU64::new(0),
         settle: crate::settle::SettleWatch::new(crate::settle::limit(&settings.kafka)),
+        nudge: crate::settle::Nudge::new(
+            &settings.kafka,
+            &settings.kafka.consumer_group,
+            "range",
+            &[&settings.kafka.events_topic, &settings.kafka.retry_topic],
+        ),
     };
     health.pending("registry", "loading the endpoint registry");
     registry.wait_loaded().await;
@@ -321,7 +327,7 @@ async fn route(
                 continue;
             }
             _ = ctx.settle.rejoin_requested() => {
-                crate::settle::rejoin(consumer, &[&ctx.events_topic, &ctx.retry_topic]);
+                crate::settle::rejoin(consumer, &[&ctx.events_topic, &ctx.retry_topic], &ctx.nudge);
                 continue;
             }
             m = consumer.recv() => m,

@@ -75,6 +75,8 @@ pub(crate) struct DispatchContext {
     pub(crate) generation: AtomicU64,
     /// The group watch: rejoin when the group stays unsettled too long.
     pub(crate) settle: crate::settle::SettleWatch,
+    /// Sent into the group with a rejoin (see [`crate::settle::Nudge`]).
+    pub(crate) nudge: crate::settle::Nudge,
 }
 
 /// Locks `m` even if a panicking worker poisoned it: the trackers only ever

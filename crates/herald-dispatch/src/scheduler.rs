@@ -86,6 +86,7 @@ pub async fn run_scheduler(
     let context = SchedulerContext {
         settle: SettleWatch::new(crate::settle::limit(&kafka)),
     };
+    let nudge = crate::settle::Nudge::new(&kafka, &group, "roundrobin", &[&kafka.scheduled_topic]);
     let consumer: StreamConsumer<SchedulerContext> = config.create_with_context(context)?;
     consumer.subscribe(&[kafka.scheduled_topic.as_str()])?;
     let producer = Producer::new(&herald_kafka::producer_config(&kafka, &client))?;
@@ -107,7 +108,7 @@ pub async fn run_scheduler(
                     tracing::debug!(error = %e, "scheduler resume before rejoining");
                 }
                 stopped.clear();
-                crate::settle::rejoin(&consumer, &[topic.as_str()]);
+                crate::settle::rejoin(&consumer, &[topic.as_str()], &nudge);
             }
             _ = tokio::time::sleep(sleep.unwrap_or(Duration::from_secs(3600))), if sleep.is_some() => {
                 let now = now_ms();

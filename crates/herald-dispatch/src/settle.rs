@@ -10,9 +10,9 @@
 //! (`tests/fleet.rs`). A member that has not been steady for twice the
 //! rebalance timeout therefore unsubscribes (leaving the group) and
 //! subscribes again with a new member id, which clears the stall when the
-//! coordinator forms the group afresh. It does not clear every tansu stall:
-//! a leader recorded after its member was evicted survives a rejoin (see
-//! docs/delivery-semantics.md, the long fleet variant). A rejoin revokes nothing it could keep (an
+//! coordinator forms the group afresh; a [`Nudge`] goes along, for a
+//! leader tansu recorded after evicting its member, which a lone rejoin
+//! does not clear. A rejoin revokes nothing it could keep (an
 //! unsettled member holds no assignment it may use) and costs the other
 //! members one rebalance.
 
@@ -86,10 +86,12 @@ fn decide(since: &mut Option<Instant>, join_state: &str, now: Instant, limit: Du
     false
 }
 
-/// Leaves the group and joins it again with a new member id.
+/// Leaves the group and joins it again with a new member id, with a
+/// [`Nudge`] alongside.
 pub fn rejoin<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     consumer: &C,
     topics: &[&str],
+    nudge: &Nudge,
 ) {
     tracing::warn!(
         "the consumer group has not settled for twice the rebalance timeout; leaving it and joining again \
@@ -98,6 +100,81 @@ pub fn rejoin<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     consumer.unsubscribe();
     if let Err(e) = consumer.subscribe(topics) {
         tracing::error!(error = %e, "cannot subscribe again after leaving an unsettled group");
+    }
+    nudge.send();
+}
+
+/// How long a nudge stays in the group: long enough to overlap the
+/// rejoin's join (tansu holds a follower's join about 3 s).
+const NUDGE_FOR: Duration = Duration::from_secs(8);
+
+/// A second, short-lived member of a group, sent in with a rejoin.
+///
+/// tansu 0.6.0 can record as the group's leader a member it has since
+/// evicted (one whose late heartbeat it answered by evicting it). It clears
+/// such a leader only when it reloads the group from storage, which two
+/// requests for the group arriving together cause; a lone member that
+/// rejoins sends one request at a time and stays a follower of the dead
+/// leader for good (`tests/broker_pause.rs`). The nudge's join arrives
+/// while the rejoin's is held. It reads nothing (its partitions are paused)
+/// and commits nothing (auto-commit and offset store are off), then leaves.
+/// On a healthy broker it costs the group two rebalances.
+#[derive(Clone)]
+pub struct Nudge {
+    kafka: KafkaConfig,
+    group: String,
+    strategy: &'static str,
+    topics: Vec<String>,
+}
+
+impl Nudge {
+    /// A nudge for `group`, whose members subscribe to `topics` with the
+    /// assignment `strategy`.
+    pub fn new(kafka: &KafkaConfig, group: &str, strategy: &'static str, topics: &[&str]) -> Self {
+        Self {
+            kafka: kafka.clone(),
+            group: group.to_string(),
+            strategy,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    /// Joins the group for [`NUDGE_FOR`] on a thread of its own, then leaves.
+    pub fn send(&self) {
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("herald-group-nudge".into())
+            .spawn(move || me.join_briefly());
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the group nudge");
+        }
+    }
+
+    fn join_briefly(self) {
+        use rdkafka::consumer::BaseConsumer;
+        let mut cfg =
+            herald_kafka::group_member_config(&self.kafka, &self.group, "herald-group-nudge");
+        cfg.set("partition.assignment.strategy", self.strategy);
+        let consumer: BaseConsumer = match cfg.create() {
+            Ok(c) => c,
+            Err(e) => return tracing::warn!(error = %e, "cannot create the group nudge"),
+        };
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            return tracing::warn!(error = %e, "the group nudge cannot subscribe");
+        }
+        let until = Instant::now() + NUDGE_FOR;
+        while Instant::now() < until {
+            // Records it may have fetched are dropped: nothing is committed.
+            let _ = consumer.poll(Duration::from_millis(100));
+            if let Ok(a) = consumer.assignment() {
+                if a.count() > 0 {
+                    let _ = consumer.pause(&a);
+                }
+            }
+        }
+        consumer.unsubscribe();
+        tracing::info!(group = %self.group, "group nudge left");
     }
 }
 
