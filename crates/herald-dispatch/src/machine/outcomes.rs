@@ -12,6 +12,7 @@ use super::{Ctx, Known, Partition};
 use crate::attempt::{Event, Outcome};
 use crate::lane::CopyFate;
 use crate::sink::{DeadReason, Target};
+use herald_proto::v1::AttemptState;
 
 impl Partition {
     /// Records the original's outcome on its head copy; `true` if `event` is
@@ -117,18 +118,14 @@ impl Partition {
                         self.events_seen_until.max(l.max_origin + 1)
                     });
                 let reason = DeadReason::Exhausted(why);
-                let mut dead = Vec::new();
-                for e in members {
-                    let state = e.envelope.attempt.clone().unwrap_or_default();
-                    let fate = CopyFate::GaveUp(reason, state, bound);
-                    // A copied event is dead-lettered when its copy reaches
-                    // the front.
-                    let carried = self.settle_original(&endpoint, &e, fate, ctx);
-                    self.clear_head(&endpoint, e.origin);
-                    if !carried {
-                        dead.push(e);
-                    }
-                }
+                // A copied event is dead-lettered when its copy reaches the
+                // front.
+                let dead = self.uncarried(
+                    &endpoint,
+                    members,
+                    |e| CopyFate::GaveUp(reason, attempt_state(e), bound),
+                    ctx,
+                );
                 if !dead.is_empty() && ordered {
                     self.lane(&endpoint).flush_below = Some(bound);
                 }
@@ -139,18 +136,18 @@ impl Partition {
             }
             Step::RetryIn(delay) => {
                 let next = now + delay.as_millis() as i64;
-                let mut left = Vec::new();
-                for mut e in members {
+                let mut members = members;
+                for e in &mut members {
                     let state = e.envelope.attempt.get_or_insert_with(Default::default);
                     state.next_attempt_ms = next;
-                    let state = state.clone();
-                    // A copied event's copy in the retry topic carries it.
-                    let carried = self.settle_original(&endpoint, &e, CopyFate::Retry(state), ctx);
-                    self.clear_head(&endpoint, e.origin);
-                    if !carried {
-                        left.push(e);
-                    }
                 }
+                // A copied event's copy in the retry topic carries it.
+                let left = self.uncarried(
+                    &endpoint,
+                    members,
+                    |e| CopyFate::Retry(attempt_state(e)),
+                    ctx,
+                );
                 if left.is_empty() {
                     return self.after_settle(&endpoint, ctx);
                 }
@@ -179,12 +176,10 @@ impl Partition {
     /// Delivered (or the endpoint was deleted): each event is finished, or
     /// its copy is told to finish unsent.
     fn settle_all(&mut self, endpoint: &Arc<str>, members: Vec<Event>, ctx: &mut Ctx<'_>) {
-        for e in members {
-            if !self.settle_original(endpoint, &e, CopyFate::Settled, ctx) {
-                self.finish(e.source, ctx);
-                self.lane(endpoint).in_flight -= 1;
-            }
-            self.clear_head(endpoint, e.origin);
+        let left = self.uncarried(endpoint, members, |_| CopyFate::Settled, ctx);
+        self.lane(endpoint).in_flight -= left.len();
+        for e in left {
+            self.finish(e.source, ctx);
         }
         self.after_settle(endpoint, ctx);
     }
@@ -192,15 +187,12 @@ impl Partition {
     /// Not decided: the events go back to the front of the lane in order
     /// (a copied event's copy carries it forward instead).
     fn requeue(&mut self, endpoint: &Arc<str>, members: Vec<Event>, ctx: &mut Ctx<'_>) {
-        let mut left = Vec::new();
-        for e in members {
-            let state = e.envelope.attempt.clone().unwrap_or_default();
-            let carried = self.settle_original(endpoint, &e, CopyFate::Retry(state), ctx);
-            self.clear_head(endpoint, e.origin);
-            if !carried {
-                left.push(e);
-            }
-        }
+        let left = self.uncarried(
+            endpoint,
+            members,
+            |e| CopyFate::Retry(attempt_state(e)),
+            ctx,
+        );
         let lane = self.lane(endpoint);
         lane.in_flight -= left.len();
         for e in left.into_iter().rev() {
@@ -209,9 +201,36 @@ impl Partition {
         self.after_settle(endpoint, ctx);
     }
 
+    /// Records each event's fate on its tracked
+    /// copy, where it has one (the copy then carries it forward), and takes
+    /// it out of the in-flight head; returns the events no copy carries, in
+    /// order.
+    fn uncarried(
+        &mut self,
+        endpoint: &Arc<str>,
+        members: Vec<Event>,
+        fate: impl Fn(&Event) -> CopyFate,
+        ctx: &mut Ctx<'_>,
+    ) -> Vec<Event> {
+        let mut left = Vec::with_capacity(members.len());
+        for e in members {
+            let carried = self.settle_original(endpoint, &e, fate(&e), ctx);
+            self.clear_head(endpoint, e.origin);
+            if !carried {
+                left.push(e);
+            }
+        }
+        left
+    }
+
     fn clear_head(&mut self, endpoint: &Arc<str>, origin: i64) {
         if let Some(l) = self.lanes.get_mut(endpoint) {
             l.head.retain(|(o, _)| *o != origin);
         }
     }
+}
+
+/// An event's attempt state as its copy should carry it.
+fn attempt_state(e: &Event) -> AttemptState {
+    e.envelope.attempt.clone().unwrap_or_default()
 }
