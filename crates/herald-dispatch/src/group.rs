@@ -127,14 +127,17 @@ impl DispatchContext {
                 .unwrap_or((None, SkipSet::default()))
         };
         let (events_start, events_skip) = read(&self.events_topic);
-        let (retry_start, retry_skip) = read(&self.retry_topic);
+        let (mut retry_start, retry_skip) = read(&self.retry_topic);
         // The retry backlog is read before any event, so an endpoint whose
         // events wait there keeps them ahead of its new ones.
-        let retry_catch_up = match consumer.fetch_watermarks(
-            &self.retry_topic,
-            p,
-            Duration::from_secs(10),
-        ) {
+        let watermarks = consumer.fetch_watermarks(&self.retry_topic, p, Duration::from_secs(10));
+        if let Ok((low, _)) = watermarks {
+            // Nothing committed: the consumer starts at the first stored
+            // offset, so the tracker can commit (and say what it finished
+            // ahead) before its first record.
+            retry_start = retry_start.or(Some(low));
+        }
+        let retry_catch_up = match watermarks {
             Ok((low, high)) if high > retry_start.unwrap_or(low).max(low) => CatchUp::Until(high),
             Ok(_) => CatchUp::None,
             Err(e) => {

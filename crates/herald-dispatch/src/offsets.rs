@@ -39,6 +39,10 @@ pub struct OffsetTracker {
     /// What the previous owner finished above the committed offset, until
     /// this tracker has read past it.
     inherited: SkipSet,
+    /// Offsets at or above `high` known to be finished before they are read
+    /// (a head copy whose original was delivered): the commit metadata
+    /// says so, and receiving one records it finished.
+    ahead: BTreeSet<i64>,
 }
 
 /// Where to commit and what to say about the offsets above it.
@@ -64,6 +68,18 @@ impl OffsetTracker {
             unfinished: BTreeSet::new(),
             high: start,
             inherited,
+            ahead: BTreeSet::new(),
+        }
+    }
+
+    /// Where a tracker that had no start learns it (the partition's first
+    /// stored offset, where a consumer with nothing committed begins).
+    pub fn start_at(&mut self, low: i64) {
+        if self.high.is_none() {
+            self.high = Some(low);
+            if self.ahead.first().is_some_and(|&a| a < low) {
+                self.ahead = self.ahead.split_off(&low);
+            }
         }
     }
 
@@ -88,7 +104,9 @@ impl OffsetTracker {
 
     /// A record at `offset` was received (offsets arrive in increasing order).
     pub fn received(&mut self, offset: i64) {
-        self.unfinished.insert(offset);
+        if !self.ahead.remove(&offset) {
+            self.unfinished.insert(offset);
+        }
         self.advance(offset + 1);
     }
 
@@ -99,6 +117,9 @@ impl OffsetTracker {
 
     fn advance(&mut self, next: i64) {
         self.high = Some(self.high.map_or(next, |h| h.max(next)));
+        if self.ahead.first().is_some_and(|&a| a < next) {
+            self.ahead = self.ahead.split_off(&next);
+        }
         if self.inherited.is_exhausted(next) && self.inherited.high > self.inherited.base {
             self.inherited = SkipSet::default();
         }
@@ -107,6 +128,22 @@ impl OffsetTracker {
     /// The record at `offset` is finished (delivered or otherwise settled).
     pub fn finished(&mut self, offset: i64) {
         self.unfinished.remove(&offset);
+    }
+
+    /// The record at `offset` is finished, whether or not it was received
+    /// yet (a head copy whose original was delivered: nobody may deliver
+    /// it again, even after a hand-over before it is read back).
+    pub fn finished_ahead(&mut self, offset: i64) {
+        if self.high.is_some_and(|h| offset < h) {
+            self.unfinished.remove(&offset);
+        } else {
+            self.ahead.insert(offset);
+        }
+    }
+
+    /// Whether `offset`, not received yet, is known to be finished.
+    pub fn is_finished_ahead(&self, offset: i64) -> bool {
+        self.ahead.contains(&offset)
     }
 
     /// Whether the record at `offset` was received and is not finished.
@@ -143,15 +180,32 @@ impl OffsetTracker {
         for &u in self.unfinished.range(offset..high.max(offset)) {
             runs.unfinished(u, u + 1);
         }
+        // Above what was read: what the previous owner left unfinished
+        // (everything past the range it spoke for), less what is known to be
+        // finished ahead.
         let mut end = high.max(offset);
+        let mut above = Vec::new();
         if high < self.inherited.high {
             for &(s, e) in &self.inherited.unfinished {
-                let (s, e) = (s.max(high).max(offset), e);
-                if s < e {
-                    runs.unfinished(s, e);
-                }
+                above.push((s.max(high).max(offset), e));
             }
             end = end.max(self.inherited.high);
+        }
+        if let Some(&last) = self.ahead.last() {
+            let from = end;
+            end = end.max(last + 1);
+            above.push((from, end));
+        }
+        for (mut s, e) in above {
+            for &a in self.ahead.range(s..e.max(s)) {
+                if s < a {
+                    runs.unfinished(s, a);
+                }
+                s = a + 1;
+            }
+            if s < e {
+                runs.unfinished(s, e);
+            }
         }
         Some(CommitPoint {
             offset,
@@ -198,6 +252,12 @@ impl Runs {
         }
         if self.cursor < high {
             self.runs.push(((high - self.cursor) as u64, false));
+        }
+        // Runs alternate from an unfinished one: a range that opens finished
+        // (a record at the commit offset finished before it was read)
+        // starts with an empty unfinished run.
+        if self.runs.first().is_some_and(|r| !r.1) {
+            self.runs.insert(0, (0, true));
         }
         // Base64 turns 3 bytes into 4 chars.
         let budget = max_bytes.saturating_sub(TAG.len()) / 4 * 3;
@@ -280,10 +340,13 @@ impl SkipSet {
         let mut unfinished = Vec::new();
         let mut cursor = base;
         let mut is_unfinished = true;
+        let start = pos;
         while pos < bytes.len() {
+            let first = pos == start;
             let len = i64::try_from(get_varint(&bytes, &mut pos)?).ok()?;
             let end = cursor.checked_add(len)?;
-            if len == 0 || end > high {
+            // Only the first (unfinished) run may be empty.
+            if (len == 0 && !first) || end > high {
                 return None;
             }
             if is_unfinished {
@@ -416,6 +479,49 @@ mod tests {
         t.received(6);
         assert!(t.already_received(5) && t.already_received(6));
         assert!(!t.already_received(7));
+    }
+
+    /// A head copy whose original was delivered is finished before it is
+    /// read: the metadata says so (even at the commit offset itself), and
+    /// reading it later records it finished.
+    #[test]
+    fn finished_ahead_is_committed_as_finished() {
+        let mut t = OffsetTracker::new(Some(5));
+        t.finished_ahead(5);
+        let cp = t.commit_point(4000).unwrap();
+        assert_eq!(cp.offset, 5);
+        let skip = SkipSet::decode(cp.offset, &cp.metadata);
+        assert!(skip.should_skip(5));
+        assert!(!skip.should_skip(6));
+
+        let mut t = OffsetTracker::new(Some(5));
+        t.received(5);
+        t.finished_ahead(7);
+        t.finished_ahead(9);
+        let cp = t.commit_point(4000).unwrap();
+        assert_eq!(cp.offset, 5);
+        let skip = SkipSet::decode(cp.offset, &cp.metadata);
+        let skipped: Vec<i64> = (5..12).filter(|&o| skip.should_skip(o)).collect();
+        assert_eq!(skipped, vec![7, 9]);
+        // Read in order: 7 arrives finished.
+        t.received(6);
+        t.received(7);
+        t.finished(5);
+        t.finished(6);
+        assert_eq!(t.committable(), Some(8));
+        assert!(!t.is_unfinished(7));
+        // Already read: finishing ahead finishes it.
+        t.received(8);
+        t.finished_ahead(8);
+        assert_eq!(t.committable(), Some(9));
+        // A tracker with no start learns it from the partition.
+        let mut t = OffsetTracker::new(None);
+        t.finished_ahead(3);
+        assert_eq!(t.commit_point(4000), None);
+        t.start_at(2);
+        let cp = t.commit_point(4000).unwrap();
+        let skip = SkipSet::decode(cp.offset, &cp.metadata);
+        assert_eq!((cp.offset, skip.should_skip(2), skip.should_skip(3)), (2, false, true));
     }
 
     #[test]

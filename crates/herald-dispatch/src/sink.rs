@@ -107,6 +107,12 @@ impl Sink {
             herald_kafka::producer_config(cfg, &format!("herald-dispatch-sink-{node_id}"));
         // Never drop a write: librdkafka retries until the broker has it.
         config.set("message.timeout.ms", "0");
+        // A write that fails for good stops the producer rather than let
+        // later writes land after a gap: the worker then stops, the node
+        // restarts from committed offsets, and no retry record of an
+        // ordered endpoint is ever stored ahead of an older one that was
+        // lost (the partition simulation's failed writes assume this).
+        config.set("enable.gapless.guarantee", "true");
         let producer = Producer::new(&config)?;
         Ok(Self {
             producer,

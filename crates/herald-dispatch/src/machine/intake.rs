@@ -57,7 +57,13 @@ impl Partition {
     fn on_event_record(&mut self, r: Record, ctx: &mut Ctx<'_>) {
         let offset = r.offset;
         self.events_seen_until = self.events_seen_until.max(offset + 1);
-        if ctx.trackers.events.inherited_finished(offset) {
+        // Finished by the previous owner, or carried by a retry record this
+        // core already holds (a copy of a head the previous owner had in
+        // flight, its original left unfinished): sending it would be a
+        // duplicate.
+        if ctx.trackers.events.inherited_finished(offset)
+            || ctx.trackers.events.is_finished_ahead(offset)
+        {
             ctx.trackers.events.received_finished(offset);
             return;
         }
@@ -107,6 +113,12 @@ impl Partition {
         ctx.trackers.retry.received(offset);
         let endpoint: Arc<str> = envelope.endpoint_id.as_str().into();
         let origin = envelope.origin_offset;
+        if ctx.trackers.events.position().is_none_or(|p| origin >= p) {
+            // This record carries the event now (its custody is the retry
+            // tracker's): the events record at its origin, not read yet, is
+            // finished ahead, and the commit metadata says so to a next owner.
+            ctx.trackers.events.finished_ahead(origin);
+        }
         let ordered = self.ordered(&endpoint, ctx);
         let max_lane = self.cfg.max_lane;
         let lane = self.lane(&endpoint);

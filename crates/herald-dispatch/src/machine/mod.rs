@@ -194,6 +194,8 @@ impl Partition {
                     // records that never came, its events paused for good:
                     // found by the long fleet run on tansu, where the
                     // watermark query in the rebalance callback had timed out.)
+                    // With nothing committed, the consumer starts at `low`.
+                    ctx.trackers.retry.start_at(low);
                     let start = ctx.trackers.retry.position().unwrap_or(low).max(low);
                     self.retry_seen_until = self.retry_seen_until.max(start);
                     self.catch_up = CatchUp::Until(high);

@@ -44,6 +44,11 @@ impl Partition {
         if !finish_now {
             copy.finish_on_landing = Some(event.source);
         }
+        if let (true, Some(at)) = (delivered, copy.landed_at) {
+            // Nobody may send the copy now, even a next owner that reads
+            // it before this node does (it lands finished in the metadata).
+            ctx.trackers.retry.finished_ahead(at);
+        }
         lane.in_flight -= 1;
         if finish_now {
             self.finish(event.source, ctx);
@@ -64,6 +69,13 @@ impl Partition {
         ctx: &mut Ctx<'_>,
     ) {
         if outcome == Outcome::Aborted || (self.draining && outcome != Outcome::Delivered) {
+            // Nothing is retried or moved during a drain. A copied head's
+            // copy carries it already, though: its original finishes (now,
+            // or when the copy lands), so the next owner gets it once.
+            for e in std::iter::once(&event).chain(&batch) {
+                let fate = CopyFate::Retry(attempt_state(e));
+                self.settle_original(&endpoint, e, fate, ctx);
+            }
             return;
         }
         let members: Vec<Event> = std::iter::once(event).chain(batch).collect();

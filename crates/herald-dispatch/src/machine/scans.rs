@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::intake::decode_payload;
 use super::{Action, Ctx, Partition};
 use crate::scanner::{ScanRequest, ScanResult};
+use crate::lane::CopyFate;
 
 impl Partition {
     /// Queues a scan for `endpoint` if it left records behind and has room.
@@ -84,6 +85,12 @@ impl Partition {
         };
         for (offset, payload) in res.records {
             if !ctx.trackers.retry.is_unfinished(offset) {
+                // A head copy finished ahead (its original was delivered):
+                // nothing is left to carry forward.
+                if let Some(lane) = self.lanes.get_mut(&endpoint) {
+                    lane.copies
+                        .retain(|_, c| !(c.landed_at == Some(offset) && c.fate == CopyFate::Settled));
+                }
                 continue;
             }
             // Records already in memory (taken live meanwhile) are not

@@ -16,6 +16,7 @@ use herald_telemetry::names;
 
 use super::{Action, Ctx, Partition};
 use crate::attempt::{Event, Source};
+use crate::lane::CopyFate;
 use crate::sink::{DeadReason, Target};
 
 /// What the core remembers of a write while it is under way.
@@ -91,6 +92,10 @@ impl Partition {
                         if let Some(c) = lane.copies.get_mut(&w.origin) {
                             c.landed_at = Some(offset);
                             finish_original = c.finish_on_landing.take();
+                            if c.fate == CopyFate::Settled {
+                                // The original was delivered first.
+                                ctx.trackers.retry.finished_ahead(offset);
+                            }
                         }
                     }
                 }

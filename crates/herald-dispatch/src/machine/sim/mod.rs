@@ -27,6 +27,7 @@ mod directory;
 mod receive;
 mod schedule;
 mod script;
+mod stops;
 
 use directory::SimDirectory;
 pub use schedule::{Chooser, Scripted, Seeded};
@@ -109,6 +110,18 @@ pub struct World<C: Chooser> {
     trace: bool,
     pub resends: usize,
     pub sends: usize,
+    /// Only graceful events: no crash, no failed write, no zombie write
+    /// (rebalances and drains still happen), see [`World::graceful_only`].
+    graceful: bool,
+    /// Failed writes and drains are part of the random schedule.
+    stops: bool,
+    /// The core is draining: it must start nothing new.
+    draining: bool,
+    /// The core stopped on a failed write (`Action::Fatal`).
+    fatal: Option<String>,
+    /// Writes that failed for good, and drains.
+    pub write_failures: usize,
+    pub drains: usize,
     /// Requests that carried more than one event.
     pub batched_sends: usize,
 }
@@ -174,7 +187,12 @@ impl<C: Chooser> World<C> {
             retry: Vec::new(),
             dlq: Vec::new(),
             committed: [(None, String::new()), (None, String::new())],
-            trackers: Trackers::default(),
+            // The consumer starts an uncommitted retry partition at its
+            // first offset (0 here), and the worker knows it.
+            trackers: Trackers {
+                events: OffsetTracker::new(None),
+                retry: OffsetTracker::new(Some(0)),
+            },
             pos: [0, 0],
             paused: false,
             attempts: Vec::new(),
@@ -194,6 +212,12 @@ impl<C: Chooser> World<C> {
             trace: std::env::var_os("HERALD_SIM_TRACE").is_some(),
             resends: 0,
             sends: 0,
+            graceful: false,
+            stops: false,
+            draining: false,
+            fatal: None,
+            write_failures: 0,
+            drains: 0,
             batched_sends: 0,
         }
     }
@@ -280,6 +304,11 @@ impl<C: Chooser> World<C> {
                 wait,
                 ..
             } => {
+                assert!(
+                    !self.draining,
+                    "a draining core started an attempt for {}",
+                    event.envelope.event_id
+                );
                 for e in std::iter::once(&event).chain(&batch) {
                     let t = match e.source {
                         Source::Events(o) => (0, o),
@@ -304,7 +333,10 @@ impl<C: Chooser> World<C> {
                 target,
                 envelope,
             } => self.writes.push_back((id, target, envelope)),
-            Action::Scan(req) => self.scans.push(req),
+            Action::Scan(req) => {
+                assert!(!self.draining, "a draining core started a scan");
+                self.scans.push(req)
+            }
             Action::FetchCatchUpTarget => self.catch_up_asked = true,
             Action::WakeAt { endpoint, at_ms } => self.timers.push((at_ms, endpoint)),
             Action::SyncRegistry(ep) => self.syncs.push(ep),
@@ -321,7 +353,10 @@ impl<C: Chooser> World<C> {
                 }
                 self.input(Input::RegistryChanged);
             }
-            Action::Fatal(e) => panic!("the core stopped: {e}"),
+            Action::Fatal(e) => {
+                assert!(self.fatal.is_none(), "the core stopped twice: {e}");
+                self.fatal = Some(e);
+            }
         }
     }
 
@@ -467,6 +502,12 @@ impl<C: Chooser> World<C> {
     /// writes has landed, some more land later (zombie writes).
     fn crash(&mut self) {
         self.crashes += 1;
+        self.lose_memory();
+    }
+
+    /// The process ends: a prefix of the producer's writes lands, some more
+    /// may land later, and the partition restarts from committed state.
+    fn lose_memory(&mut self) {
         if self.trace {
             eprintln!(
                 "[{}] CRASH with {} writes pending",
@@ -522,7 +563,8 @@ impl<C: Chooser> World<C> {
             self.committed[1].0.unwrap_or(0),
         ];
         // Sometimes the watermark query in the rebalance callback fails and
-        // the core starts not knowing the retry partition's end.
+        // the core starts not knowing the retry partition's end (nor, with
+        // nothing committed, its start).
         let catch_up = if self.choose.pick(4) == 0 {
             CatchUp::Unknown
         } else if (self.retry.len() as i64) > self.pos[1] {
@@ -530,6 +572,9 @@ impl<C: Chooser> World<C> {
         } else {
             CatchUp::None
         };
+        if catch_up != CatchUp::Unknown {
+            self.trackers.retry.start_at(0);
+        }
         self.paused = catch_up != CatchUp::None;
         self.core.release_gauges();
         self.core = Partition::new(self.cfg.clone(), catch_up);

@@ -75,6 +75,9 @@ impl<C: Chooser> World<C> {
             200 => {
                 for m in &members {
                     if !self.delivered.insert(m.envelope.event_id.clone()) {
+                        if self.trace {
+                            eprintln!("[{}] RE-SENT {}", self.now, m.envelope.event_id);
+                        }
                         self.resends += 1;
                     }
                 }

@@ -53,13 +53,16 @@ enum Kind {
     Flip,
     Late,
     Crash,
+    Stop,
 }
 
 impl<C: Chooser> World<C> {
     /// One random step; `false` when nothing was possible.
     pub fn step(&mut self, chaos: bool) -> bool {
-        // Weighted kinds; the last four only while the chaos lasts.
-        const KINDS: [Kind; 20] = [
+        // Weighted kinds; the last four (five with stops) only while the
+        // chaos lasts. Without stops the choices are those of the seeds
+        // kept as regression cases.
+        const KINDS: [Kind; 21] = [
             Kind::FeedEvents,
             Kind::FeedEvents,
             Kind::FeedEvents,
@@ -80,8 +83,13 @@ impl<C: Chooser> World<C> {
             Kind::Flip,
             Kind::Late,
             Kind::Crash,
+            Kind::Stop,
         ];
-        let n = if chaos { KINDS.len() } else { 14 };
+        let n = match (chaos, self.stops) {
+            (true, true) => KINDS.len(),
+            (true, false) => KINDS.len() - 1,
+            (false, _) => 14,
+        };
         let progressed = match KINDS[self.choose.pick(n)] {
             Kind::FeedEvents => self.feed(0),
             Kind::FeedRetry => self.feed(1),
@@ -126,6 +134,7 @@ impl<C: Chooser> World<C> {
                 true
             }
             Kind::Flip => self.flip_endpoint(),
+            Kind::Late if self.graceful => false,
             Kind::Late => {
                 if let Some((target, env)) = self.late.pop_front() {
                     self.append(target, env);
@@ -134,8 +143,12 @@ impl<C: Chooser> World<C> {
                     false
                 }
             }
+            Kind::Stop => {
+                self.stop();
+                true
+            }
             Kind::Crash => {
-                if self.choose.pick(2) == 0 {
+                if self.choose.pick(2) == 0 && !self.graceful {
                     self.crash();
                 } else {
                     self.rebalance();
@@ -213,12 +226,17 @@ impl<C: Chooser> World<C> {
     }
 
     /// Runs `n` random steps (publishing, failing, crashing), then a final
-    /// crash so only committed state and landed writes remain.
+    /// crash (a drain, if graceful) so only committed state and landed
+    /// writes remain.
     pub fn run(&mut self, n: usize) {
         for _ in 0..n {
             self.step(true);
         }
-        self.crash();
+        if self.graceful {
+            self.drain();
+        } else {
+            self.crash();
+        }
     }
 
     /// Every endpoint recovers (healthy, enabled); run until nothing is left
