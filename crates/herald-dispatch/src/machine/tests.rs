@@ -101,6 +101,43 @@ fn a_batch_is_retried_whole_and_the_rest_lingers() {
     assert_eq!(w.resends, 0);
 }
 
+/// Scenario 14: an open circuit's probe is an event that is due. On an
+/// unordered endpoint, `late` waits 3 s in the retry topic for its next
+/// retry when the circuit opens; `due` arrives after it. Nothing is sent
+/// while the circuit is open; when the cool-down (200 ms) ends, the one
+/// probe is `due`, not the event at the front that is not due for seconds
+/// (before the fix, the front was the probe, sent hours early on a real
+/// schedule, and the circuit stayed half-open until it ended).
+#[test]
+fn an_open_circuit_probes_with_an_event_that_is_due() {
+    let mut w = World::new(Seeded(42), 4, 10, 100);
+    let late = w.publish_to(3);
+    // (`ep-3` takes batches: a lone event goes after the 20 ms linger.)
+    w.pass_time(20);
+    for _ in 0..3 {
+        w.answer_event(&late, false);
+    }
+    assert_eq!(w.attempts_in_flight_for(&late), 0, "its retry waits in Kafka");
+    w.open_circuit(3);
+    w.land_writes(w.pending_writes());
+    let due = w.publish_to(3);
+    w.pass_time(0);
+    assert_eq!(
+        (w.attempts_in_flight_for(&late), w.attempts_in_flight_for(&due)),
+        (0, 0),
+        "nothing is sent while the circuit is open"
+    );
+    w.pass_time(200);
+    assert_eq!(
+        w.request_of(&due),
+        vec![due.clone()],
+        "the probe is the event that is due"
+    );
+    assert_eq!(w.attempts_in_flight_for(&late), 0, "not the one due in 3 s");
+    w.answer_event(&due, true);
+    w.heal_and_check();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

@@ -145,6 +145,15 @@ impl<C: Chooser> World<C> {
         self.input(Input::RegistryChanged);
     }
 
+    /// Opens the circuit of `ep-<i>`, as failures in a row would.
+    pub fn open_circuit(&mut self, i: usize) {
+        let ep: std::sync::Arc<str> = format!("ep-{i}").into();
+        for _ in 0..self.cfg.breaker.failures_to_open {
+            self.core.breaker_record(&ep, false, self.now);
+        }
+        self.input(Input::Maintain);
+    }
+
     /// Events the lane of `ep-<i>` holds in memory.
     pub fn lane_held(&self, i: usize) -> usize {
         self.core.lane_held(&format!("ep-{i}"))
