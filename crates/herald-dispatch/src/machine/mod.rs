@@ -1,6 +1,6 @@
 //! The partition core: everything a partition worker decides, as a state
 //! machine with no I/O — no sockets, no Kafka client, no clock, no random
-//! source, no tasks. The worker (`worker.rs`) feeds it [`Input`]s (a record
+//! source, no tasks. The worker (`worker/`) feeds it [`Input`]s (a record
 //! arrived, an attempt ended, a write landed, a scan returned, a timer
 //! fired, the registry changed, suspend, drain) with the current time, and
 //! executes the [`Action`]s it asks for (attempt, write, scan, wake me,
