@@ -18,6 +18,10 @@
 //! drain and exit 0, every event is delivered in order, and the re-sends of
 //! that phase are printed.
 //!
+//! `HERALD_IT_CHAOS_BROKER=tansu` runs it on the persistent standalone
+//! broker (tansu, found as `tests/fleet.rs` finds it) instead of the mock
+//! cluster's process, where commits are not refused during a rebalance.
+//!
 //! Progress goes to stderr; the config and every child's log are in the run
 //! directory printed at the start (kept after a pass with `HERALD_IT_KEEP=1`).
 
@@ -37,6 +41,7 @@ use support::dlq::DlqTail;
 use support::fleet::{BrokerKind, Fleet};
 use support::ledger::{self, Ledger};
 use support::procs;
+use support::tansu::TansuBroker;
 use support::{publish_in_order, TestNode};
 
 const PARTITIONS: i32 = 4;
@@ -45,6 +50,18 @@ const BATCH: usize = 500;
 const ROLL_PER_ENDPOINT: usize = 20;
 /// Failure guard of the whole run's waits.
 const RUN_GUARD: Duration = Duration::from_secs(240);
+
+/// The broker process: the mock cluster, or tansu with
+/// `HERALD_IT_CHAOS_BROKER=tansu`.
+fn broker_kind() -> BrokerKind {
+    match std::env::var("HERALD_IT_CHAOS_BROKER").as_deref() {
+        Ok("tansu") => BrokerKind::Tansu(TansuBroker::binary().expect(
+            "HERALD_IT_CHAOS_BROKER=tansu needs the tansu binary (HERALD_TANSU, or the one .ci/run caches)",
+        )),
+        Ok("mock") | Err(_) => BrokerKind::Mock,
+        Ok(other) => panic!("HERALD_IT_CHAOS_BROKER={other}: expected tansu or mock"),
+    }
+}
 
 /// Retries up to 250 ms wait in memory, longer ones in the retry topic; the
 /// schedule (200 s of 1 s retries after the first few) outlasts the outage,
@@ -177,8 +194,14 @@ async fn no_loss_across_sigkill_and_rebalance() {
     );
     // The broker and the dispatchers are processes (the shared fleet
     // harness); ingest runs in the test process.
+    let kind = broker_kind();
+    // tansu answers more slowly under this load: give every wait longer.
+    let guard = match kind {
+        BrokerKind::Tansu(_) => RUN_GUARD * 3,
+        BrokerKind::Mock => RUN_GUARD,
+    };
     let mut fleet = tokio::task::block_in_place(|| {
-        Fleet::start(BrokerKind::Mock, &dir, &config_toml(), 0, 0, RUN_GUARD)
+        Fleet::start(kind, &dir, &config_toml(), 0, 0, guard)
     });
     let brokers = fleet.broker.bootstrap().to_string();
     let cfg = procs::load_config(&fleet.config, &brokers, "chaos-ingest");
@@ -319,7 +342,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
         published.extend(publish_in_order(&mut client, batch, BATCH).await);
         let want = before + (share * BATCH as f64) as usize;
         ledger
-            .wait_until(|e| counter.count(e) >= want, RUN_GUARD)
+            .wait_until(|e| counter.count(e) >= want, guard)
             .await
             .unwrap_or_else(|e| {
                 panic!(
@@ -371,7 +394,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
         entries,
         dead,
         lost,
-    } = support::dlq::settle(&ledger, &dlq, &acked, RUN_GUARD).await;
+    } = support::dlq::settle(&ledger, &dlq, &acked, guard).await;
     let delivered = ledger::delivered(&entries);
     if let Err(e) = waited {
         let mut per_ep: BTreeMap<&str, usize> = BTreeMap::new();
@@ -469,7 +492,7 @@ async fn no_loss_across_sigkill_and_rebalance() {
                 seen = entries.len();
                 waiting.is_empty()
             },
-            RUN_GUARD,
+            guard,
         )
         .await
         .unwrap_or_else(|e| panic!("after the rolling restart: {e}; logs in {}", dir.display()));

@@ -250,6 +250,15 @@ pub fn dead_vs_steady(summaries: &[Summary]) -> Option<String> {
     if let (Some(d), Some(s)) = (dead.get("delivery_vs_raw"), steady.get("delivery_vs_raw")) {
         line += &format!(" ({:.2} as ratios to the raw rate)", d / s);
     }
+    // A longer run amortises its ramp-up better: the two compare fairly
+    // only at the same size.
+    if let (Some(d), Some(s)) = (dead.get("published"), steady.get("published")) {
+        if d != s {
+            line += &format!(
+                "; steady published {s:.0} events and one-dead-endpoint {d:.0}: pass --events to compare runs of one size"
+            );
+        }
+    }
     Some(line)
 }
 
@@ -286,7 +295,12 @@ mod tests {
             scenario: "one-dead-endpoint".into(),
             ..Summary::of("one-dead-endpoint", &[run(45.0, 100.0)])
         };
-        let line = dead_vs_steady(&[s, dead]).unwrap();
+        let line = dead_vs_steady(&[s.clone(), dead.clone()]).unwrap();
         assert!(line.contains("= 0.90 (0.90 as ratios"), "{line}");
+        assert!(!line.contains("--events"), "{line}");
+        let mut longer = s;
+        longer.median.insert("published".into(), 200_000.0);
+        let line = dead_vs_steady(&[longer, dead]).unwrap();
+        assert!(line.contains("pass --events"), "{line}");
     }
 }
