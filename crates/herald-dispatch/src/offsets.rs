@@ -521,7 +521,10 @@ mod tests {
         t.start_at(2);
         let cp = t.commit_point(4000).unwrap();
         let skip = SkipSet::decode(cp.offset, &cp.metadata);
-        assert_eq!((cp.offset, skip.should_skip(2), skip.should_skip(3)), (2, false, true));
+        assert_eq!(
+            (cp.offset, skip.should_skip(2), skip.should_skip(3)),
+            (2, false, true)
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ mod scans;
 mod writes;
 
 #[cfg(test)]
+mod limits;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod tests;

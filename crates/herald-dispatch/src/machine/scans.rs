@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::intake::decode_payload;
 use super::{Action, Ctx, Partition};
-use crate::scanner::{ScanRequest, ScanResult};
 use crate::lane::CopyFate;
+use crate::scanner::{ScanRequest, ScanResult};
 
 impl Partition {
     /// Queues a scan for `endpoint` if it left records behind and has room.
@@ -88,8 +88,9 @@ impl Partition {
                 // A head copy finished ahead (its original was delivered):
                 // nothing is left to carry forward.
                 if let Some(lane) = self.lanes.get_mut(&endpoint) {
-                    lane.copies
-                        .retain(|_, c| !(c.landed_at == Some(offset) && c.fate == CopyFate::Settled));
+                    lane.copies.retain(|_, c| {
+                        !(c.landed_at == Some(offset) && c.fate == CopyFate::Settled)
+                    });
                 }
                 continue;
             }

@@ -117,13 +117,20 @@ fn an_open_circuit_probes_with_an_event_that_is_due() {
     for _ in 0..3 {
         w.answer_event(&late, false);
     }
-    assert_eq!(w.attempts_in_flight_for(&late), 0, "its retry waits in Kafka");
+    assert_eq!(
+        w.attempts_in_flight_for(&late),
+        0,
+        "its retry waits in Kafka"
+    );
     w.open_circuit(3);
     w.land_writes(w.pending_writes());
     let due = w.publish_to(3);
     w.pass_time(0);
     assert_eq!(
-        (w.attempts_in_flight_for(&late), w.attempts_in_flight_for(&due)),
+        (
+            w.attempts_in_flight_for(&late),
+            w.attempts_in_flight_for(&due)
+        ),
         (0, 0),
         "nothing is sent while the circuit is open"
     );

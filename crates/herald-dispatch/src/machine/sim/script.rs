@@ -198,4 +198,67 @@ impl<C: Chooser> World<C> {
             }
         }
     }
+
+    /// Where the retry topic's commit would be now.
+    pub fn retry_committable(&self) -> Option<i64> {
+        self.trackers.retry.committable()
+    }
+
+    /// Whether the retry record at `offset` was read and is not finished.
+    pub fn retry_unfinished(&self, offset: i64) -> bool {
+        self.trackers.retry.is_unfinished(offset)
+    }
+
+    /// The retry topic's committed offset and the length of its commit
+    /// metadata (bytes).
+    pub fn retry_committed(&self) -> (Option<i64>, usize) {
+        (self.committed[1].0, self.committed[1].1.len())
+    }
+
+    /// Records in the retry topic.
+    pub fn retry_records(&self) -> usize {
+        self.retry.len()
+    }
+
+    /// The attempts already made that the attempt of event `id` in flight
+    /// carries in its attempt state (`None` when none is in flight).
+    pub fn attempts_made(&self, id: &str) -> Option<u32> {
+        self.attempts
+            .iter()
+            .find(|a| a.event.envelope.event_id == id)
+            .map(|a| a.event.attempts())
+    }
+
+    /// How long (ms) the attempt of event `id` in flight still waits before
+    /// it is sent (`None` when none is in flight).
+    pub fn wait_left(&self, id: &str) -> Option<i64> {
+        self.attempts
+            .iter()
+            .find(|a| a.event.envelope.event_id == id)
+            .map(|a| a.due - self.now)
+    }
+
+    /// Whether event `id` was delivered (a 2xx answer) at least once.
+    pub fn was_delivered(&self, id: &str) -> bool {
+        self.delivered.contains(id)
+    }
+
+    /// The attempt count on the dead letter of event `id`, if it has one.
+    pub fn dead_letter_attempts(&self, id: &str) -> Option<u32> {
+        self.dlq
+            .iter()
+            .find(|e| e.event_id == id)
+            .map(|e| e.attempt.as_ref().map_or(0, |a| a.attempts))
+    }
+
+    /// Enables endpoint `ep-<i>` again in the registry (an operator's fix).
+    pub fn enable(&mut self, i: usize) {
+        let name = format!("ep-{i}");
+        let e = self.dir.endpoints.get_mut(&name).expect("endpoint");
+        e.1 = true;
+        e.2 += 1;
+        self.dir.version += 1;
+        self.eps.get_mut(&name).expect("endpoint").enabled = true;
+        self.input(Input::RegistryChanged);
+    }
 }
