@@ -112,7 +112,12 @@ impl Sink {
         // restarts from committed offsets, and no retry record of an
         // ordered endpoint is ever stored ahead of an older one that was
         // lost (the partition simulation's failed writes assume this).
-        config.set("enable.gapless.guarantee", "true");
+        // librdkafka accepts it only with idempotence, which an operator
+        // may turn off (`kafka.client`, e.g. for tansu 0.6.0, see
+        // docs/topics.md); order then rests on one request in flight.
+        if config.get("enable.idempotence") != Some("false") {
+            config.set("enable.gapless.guarantee", "true");
+        }
         let producer = Producer::new(&config)?;
         Ok(Self {
             producer,
@@ -198,6 +203,20 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sink is gapless with idempotence, and still starts when an
+    /// operator turned idempotence off (librdkafka refuses gapless then).
+    #[test]
+    fn the_sink_starts_with_or_without_idempotence() {
+        let mut cfg = KafkaConfig::default();
+        assert!(Sink::new(&cfg, "sink-test").is_ok());
+        cfg.client
+            .insert("enable.idempotence".into(), "false".into());
+        cfg.client
+            .insert("max.in.flight.requests.per.connection".into(), "1".into());
+        let sink = Sink::new(&cfg, "sink-test");
+        assert!(sink.is_ok(), "{:?}", sink.err());
+    }
 
     #[test]
     fn produce_errors_are_classified_by_code() {
