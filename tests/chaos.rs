@@ -200,9 +200,8 @@ async fn no_loss_across_sigkill_and_rebalance() {
         BrokerKind::Tansu(_) => RUN_GUARD * 3,
         BrokerKind::Mock => RUN_GUARD,
     };
-    let mut fleet = tokio::task::block_in_place(|| {
-        Fleet::start(kind, &dir, &config_toml(), 0, 0, guard)
-    });
+    let mut fleet =
+        tokio::task::block_in_place(|| Fleet::start(kind, &dir, &config_toml(), 0, 0, guard));
     let brokers = fleet.broker.bootstrap().to_string();
     let cfg = procs::load_config(&fleet.config, &brokers, "chaos-ingest");
     let ingest = TestNode::start_with(

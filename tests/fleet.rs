@@ -611,7 +611,7 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     // non-2xx went through the retry topic and are checked by the other
     // guarantees, not this bound; events written twice by a publish retry
     // are a publisher's duplicate.
-    let (_, at_kill, victim) = kill_check.expect("the SIGKILL phase ran");
+    let (kill_mark, at_kill, victim) = kill_check.expect("the SIGKILL phase ran");
     let failed_once: HashSet<&str> = entries
         .iter()
         .filter(|e| !e.ok())
@@ -638,13 +638,29 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             ));
         }
     }
+    // The bound as a count: what was delivered before the kill at or above
+    // the committed offsets then (work finished since the last commits,
+    // group-wide) is all a SIGKILL may re-send, besides requests in flight.
+    let finished_above = first_ok
+        .iter()
+        .filter(|(id, &first)| first < kill_mark && !failed_once.contains(**id))
+        .filter(|(id, _)| {
+            index
+                .get(**id)
+                .is_some_and(|(p, offsets)| offsets.len() == 1 && offsets[0] >= at_kill[p])
+        })
+        .count();
     eprintln!(
-        "SIGKILL of {victim}: {} re-sent in the window after it ({checked} checked against the committed offsets at the kill; commit interval 100 ms)",
+        "SIGKILL of {victim}: {} re-sent in the window after it ({checked} checked against the committed offsets at the kill; commit interval 100 ms); bound: {finished_above} events delivered before the kill sat at or above those offsets",
         resent_after_kill.len()
     );
     assert!(
         below.is_empty(),
         "events below the committed offset were re-sent after the SIGKILL: {below:?}"
+    );
+    assert!(
+        checked <= finished_above,
+        "{checked} re-sent, more than the {finished_above} finished above the committed offsets"
     );
     assert!(
         entries
