@@ -226,13 +226,19 @@ fn regression_seeds() {
     }
 }
 
-fn run_seed(seed: u64) -> (usize, usize, usize, usize) {
-    let mut w = World::new(
-        Seeded(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+/// The world of one seed: its choices from `seed × mix`, and 1–7
+/// endpoints, lanes of 2–6 and a partition cap of 3–19 varying with it.
+fn seeded_world(seed: u64, mix: u64) -> World<Seeded> {
+    World::new(
+        Seeded(seed.wrapping_mul(mix) | 1),
         1 + (seed % 7) as usize,
         2 + (seed % 5) as usize,
         3 + (seed % 17) as usize,
-    );
+    )
+}
+
+fn run_seed(seed: u64) -> (usize, usize, usize, usize) {
+    let mut w = seeded_world(seed, 0x9e37_79b9_7f4a_7c15);
     w.lag_registry();
     w.run(1500);
     w.heal_and_check();
@@ -245,37 +251,12 @@ fn run_seed(seed: u64) -> (usize, usize, usize, usize) {
 /// every step of the simulation.
 #[test]
 fn seeded_schedules() {
-    let runs: u64 = std::env::var("HERALD_SIM_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let mut crashes = 0;
-    let mut resends = 0;
-    let mut sends = 0;
-    let mut batched = 0;
-    let first: u64 = std::env::var("HERALD_SIM_FIRST")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    for seed in first..first + runs {
-        let result = std::panic::catch_unwind(|| run_seed(seed));
-        match result {
-            Ok((c, r, s, b)) => {
-                crashes += c;
-                resends += r;
-                sends += s;
-                batched += b;
-            }
-            Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                panic!("seed {seed} failed: {msg}");
-            }
-        }
-    }
+    let runs = sim_runs(1);
+    let totals = each_seed(runs, |seed| {
+        let (c, r, s, b) = run_seed(seed);
+        [c, r, s, b]
+    });
+    let [crashes, resends, sends, batched] = totals;
     eprintln!(
         "{runs} schedules: {sends} requests ({batched} batches), {crashes} crashes, {resends} re-sent deliveries"
     );
@@ -295,36 +276,14 @@ fn seeded_schedules() {
 /// draining core must start nothing new. `HERALD_SIM_RUNS` scales it too.
 #[test]
 fn seeded_schedules_with_failed_writes_and_drains() {
-    let runs: u64 = std::env::var("HERALD_SIM_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
-        / 2;
-    let (mut failures, mut drains, mut crashes) = (0, 0, 0);
-    let first = first_seed();
-    for seed in first..first + runs {
-        let result = std::panic::catch_unwind(|| {
-            let mut w = World::new(
-                Seeded(seed.wrapping_mul(0xd1b5_4a32_d192_ed03) | 1),
-                1 + (seed % 7) as usize,
-                2 + (seed % 5) as usize,
-                3 + (seed % 17) as usize,
-            )
-            .with_stops();
-            w.lag_registry();
-            w.run(1500);
-            w.heal_and_check();
-            (w.write_failures, w.drains, w.crashes)
-        });
-        match result {
-            Ok((f, d, c)) => {
-                failures += f;
-                drains += d;
-                crashes += c;
-            }
-            Err(e) => panic!("seed {seed} failed: {}", panic_text(&*e)),
-        }
-    }
+    let runs = sim_runs(2);
+    let [failures, drains, crashes] = each_seed(runs, |seed| {
+        let mut w = seeded_world(seed, 0xd1b5_4a32_d192_ed03).with_stops();
+        w.lag_registry();
+        w.run(1500);
+        w.heal_and_check();
+        [w.write_failures, w.drains, w.crashes]
+    });
     eprintln!("{runs} schedules: {failures} failed writes, {drains} drains, {crashes} crashes");
     assert!(
         runs < 100 || (failures > runs as usize && drains > runs as usize),
@@ -338,48 +297,57 @@ fn seeded_schedules_with_failed_writes_and_drains() {
 /// finished offset is committed (with the skip set) before the stop.
 #[test]
 fn graceful_stops_re_send_nothing() {
-    let runs: u64 = std::env::var("HERALD_SIM_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
-        / 4;
-    let mut drains = 0;
-    let first = first_seed();
-    for seed in first..first + runs {
-        let result = std::panic::catch_unwind(|| {
-            let mut w = World::new(
-                Seeded(seed.wrapping_mul(0xa076_1d64_78bd_642f) | 1),
-                1 + (seed % 7) as usize,
-                2 + (seed % 5) as usize,
-                3 + (seed % 17) as usize,
-            )
-            .graceful_only();
-            w.run(1500);
-            w.heal_and_check();
-            assert_eq!(w.crashes, 0);
-            assert_eq!(w.resends, 0, "{} deliveries were re-sent", w.resends);
-            w.drains
-        });
-        match result {
-            Ok(d) => drains += d,
-            Err(e) => panic!("seed {seed} failed: {}", panic_text(&*e)),
-        }
-    }
+    let runs = sim_runs(4);
+    let [drains] = each_seed(runs, |seed| {
+        let mut w = seeded_world(seed, 0xa076_1d64_78bd_642f).graceful_only();
+        w.run(1500);
+        w.heal_and_check();
+        assert_eq!(w.crashes, 0);
+        assert_eq!(w.resends, 0, "{} deliveries were re-sent", w.resends);
+        [w.drains]
+    });
     eprintln!("{runs} graceful schedules: {drains} drains, no re-sent delivery");
     assert!(runs < 100 || drains > runs as usize);
 }
 
-/// `HERALD_SIM_FIRST`: the first seed of a seeded test.
-fn first_seed() -> u64 {
-    std::env::var("HERALD_SIM_FIRST")
+/// Seeds per seeded test: `HERALD_SIM_RUNS` (default 2000) divided by
+/// `share`.
+fn sim_runs(share: u64) -> u64 {
+    std::env::var("HERALD_SIM_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(2000)
+        / share
 }
 
-fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
+/// Runs `one` for `runs` seeds from `HERALD_SIM_FIRST` (default 0) and sums
+/// its counters; a failing seed fails the test with its number, so it
+/// replays with `HERALD_SIM_FIRST=<seed> HERALD_SIM_RUNS=1`.
+fn each_seed<const N: usize>(
+    runs: u64,
+    one: impl Fn(u64) -> [usize; N] + std::panic::RefUnwindSafe,
+) -> [usize; N] {
+    let first: u64 = std::env::var("HERALD_SIM_FIRST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut totals = [0; N];
+    for seed in first..first + runs {
+        match std::panic::catch_unwind(|| one(seed)) {
+            Ok(counts) => {
+                for (t, c) in totals.iter_mut().zip(counts) {
+                    *t += c;
+                }
+            }
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("seed {seed} failed: {msg}");
+            }
+        }
+    }
+    totals
 }

@@ -18,6 +18,8 @@
 //! - [`schedule`]: choosers, the weighted random step, running and healing.
 //! - [`directory`]: the simulated registry.
 //! - [`script`]: helpers for scripted scenarios.
+//! - [`stops`]: crashes, rebalances, failed writes and drains.
+//! - [`receive`]: the simulated receivers and their order check.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -40,7 +42,7 @@ use prost::Message as _;
 
 use super::{Action, CatchUp, Config, Ctx, Input, Partition, Record, Topic, Trackers, Wait};
 use crate::attempt::{Event, Source};
-use crate::offsets::{OffsetTracker, SkipSet};
+use crate::offsets::OffsetTracker;
 use crate::scanner::ScanResult;
 use crate::sink::{DeadReason, Target};
 
@@ -496,109 +498,5 @@ impl<C: Chooser> World<C> {
                 self.committed[t] = (Some(cp.offset), cp.metadata);
             }
         }
-    }
-
-    /// Drops the core and everything in flight; a prefix of the producer's
-    /// writes has landed, some more land later (zombie writes).
-    fn crash(&mut self) {
-        self.crashes += 1;
-        self.lose_memory();
-    }
-
-    /// The process ends: a prefix of the producer's writes lands, some more
-    /// may land later, and the partition restarts from committed state.
-    fn lose_memory(&mut self) {
-        if self.trace {
-            eprintln!(
-                "[{}] CRASH with {} writes pending",
-                self.now,
-                self.writes.len()
-            );
-        }
-        let landed = self.choose.pick(self.writes.len() + 1);
-        let writes: Vec<_> = self.writes.drain(..).collect();
-        for (i, (_, target, env)) in writes.into_iter().enumerate() {
-            if i < landed {
-                self.append(target, env);
-            } else if self.choose.pick(2) == 0 {
-                self.late.push_back((target, env));
-            } else {
-                break; // the rest never lands, in order
-            }
-        }
-        self.restart();
-    }
-
-    fn restart(&mut self) {
-        self.attempts.clear();
-        self.scans.clear();
-        self.timers.clear();
-        self.syncs.clear();
-        self.catch_up_asked = false;
-        let mut done = [HashSet::new(), HashSet::new()];
-        for (t, (offset, meta)) in self.committed.iter().enumerate() {
-            if let Some(o) = offset {
-                let skip = SkipSet::decode(*o, meta);
-                done[t].extend(0..*o);
-                done[t].extend(
-                    (*o..)
-                        .take_while(|x| !skip.is_exhausted(*x))
-                        .filter(|x| skip.should_skip(*x)),
-                );
-            }
-        }
-        self.committed_done = done;
-        let start = |c: &(Option<i64>, String)| {
-            OffsetTracker::resume(
-                c.0,
-                c.0.map_or_else(SkipSet::default, |o| SkipSet::decode(o, &c.1)),
-            )
-        };
-        self.trackers = Trackers {
-            events: start(&self.committed[0]),
-            retry: start(&self.committed[1]),
-        };
-        self.pos = [
-            self.committed[0].0.unwrap_or(0),
-            self.committed[1].0.unwrap_or(0),
-        ];
-        // Sometimes the watermark query in the rebalance callback fails and
-        // the core starts not knowing the retry partition's end (nor, with
-        // nothing committed, its start).
-        let catch_up = if self.choose.pick(4) == 0 {
-            CatchUp::Unknown
-        } else if (self.retry.len() as i64) > self.pos[1] {
-            CatchUp::Until(self.retry.len() as i64)
-        } else {
-            CatchUp::None
-        };
-        if catch_up != CatchUp::Unknown {
-            self.trackers.retry.start_at(0);
-        }
-        self.paused = catch_up != CatchUp::None;
-        self.core.release_gauges();
-        self.core = Partition::new(self.cfg.clone(), catch_up);
-        let actions: Vec<Action> = self.core.poll_actions().collect();
-        for a in actions {
-            self.act(a);
-        }
-    }
-
-    /// A rebalance that gives the partition back: suspend, commit, resume,
-    /// and the consumer hands over again everything from the committed offsets.
-    fn rebalance(&mut self) {
-        if self.trace {
-            eprintln!("[{}] REBALANCE", self.now);
-        }
-        self.input(Input::Suspend(true));
-        self.commit();
-        // The consumer resumes both topics on assignment; the core restates
-        // its own pause when it resumes.
-        self.paused = false;
-        self.pos = [
-            self.committed[0].0.unwrap_or(0),
-            self.committed[1].0.unwrap_or(0),
-        ];
-        self.input(Input::Suspend(false));
     }
 }
