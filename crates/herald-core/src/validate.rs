@@ -553,6 +553,16 @@ mod tests {
         assert!(max_age_ms("a", 10).is_err());
     }
 
+    /// Known limit: an endpoint's own `max_age_ms` is not checked against
+    /// the retry topic's retention (default 14 days); 20 days is accepted.
+    #[test]
+    fn a_max_age_beyond_the_retry_retention_is_accepted() {
+        let retention = crate::config::KafkaConfig::default().retry_retention;
+        let ms = 20 * 86_400_000;
+        assert!(Duration::from_millis(ms) > retention);
+        assert_eq!(max_age_ms("m", ms), Ok(Some(Duration::from_millis(ms))));
+    }
+
     #[test]
     fn sizes_and_hop_by_hop_headers() {
         assert!(description(&"d".repeat(1025)).is_err());

@@ -190,6 +190,31 @@ async fn endpoint_timeout_is_shorter_than_the_clients() {
     assert_eq!(result.error, Some(AttemptError::Timeout));
 }
 
+/// Known limit: an endpoint can shorten its attempt timeout, not lengthen
+/// it. The node allows 200 ms, the endpoint asks for an hour, and a silent
+/// server times out at the node's 200 ms (the outer 30 s bound only keeps a
+/// regression from hanging the test for an hour).
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_timeout_cannot_lengthen_the_clients() {
+    let (addr, _server) = support::silent_server().await;
+    let url: Uri = format!("http://{addr}/").parse().unwrap();
+    let signer = signer();
+    let deliverer = Deliverer::new(DeliveryConfig {
+        request_timeout: Duration::from_millis(200),
+        ..support::config()
+    })
+    .unwrap();
+    let req = DeliveryRequest {
+        timeout: Some(Duration::from_secs(3600)),
+        ..request(&url, &signer, &[])
+    };
+    let result = tokio::time::timeout(Duration::from_secs(30), deliverer.deliver(&req))
+        .await
+        .expect("the node's 200 ms timeout ends the attempt, not the endpoint's hour");
+    assert_eq!(result.status, None);
+    assert_eq!(result.error, Some(AttemptError::Timeout));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_failure_is_classified_as_tls() {
     let (addr, _server) = support::plaintext_server().await;

@@ -212,6 +212,40 @@ mod tests {
         }
     }
 
+    /// Known limit "pacer, breaker and 'already disabling' state are per
+    /// partition worker and in memory; a new owner starts with an empty
+    /// bucket": a new pacer (one per endpoint in each partition worker)
+    /// starts at the configured rate (level 0), with no `Retry-After` hold
+    /// and no burst to hand out, where a fresh limiter with the same quota
+    /// lets the whole burst through at once. (The bucket refills at 1 per
+    /// second, so the count below stays far under the burst of 1,000 unless
+    /// the test stalls for minutes.)
+    #[test]
+    fn a_new_pacer_starts_with_an_empty_bucket() {
+        let limit = RateLimit {
+            per_second: 1,
+            burst: 1000,
+        };
+        let p = Pacer::new(Some(limit));
+        assert_eq!(p.level(), 0, "the configured rate");
+        assert_eq!(p.not_before_ms.load(Ordering::Acquire), 0, "no hold");
+        let allowed = {
+            let guard = p.limiter.lock().expect("pacer lock");
+            let limiter = guard.as_ref().expect("a limited pacer has a limiter");
+            (0..limit.burst).filter(|_| limiter.check().is_ok()).count()
+        };
+        assert!(
+            allowed < limit.burst as usize / 2,
+            "a new pacer handed out {allowed} of its burst at once"
+        );
+        let fresh = RateLimiter::direct(quota(limit, 0));
+        let full = (0..limit.burst).filter(|_| fresh.check().is_ok()).count();
+        assert_eq!(
+            full, limit.burst as usize,
+            "a full bucket lets the burst through"
+        );
+    }
+
     #[test]
     fn retry_after_sets_not_before() {
         let p = Pacer::new(None);

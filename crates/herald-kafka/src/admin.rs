@@ -261,3 +261,42 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: i64 = 86_400_000;
+
+    /// Known limit "retention is set only when Herald creates the retry and
+    /// dead-letter topics": the specs Herald creates them from carry
+    /// `retention.ms` from `kafka.retry_retention` (default 14 days) and
+    /// `kafka.dlq_retention` (default 30 days). `ensure_topics` creates
+    /// only the topics missing from the cluster, so these values never
+    /// reach a topic that already exists.
+    #[test]
+    fn retry_and_dead_letter_retention_come_from_the_config() {
+        let cfg = KafkaConfig::default();
+        let specs = topic_specs(&cfg);
+        let retention = |name: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no spec for {name}"))
+                .retention_ms
+        };
+        assert_eq!(retention(&cfg.retry_topic), Some(14 * DAY_MS));
+        assert_eq!(retention(&cfg.dlq_topic), Some(30 * DAY_MS));
+
+        let cfg = KafkaConfig {
+            retry_retention: Duration::from_secs(3 * 86_400),
+            dlq_retention: Duration::from_secs(90 * 86_400),
+            ..KafkaConfig::default()
+        };
+        let specs = topic_specs(&cfg);
+        let retry = specs.iter().find(|s| s.name == cfg.retry_topic);
+        let dlq = specs.iter().find(|s| s.name == cfg.dlq_topic);
+        assert_eq!(retry.and_then(|s| s.retention_ms), Some(3 * DAY_MS));
+        assert_eq!(dlq.and_then(|s| s.retention_ms), Some(90 * DAY_MS));
+    }
+}

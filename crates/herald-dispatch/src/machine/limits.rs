@@ -335,3 +335,152 @@ fn a_crash_after_the_head_gave_up_lets_its_followers_be_retried_normally() {
     assert_eq!(w.dead_count(), 1, "only the head was dead-lettered");
     assert!(ids[1..].iter().all(|id| w.was_delivered(id)));
 }
+
+/// Known limit "pacer, breaker and 'already disabling' state are per
+/// partition worker and in memory" (the breaker part): the circuit of
+/// `ep-0` is open, so its event waits out the 200 ms cool-down. A rebalance
+/// that gives the partition back resumes the same core in place, and the
+/// circuit stays open. A new core (the partition moved to another member,
+/// or the process restarted) starts with a closed circuit: the event is
+/// sent at once, before the cool-down is over.
+#[test]
+fn a_new_owner_starts_with_a_closed_circuit() {
+    let mut w = World::new(Seeded(42), 1, 4, 100);
+    w.open_circuit(0);
+    let id = w.publish_to(0);
+    w.pass_time(0);
+    assert!(w.circuit_open(0));
+    assert_eq!(
+        w.attempts_in_flight_for(&id),
+        0,
+        "the open circuit holds it"
+    );
+    assert_eq!(w.lane_held(0), 1);
+    // Given back to the same node: resumed in place, still open.
+    w.rebalance();
+    w.pass_time(0);
+    assert!(w.circuit_open(0), "a resume in place keeps the breaker");
+    assert_eq!(w.attempts_in_flight_for(&id), 0);
+    assert_eq!(w.sends, 0);
+    // A new core: closed, and the event goes at once.
+    w.crash_losing_writes();
+    w.pass_time(0);
+    assert!(!w.circuit_open(0), "the new core starts closed");
+    assert_eq!(
+        w.wait_left(&id),
+        Some(0),
+        "sent at once, not after the cool-down"
+    );
+    w.answer_event(&id, true);
+    assert_eq!(w.sends, 1);
+    assert!(w.was_delivered(&id));
+    w.heal_and_check();
+}
+
+/// Known limit "`disable_after` counts from the first failed attempt since
+/// the endpoint's last success that this partition worker saw": with
+/// `disable_after` at 15 ms, `ep-0`'s event fails at t0 and again 20 ms
+/// later, and the endpoint is disabled; the same with a rebalance (a resume
+/// in place) between the two failures. With a crash there instead, the
+/// event is read again from the events topic without attempt state, the
+/// new core has not seen the first failure, and the count starts again:
+/// the endpoint stays enabled.
+#[test]
+fn disable_after_counts_again_after_a_crash() {
+    // `stop` runs between the first failure and the second.
+    fn run(stop: impl FnOnce(&mut World<Seeded>)) -> bool {
+        let mut w = World::new(Seeded(42), 1, 4, 100).with_disable_after(15);
+        let id = w.publish_to(0);
+        w.pass_time(0);
+        w.answer_event(&id, false);
+        assert!(w.is_enabled(0), "failing for 0 ms");
+        stop(&mut w);
+        w.pass_time(20);
+        w.answer_event(&id, false);
+        let enabled = w.is_enabled(0);
+        w.heal_and_check();
+        enabled
+    }
+    assert!(!run(|_| {}), "failing for 20 ms: disabled");
+    assert!(
+        !run(|w| w.rebalance()),
+        "a resume in place keeps the count: disabled"
+    );
+    assert!(
+        run(|w| w.crash_losing_writes()),
+        "after a crash the count starts again: still enabled"
+    );
+}
+
+/// Known limit "a failing endpoint's records that went back to Kafka
+/// unfinished (a held lane's read-back records) keep the retry topic's
+/// committed offset at the oldest of them": `ep-0`'s head fails three times
+/// and goes to the retry topic (offset 0); `ep-0` is disabled, so its lane
+/// holds the record read back. `ep-2`'s `b1` and `b2` go through the retry
+/// topic above it (offsets 1 and 2) and are delivered. The retry topic's
+/// commit stays at 0; after a crash the retry partition is read again from
+/// there, and `b1` and `b2` are skipped through the commit metadata.
+#[test]
+fn a_held_lanes_read_back_records_pin_the_retry_commit() {
+    let mut w = World::new(Seeded(42), 3, 4, 100);
+    let head = w.publish_to(0);
+    w.pass_time(0);
+    fail_times(&mut w, &head, 3);
+    // Disabled while its retry write is pending: read back, it is held.
+    w.disable(0);
+    w.pass_time(0);
+    assert_eq!(w.retry_records(), 1);
+    assert_eq!(
+        w.attempts_in_flight_for(&head),
+        0,
+        "disabled: not attempted"
+    );
+    assert_eq!(w.lane_held(0), 1, "the read-back record is held");
+    assert!(w.retry_unfinished(0));
+    let b1 = w.publish_to(2);
+    w.pass_time(0);
+    fail_times(&mut w, &b1, 3);
+    w.pass_time(0);
+    let b2 = w.publish_to(2);
+    w.pass_time(0);
+    assert_eq!(w.retry_records(), 3);
+    w.answer_event(&b1, true);
+    w.pass_time(0);
+    w.answer_event(&b2, true);
+    w.pass_time(0);
+    assert!(w.was_delivered(&b1) && w.was_delivered(&b2));
+    assert!(!w.retry_unfinished(1) && !w.retry_unfinished(2));
+    assert_eq!(
+        w.retry_committable(),
+        Some(0),
+        "the retry topic's commit stays at the held record"
+    );
+    assert_eq!(
+        w.events_committable(),
+        Some(3),
+        "the events topic's does not"
+    );
+    w.commit_now();
+    let (committed, metadata) = w.retry_committed();
+    assert_eq!(committed, Some(0));
+    assert!(
+        metadata > 0,
+        "the finished records above it are in the metadata"
+    );
+    let sends = w.sends;
+    w.crash_losing_writes();
+    w.pass_time(0);
+    assert_eq!(w.lane_held(0), 1, "the held record is read again");
+    assert_eq!(
+        (w.attempts_in_flight_for(&b1), w.attempts_in_flight_for(&b2)),
+        (0, 0),
+        "finished records are not attempted again"
+    );
+    assert_eq!(w.sends, sends, "nothing was sent again");
+    w.enable(0);
+    w.pass_time(0);
+    assert_eq!(w.attempts_made(&head), Some(3), "from its retry record");
+    w.answer_event(&head, true);
+    w.heal_and_check();
+    assert_eq!(w.resends, 0, "no delivery was repeated");
+}

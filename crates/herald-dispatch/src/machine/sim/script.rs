@@ -3,9 +3,18 @@
 //! (zombie) writes.
 
 use super::{Chooser, Mode, World};
-use crate::machine::Input;
+use crate::machine::{CatchUp, Input, Partition};
 
 impl<C: Chooser> World<C> {
+    /// Disables an endpoint that has failed for longer than `ms` (the
+    /// node's `endpoint_health.disable_after`; 0, the default here, never
+    /// does). Call it before the first step: it builds the core again.
+    pub fn with_disable_after(mut self, ms: i64) -> Self {
+        self.cfg.disable_after_ms = ms;
+        self.core = Partition::new(self.cfg.clone(), CatchUp::None);
+        self
+    }
+
     /// Publishes one event to endpoint `ep-<i>`; returns its id.
     pub fn publish_to(&mut self, i: usize) -> String {
         self.publish_named(format!("ep-{i}"))
@@ -152,6 +161,19 @@ impl<C: Chooser> World<C> {
             self.core.breaker_record(&ep, false, self.now);
         }
         self.input(Input::Maintain);
+    }
+
+    /// Whether the circuit of `ep-<i>` is open (or half-open) in the core.
+    pub fn circuit_open(&self, i: usize) -> bool {
+        self.core
+            .breakers
+            .get(format!("ep-{i}").as_str())
+            .is_some_and(|b| b.is_open())
+    }
+
+    /// Whether endpoint `ep-<i>` is enabled in the registry.
+    pub fn is_enabled(&self, i: usize) -> bool {
+        self.dir.endpoints[&format!("ep-{i}")].1
     }
 
     /// Events the lane of `ep-<i>` holds in memory.

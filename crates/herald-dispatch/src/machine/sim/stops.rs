@@ -207,7 +207,7 @@ impl<C: Chooser> World<C> {
 
     /// A rebalance that gives the partition back: suspend, commit, resume,
     /// and the consumer hands over again everything from the committed offsets.
-    pub(super) fn rebalance(&mut self) {
+    pub fn rebalance(&mut self) {
         if self.trace {
             eprintln!("[{}] REBALANCE", self.now);
         }
