@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_delivery::{
-    AttemptError, Deliverer, DeliveryConfig, DeliveryError, DeliveryRequest, RetryAfter,
+    AttemptError, AttemptResult, Deliverer, DeliveryConfig, DeliveryError, DeliveryRequest,
+    RetryAfter,
 };
 use herald_signing::{Secret, Signer, Verifier};
 use http::{HeaderName, HeaderValue, Response, Uri};
@@ -171,46 +172,42 @@ async fn silent_server_times_out() {
     assert_eq!(result.error, Some(AttemptError::Timeout));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn endpoint_timeout_is_shorter_than_the_clients() {
+/// One attempt against a server that never answers, with the node's
+/// request timeout `node` and the endpoint's own `endpoint` (an outer 30 s
+/// bound keeps a regression from hanging the test for an hour).
+async fn attempt_against_silence(node: Duration, endpoint: Duration) -> AttemptResult {
     let (addr, _server) = support::silent_server().await;
     let url: Uri = format!("http://{addr}/").parse().unwrap();
     let signer = signer();
-    // The client allows an hour; the endpoint's own 200 ms wins.
     let deliverer = Deliverer::new(DeliveryConfig {
-        request_timeout: Duration::from_secs(3600),
+        request_timeout: node,
         ..support::config()
     })
     .unwrap();
     let req = DeliveryRequest {
-        timeout: Some(Duration::from_millis(200)),
+        timeout: Some(endpoint),
         ..request(&url, &signer, &[])
     };
-    let result = deliverer.deliver(&req).await;
+    tokio::time::timeout(Duration::from_secs(30), deliverer.deliver(&req))
+        .await
+        .expect("the shorter of the two timeouts ends the attempt")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_timeout_is_shorter_than_the_clients() {
+    // The client allows an hour; the endpoint's own 200 ms wins.
+    let result =
+        attempt_against_silence(Duration::from_secs(3600), Duration::from_millis(200)).await;
     assert_eq!(result.error, Some(AttemptError::Timeout));
 }
 
 /// Known limit: an endpoint can shorten its attempt timeout, not lengthen
 /// it. The node allows 200 ms, the endpoint asks for an hour, and a silent
-/// server times out at the node's 200 ms (the outer 30 s bound only keeps a
-/// regression from hanging the test for an hour).
+/// server times out at the node's 200 ms.
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoint_timeout_cannot_lengthen_the_clients() {
-    let (addr, _server) = support::silent_server().await;
-    let url: Uri = format!("http://{addr}/").parse().unwrap();
-    let signer = signer();
-    let deliverer = Deliverer::new(DeliveryConfig {
-        request_timeout: Duration::from_millis(200),
-        ..support::config()
-    })
-    .unwrap();
-    let req = DeliveryRequest {
-        timeout: Some(Duration::from_secs(3600)),
-        ..request(&url, &signer, &[])
-    };
-    let result = tokio::time::timeout(Duration::from_secs(30), deliverer.deliver(&req))
-        .await
-        .expect("the node's 200 ms timeout ends the attempt, not the endpoint's hour");
+    let result =
+        attempt_against_silence(Duration::from_millis(200), Duration::from_secs(3600)).await;
     assert_eq!(result.status, None);
     assert_eq!(result.error, Some(AttemptError::Timeout));
 }

@@ -41,6 +41,41 @@ fn fail_times(w: &mut World<Seeded>, id: &str, n: usize) {
     panic!("{id} failed only {failed} of {n} times");
 }
 
+/// `ep-2` (ordered): `b1` fails three times and goes through the retry
+/// topic (offset 1), and `b2` follows it there (offset 2).
+fn through_the_retry_topic(w: &mut World<Seeded>) -> (String, String) {
+    let b1 = w.publish_to(2);
+    w.pass_time(0);
+    fail_times(w, &b1, 3);
+    w.pass_time(0);
+    let b2 = w.publish_to(2);
+    w.pass_time(0);
+    assert_eq!(w.retry_records(), 3);
+    (b1, b2)
+}
+
+/// The retry topic's commit stays at offset 0 (the events topic's does not,
+/// at 3), and a commit carries the finished records above it as metadata.
+fn commit_pinned_at_the_first_retry_record(w: &mut World<Seeded>) {
+    assert_eq!(
+        w.retry_committable(),
+        Some(0),
+        "the retry topic's commit stays at the first record"
+    );
+    assert_eq!(
+        w.events_committable(),
+        Some(3),
+        "the events topic's commit does not"
+    );
+    w.commit_now();
+    let (committed, metadata) = w.retry_committed();
+    assert_eq!(committed, Some(0));
+    assert!(
+        metadata > 0,
+        "the finished records above it are in the metadata"
+    );
+}
+
 /// Known limit 1 (first half): a head waiting out a long retry keeps its
 /// retry-topic record unfinished, so the retry topic's committed offset
 /// stays at that head (the events topic's does not). After a crash the next
@@ -60,13 +95,7 @@ fn a_head_waiting_out_a_long_retry_pins_the_retry_commit_but_finished_records_ar
     assert_eq!(w.attempts_made(&head), Some(3), "read back from offset 0");
     // `ep-2` (ordered too): `b1` takes the same path (offset 1), and `b2`
     // follows it through the retry topic (offset 2).
-    let b1 = w.publish_to(2);
-    w.pass_time(0);
-    fail_times(&mut w, &b1, 3);
-    w.pass_time(0);
-    let b2 = w.publish_to(2);
-    w.pass_time(0);
-    assert_eq!(w.retry_records(), 3);
+    let (b1, b2) = through_the_retry_topic(&mut w);
     // The head's 4th attempt (due first) fails: it waits out another long
     // retry, in memory. Then `ep-2` recovers: `b1` and `b2` are delivered,
     // their retry records finished.
@@ -86,23 +115,7 @@ fn a_head_waiting_out_a_long_retry_pins_the_retry_commit_but_finished_records_ar
         "the head's retry record is unfinished"
     );
     assert!(!w.retry_unfinished(1) && !w.retry_unfinished(2));
-    assert_eq!(
-        w.retry_committable(),
-        Some(0),
-        "the retry topic's commit stays at the waiting head"
-    );
-    assert_eq!(
-        w.events_committable(),
-        Some(3),
-        "the events topic's commit does not"
-    );
-    w.commit_now();
-    let (committed, metadata) = w.retry_committed();
-    assert_eq!(committed, Some(0));
-    assert!(
-        metadata > 0,
-        "the finished records above it are in the metadata"
-    );
+    commit_pinned_at_the_first_retry_record(&mut w);
     assert_eq!(w.pending_writes(), 0);
     let sends = w.sends;
     w.crash_losing_writes();
@@ -437,36 +450,14 @@ fn a_held_lanes_read_back_records_pin_the_retry_commit() {
     );
     assert_eq!(w.lane_held(0), 1, "the read-back record is held");
     assert!(w.retry_unfinished(0));
-    let b1 = w.publish_to(2);
-    w.pass_time(0);
-    fail_times(&mut w, &b1, 3);
-    w.pass_time(0);
-    let b2 = w.publish_to(2);
-    w.pass_time(0);
-    assert_eq!(w.retry_records(), 3);
+    let (b1, b2) = through_the_retry_topic(&mut w);
     w.answer_event(&b1, true);
     w.pass_time(0);
     w.answer_event(&b2, true);
     w.pass_time(0);
     assert!(w.was_delivered(&b1) && w.was_delivered(&b2));
     assert!(!w.retry_unfinished(1) && !w.retry_unfinished(2));
-    assert_eq!(
-        w.retry_committable(),
-        Some(0),
-        "the retry topic's commit stays at the held record"
-    );
-    assert_eq!(
-        w.events_committable(),
-        Some(3),
-        "the events topic's does not"
-    );
-    w.commit_now();
-    let (committed, metadata) = w.retry_committed();
-    assert_eq!(committed, Some(0));
-    assert!(
-        metadata > 0,
-        "the finished records above it are in the metadata"
-    );
+    commit_pinned_at_the_first_retry_record(&mut w);
     let sends = w.sends;
     w.crash_losing_writes();
     w.pass_time(0);
