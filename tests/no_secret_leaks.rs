@@ -161,17 +161,31 @@ async fn no_secret_in_logs_errors_metrics_or_the_attempt_log() {
         )
         .await
         .expect("a failed attempt, then a delivery");
-    let attempts = events
-        .list_attempts(request(
-            pb::ListAttemptsRequest {
-                endpoint_id: "canary".into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    // The attempt log is written after each attempt, best effort and
+    // batched: the delivery's record can trail the receiver's 2xx, so ask
+    // until both attempts are there.
+    let started = std::time::Instant::now();
+    let attempts = loop {
+        let attempts = events
+            .list_attempts(request(
+                pb::ListAttemptsRequest {
+                    endpoint_id: "canary".into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if attempts.attempts.len() >= 2 {
+            break attempts;
+        }
+        assert!(
+            started.elapsed() < GUARD,
+            "the attempt log never showed both attempts: {attempts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let metrics = herald_testkit::http::get(&format!("http://{}/metrics", node.http_addr))
         .await
         .unwrap()
