@@ -10,7 +10,7 @@
 //!
 //! `h1:` + base64url(varint(high - base), varint(run)…)` where runs alternate
 //! unfinished, finished, unfinished, … starting at `base` (the first run is
-//! unfinished by definition). When the encoding would exceed the byte limit
+//! unfinished; it is empty when `base` itself was finished ahead). When the encoding would exceed the byte limit
 //! (Kafka's `offset.metadata.max.bytes` defaults to 4096), it is cut after a
 //! whole run and `high` lowered to match, so a new owner re-sends more than
 //! needed, never less. Unreadable metadata is ignored: re-send, never skip.
@@ -20,6 +20,10 @@
 //! range, its own commits still encode what the old owner finished there, so
 //! two hand-overs in a row (a rolling deploy) do not re-send it. Encoding is
 //! linear in the number of runs.
+//!
+//! Offsets not read yet can be *finished ahead* (a head copy whose original
+//! was delivered; an events record whose event a retry record already
+//! carries): the metadata then reaches past the read position.
 
 use std::collections::BTreeSet;
 
@@ -40,8 +44,8 @@ pub struct OffsetTracker {
     /// this tracker has read past it.
     inherited: SkipSet,
     /// Offsets at or above `high` known to be finished before they are read
-    /// (a head copy whose original was delivered): the commit metadata
-    /// says so, and receiving one records it finished.
+    /// (see [`Self::finished_ahead`]): the commit metadata says so, and
+    /// receiving one records it finished.
     ahead: BTreeSet<i64>,
 }
 
@@ -77,9 +81,7 @@ impl OffsetTracker {
     pub fn start_at(&mut self, low: i64) {
         if self.high.is_none() {
             self.high = Some(low);
-            if self.ahead.first().is_some_and(|&a| a < low) {
-                self.ahead = self.ahead.split_off(&low);
-            }
+            self.forget_ahead_below(low);
         }
     }
 
@@ -117,11 +119,17 @@ impl OffsetTracker {
 
     fn advance(&mut self, next: i64) {
         self.high = Some(self.high.map_or(next, |h| h.max(next)));
-        if self.ahead.first().is_some_and(|&a| a < next) {
-            self.ahead = self.ahead.split_off(&next);
-        }
+        self.forget_ahead_below(next);
         if self.inherited.is_exhausted(next) && self.inherited.high > self.inherited.base {
             self.inherited = SkipSet::default();
+        }
+    }
+
+    /// Offsets below `offset` are read (or never will be): nothing ahead
+    /// is left to remember there.
+    fn forget_ahead_below(&mut self, offset: i64) {
+        if self.ahead.first().is_some_and(|&a| a < offset) {
+            self.ahead = self.ahead.split_off(&offset);
         }
     }
 
@@ -131,8 +139,9 @@ impl OffsetTracker {
     }
 
     /// The record at `offset` is finished, whether or not it was received
-    /// yet (a head copy whose original was delivered: nobody may deliver
-    /// it again, even after a hand-over before it is read back).
+    /// yet: a head copy whose original was delivered, or an events record
+    /// whose event a retry record already carries. Nobody may deliver it
+    /// again, even after a hand-over before it is read.
     pub fn finished_ahead(&mut self, offset: i64) {
         if self.high.is_some_and(|h| offset < h) {
             self.unfinished.remove(&offset);
