@@ -145,12 +145,22 @@ impl<C: Chooser> World<C> {
 
     /// Disables endpoint `ep-<i>` in the registry.
     pub fn disable(&mut self, i: usize) {
+        self.set_enabled(i, false);
+    }
+
+    /// Enables endpoint `ep-<i>` again in the registry (an operator's fix).
+    pub fn enable(&mut self, i: usize) {
+        self.set_enabled(i, true);
+    }
+
+    /// A registry change of `ep-<i>`'s `enabled`, seen by the core.
+    fn set_enabled(&mut self, i: usize, enabled: bool) {
         let name = format!("ep-{i}");
         let e = self.dir.endpoints.get_mut(&name).expect("endpoint");
-        e.1 = false;
+        e.1 = enabled;
         e.2 += 1;
         self.dir.version += 1;
-        self.eps.get_mut(&name).expect("endpoint").enabled = false;
+        self.eps.get_mut(&name).expect("endpoint").enabled = enabled;
         self.input(Input::RegistryChanged);
     }
 
@@ -271,16 +281,5 @@ impl<C: Chooser> World<C> {
             .iter()
             .find(|e| e.event_id == id)
             .map(|e| e.attempt.as_ref().map_or(0, |a| a.attempts))
-    }
-
-    /// Enables endpoint `ep-<i>` again in the registry (an operator's fix).
-    pub fn enable(&mut self, i: usize) {
-        let name = format!("ep-{i}");
-        let e = self.dir.endpoints.get_mut(&name).expect("endpoint");
-        e.1 = true;
-        e.2 += 1;
-        self.dir.version += 1;
-        self.eps.get_mut(&name).expect("endpoint").enabled = true;
-        self.input(Input::RegistryChanged);
     }
 }
