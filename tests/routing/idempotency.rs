@@ -296,3 +296,88 @@ async fn one_key_on_two_ingest_nodes_and_after_a_restart_delivers_once() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// The idempotency topic's end (its records so far).
+fn idempotency_records(cfg: &herald_core::config::Config) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cfg.kafka.brokers)
+        .create()
+        .expect("watermark reader");
+    c.fetch_watermarks(&cfg.kafka.idempotency_topic, 0, GUARD)
+        .expect("idempotency topic watermarks")
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_batch_is_claimed_in_a_few_records_and_known_to_a_new_node() {
+    let (_broker, cfg) = support::broker(support::config());
+    let a = TestNode::start(cfg.clone()).await;
+    let rx = TestReceiver::start().await.unwrap();
+    a.create_endpoint("ep", &rx.url_for("ep")).await;
+    let batch = pb::PublishBatchRequest {
+        events: (0..50)
+            .map(|i| {
+                keyed(
+                    support::publish_req("ep", &format!(r#"{{"n":{i}}}"#)),
+                    &format!("k-{i}"),
+                )
+            })
+            .collect(),
+    };
+    let before = idempotency_records(&cfg);
+    let first = a
+        .events
+        .clone()
+        .publish_batch(batch.clone())
+        .await
+        .expect("batch")
+        .into_inner();
+    let ids = |resp: &pb::PublishBatchResponse, duplicate: bool| -> Vec<String> {
+        resp.results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match &r.result {
+                Some(pb::publish_result::Result::Ok(ok)) => {
+                    assert_eq!(ok.duplicate, duplicate, "item {i}: {ok:?}");
+                    ok.event_id.clone()
+                }
+                other => panic!("item {i}: {other:?}"),
+            })
+            .collect()
+    };
+    let written = ids(&first, false);
+    // 50 claims and 50 answers, written as they became ready together: the
+    // writer sends at most 4 Kafka records at once, and a call queues all
+    // its claims (then all its answers) before any of them is acknowledged,
+    // so each side takes at most 5 records (one per call would be 100).
+    let added = idempotency_records(&cfg) - before;
+    assert!((2..=10).contains(&added), "{added} records for 50 keys");
+
+    // A node started now reads the batched records back and answers every
+    // key with the first call's event ids, writing nothing.
+    let mut cfg_b = cfg.clone();
+    cfg_b.node.id = unique("ingest-b");
+    let b = TestNode::start_with(
+        cfg_b,
+        Roles {
+            ingest: true,
+            dispatch: false,
+        },
+    )
+    .await;
+    let again = b
+        .events
+        .clone()
+        .publish_batch(batch)
+        .await
+        .expect("batch again")
+        .into_inner();
+    assert_eq!(ids(&again, true), written);
+    rx.wait_for_ids(&written, GUARD)
+        .await
+        .expect("the batch is delivered");
+    assert_eq!(rx.requests_for("ep").len(), 50, "each event once");
+    b.shutdown().await;
+    a.shutdown().await;
+}

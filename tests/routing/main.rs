@@ -24,6 +24,10 @@
 //!   (`idempotency.rs`): one idempotency key published to two ingest nodes
 //!   at once and after a restart writes once; another request with the key
 //!   is refused; the attempt log read by message id.
+//! - `a_keyed_batch_is_claimed_in_a_few_records_and_known_to_a_new_node`
+//!   (`idempotency.rs`): a `PublishBatch` of 50 keys adds a handful of
+//!   records to the idempotency topic, and a node started after it answers
+//!   every key from them.
 //! - `a_scheduled_event_takes_its_place_at_its_due_time` and
 //!   `a_scheduled_event_survives_a_dispatcher_sigkill` (`schedule.rs`):
 //!   scheduled delivery, never before its time, zero events held in lanes.

@@ -1,7 +1,7 @@
 //! The idempotency topic's writer and reader on one ingest node.
 //!
-//! A reader thread follows the topic's only partition from its start and
-//! folds every record into the node's [`Ledger`]; [`Claims::acquire`]
+//! A reader thread follows the topic's only partition from the first record
+//! inside its retention and folds every record into the node's [`Ledger`]; [`Claims::acquire`]
 //! writes a claim, waits until the reader has folded it (so every earlier
 //! claim on the key is known), and answers whether this publish owns the
 //! key, must repeat an earlier answer, or conflicts with it.
@@ -12,19 +12,20 @@ use std::time::Duration;
 
 use herald_core::config::KafkaConfig;
 use herald_core::time::now_ms;
+use herald_kafka::admin::idempotency_retention_ms;
 use herald_kafka::Producer;
 use herald_proto::v1::idempotency_record::Kind;
 use herald_proto::v1::IdempotencyRecord;
 use herald_telemetry::names;
-use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::ledger::{Answer, Key, Ledger, Lookup, Progress, Record, RequestHash};
+use super::ledger::{Answer, Key, Ledger, Lookup, Progress, RequestHash};
+use super::records;
+use super::writer::Writer;
 
 /// Added to the producer's `message.timeout.ms` for a claim's lease: by
 /// then the owner's event writes have either been acknowledged or failed.
@@ -89,8 +90,7 @@ pub struct Claims {
 }
 
 struct Inner {
-    producer: Producer,
-    topic: String,
+    writer: Writer,
     node: String,
     next_claim: AtomicU64,
     lease_ms: i64,
@@ -109,8 +109,9 @@ impl Drop for Inner {
 }
 
 impl Claims {
-    /// Starts the reader of `kafka.idempotency_topic` (from its start) and
-    /// writes through `producer`; remembers at most `capacity` keys.
+    /// Starts the reader of `kafka.idempotency_topic` (from the first record
+    /// inside its retention) and the batching writer through `producer`;
+    /// remembers at most `capacity` keys. Needs a tokio runtime.
     pub fn start(
         kafka: &KafkaConfig,
         capacity: usize,
@@ -122,9 +123,6 @@ impl Claims {
         // A claim is waited for by a publish: read it back promptly.
         config.set("fetch.wait.max.ms", "10");
         let consumer: BaseConsumer = config.create()?;
-        let mut assign = TopicPartitionList::new();
-        assign.add_partition_offset(&kafka.idempotency_topic, 0, Offset::Beginning)?;
-        consumer.assign(&assign)?;
         let message_timeout = herald_kafka::producer_config(kafka, &client)
             .get("message.timeout.ms")
             .and_then(|v| v.parse::<i64>().ok())
@@ -137,26 +135,22 @@ impl Claims {
         let (tx, applied) = watch::channel(0);
         let stop = Arc::new(AtomicBool::new(false));
         let loaded_at = Arc::new(AtomicI64::new(-1));
-        let (reader_ledger, reader_stop, reader_loaded) =
-            (ledger.clone(), stop.clone(), loaded_at.clone());
-        let topic = kafka.idempotency_topic.clone();
+        let reader = Reader {
+            consumer,
+            topic: kafka.idempotency_topic.clone(),
+            since_ms: now_ms() - idempotency_retention_ms(kafka.idempotency_window),
+            ledger: ledger.clone(),
+            applied: tx,
+            loaded_at: loaded_at.clone(),
+            stop: stop.clone(),
+        };
         std::thread::Builder::new()
             .name("idempotency-reader".into())
-            .spawn(move || {
-                read(
-                    consumer,
-                    topic,
-                    reader_ledger,
-                    tx,
-                    reader_loaded,
-                    reader_stop,
-                )
-            })
+            .spawn(move || reader.run())
             .map_err(|e| KafkaError::ClientCreation(format!("cannot start the reader: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                producer,
-                topic: kafka.idempotency_topic.clone(),
+                writer: Writer::start(producer, kafka.idempotency_topic.clone()),
                 node: node.to_string(),
                 next_claim: AtomicU64::new(0),
                 lease_ms: message_timeout + LEASE_MARGIN_MS,
@@ -376,93 +370,116 @@ impl Claims {
         ledger.lookup(key, request, claim, now_ms())
     }
 
-    /// Writes one record; returns its offset once Kafka acknowledged it.
+    /// Writes one record (batched with whatever else is ready); returns
+    /// the offset of the Kafka record carrying it once Kafka acknowledged it.
     async fn write(&self, key: &Key, record: IdempotencyRecord) -> Result<i64, KafkaError> {
-        let value = record.encode_to_vec();
-        let rec = FutureRecord::to(&self.inner.topic)
-            .partition(0)
-            .key(&key[..])
-            .payload(&value);
-        match self.inner.producer.send(rec, Duration::from_secs(30)).await {
-            Ok(delivery) => Ok(delivery.offset),
-            Err((e, _)) => Err(e),
-        }
+        self.inner.writer.write(*key, record).await
     }
 }
 
-/// The ledger record of a topic record, if it is one.
-fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(Key, Record)> {
-    let key: Key = key?.try_into().ok()?;
-    let r = IdempotencyRecord::decode(value?).ok()?;
-    let request: RequestHash = r.request_hash.as_slice().try_into().unwrap_or([0; 32]);
-    let record = match Kind::try_from(r.kind).ok()? {
-        Kind::Claim => Record::Claim {
-            claim_id: r.claim_id,
-            request,
-            at_ms: r.at_ms,
-            lease_until_ms: r.lease_until_ms,
-        },
-        Kind::Done => Record::Done {
-            claim_id: r.claim_id,
-            request,
-            at_ms: r.at_ms,
-            answer: Answer {
-                event_id: r.event_id,
-                partition: r.partition,
-                offset: r.offset,
-                message_id: r.message_id,
-                fanned_out: r.fanned_out,
-                deliver_at_ms: r.deliver_at_ms,
-            },
-        },
-        Kind::Release => Record::Release {
-            claim_id: r.claim_id,
-        },
-        Kind::Progress => Record::Progress {
-            claim_id: r.claim_id,
-            progress: Progress {
-                through: r.written_through,
-                written: r.written,
-            },
-        },
-        Kind::Unspecified => return None,
-    };
-    Some((key, record))
-}
-
-/// The reader thread: folds every record into the ledger, in order.
-fn read(
+/// The reader thread's state.
+struct Reader {
     consumer: BaseConsumer,
     topic: String,
+    /// Records older than this (unix ms) are past the topic's retention:
+    /// the reader starts at the first record written since.
+    since_ms: i64,
     ledger: Arc<Mutex<Ledger>>,
     applied: watch::Sender<i64>,
     loaded_at: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::Acquire) {
-        // Where the topic ended when this node started: the ledger is
-        // loaded once it has read that far.
-        if loaded_at.load(Ordering::Acquire) < 0 {
-            match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
-                Ok((_, high)) => loaded_at.store(high, Ordering::Release),
-                Err(e) => tracing::debug!(error = %e, "idempotency topic watermarks"),
+}
+
+impl Reader {
+    /// Finds where to start, then folds every record into the ledger, in
+    /// order, until the node stops.
+    fn run(self) {
+        let start = loop {
+            if self.stop.load(Ordering::Acquire) {
+                return;
             }
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(e)) => tracing::debug!(error = %e, "idempotency topic poll error"),
-            Some(Ok(msg)) => {
-                match decode(msg.key(), msg.payload()) {
-                    Some((key, record)) => {
-                        ledger.lock().expect("ledger lock").apply(key, &record);
-                    }
-                    None => {
-                        metrics::counter!(names::RECORDS_UNDECODABLE, "topic" => "idempotency")
-                            .increment(1);
-                    }
+            match self.start() {
+                Ok(start) => break start,
+                Err(e) => {
+                    tracing::debug!(error = %e, "idempotency topic watermarks");
+                    std::thread::sleep(Duration::from_millis(500));
                 }
-                applied.send_replace(msg.offset() + 1);
+            }
+        };
+        self.applied.send_replace(start);
+        let mut assign = TopicPartitionList::new();
+        let assigned = assign
+            .add_partition_offset(&self.topic, 0, Offset::Offset(start))
+            .and_then(|()| self.consumer.assign(&assign));
+        if let Err(e) = assigned {
+            // The ledger stays loading: keyed publishes are refused with a
+            // retryable error, and readiness says why.
+            tracing::error!(error = %e, topic = %self.topic, "cannot read the idempotency topic");
+            return;
+        }
+        while !self.stop.load(Ordering::Acquire) {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "idempotency topic poll error"),
+                Some(Ok(msg)) => {
+                    let (entries, skipped) = records::decode(msg.key(), msg.payload());
+                    if !entries.is_empty() {
+                        let mut ledger = self.ledger.lock().expect("ledger lock");
+                        for (key, record) in &entries {
+                            ledger.apply(*key, record);
+                        }
+                    }
+                    if skipped > 0 {
+                        metrics::counter!(names::RECORDS_UNDECODABLE, "topic" => "idempotency")
+                            .increment(skipped as u64);
+                    }
+                    self.applied.send_replace(msg.offset() + 1);
+                }
             }
         }
     }
+
+    /// Where to start reading (see [`read_from`]); marks the ledger
+    /// loaded once it has read up to the topic's end now.
+    fn start(&self) -> Result<i64, KafkaError> {
+        let (low, start, high) = read_from(&self.consumer, &self.topic, self.since_ms)?;
+        if start > low {
+            tracing::info!(
+                skipped = start - low,
+                "idempotency topic: starting after the records past its retention"
+            );
+        }
+        self.loaded_at.store(high, Ordering::Release);
+        Ok(start)
+    }
+}
+
+/// Where a node starts reading the idempotency topic: `(low watermark,
+/// start, end now)`. The start is the first record written at or after
+/// `since_ms` (the topic's retention ago), whether or not the broker has
+/// deleted the older ones yet: Kafka deletes whole segments, so a quiet
+/// topic can keep records for days past its retention. Records written from
+/// now on are at or above the end, so none is missed. A broker that cannot
+/// look records up by time is read from its low watermark.
+pub fn read_from(
+    consumer: &BaseConsumer,
+    topic: &str,
+    since_ms: i64,
+) -> Result<(i64, i64, i64), KafkaError> {
+    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(5))?;
+    let mut query = TopicPartitionList::new();
+    query.add_partition_offset(topic, 0, Offset::Offset(since_ms))?;
+    let start = match consumer.offsets_for_times(query, Duration::from_secs(5)) {
+        Ok(found) => match found.find_partition(topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(n)) => n.clamp(low, high),
+            // "No record written since" and "cannot look up by time"
+            // (librdkafka's mock cluster) look the same: read it all.
+            _ => low,
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot look the idempotency topic up by time; reading all of it");
+            low
+        }
+    };
+    Ok((low, start, high))
 }
