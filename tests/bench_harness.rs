@@ -1,7 +1,8 @@
 //! `herald bench` run for real at a small scale: it starts `herald dev`
 //! (and, for `batch-ingest`, a broker process and `herald ingest`; for
 //! `many-endpoints`, a second node loading the registry; for
-//! `failing-endpoints`, endpoints that all refuse connections), publishes, and its
+//! `failing-endpoints`, endpoints that all refuse connections; for `fanout`,
+//! applications whose endpoints all subscribe), publishes, and its
 //! receivers keep a ledger. The test checks the ledger and the JSON report:
 //! every acknowledged event to a healthy endpoint delivered, in order, no
 //! duplicates, the dead endpoint's share held back, every figure present.
@@ -47,12 +48,15 @@ fn num(run: &Value, key: &str) -> f64 {
 }
 
 #[test]
-fn steady_and_one_dead_endpoint_deliver_every_healthy_event_in_order() {
+fn steady_one_dead_endpoint_and_fanout_deliver_every_healthy_event_in_order() {
     let runs = bench(
         "steady",
         &[
             "steady",
             "one-dead-endpoint",
+            "fanout",
+            "--fanout",
+            "3",
             "--events",
             "600",
             "--endpoints",
@@ -65,7 +69,7 @@ fn steady_and_one_dead_endpoint_deliver_every_healthy_event_in_order() {
             "500",
         ],
     );
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3);
     let steady = &runs[0];
     assert_eq!(steady["scenario"], "steady");
     assert_eq!(num(steady, "published"), 600.0);
@@ -85,6 +89,12 @@ fn steady_and_one_dead_endpoint_deliver_every_healthy_event_in_order() {
     let dead = &runs[1];
     assert_eq!(num(dead, "published"), 600.0);
     assert_eq!(num(dead, "delivered"), 480.0);
+    // 600 fan-outs to applications of 3 endpoints: each endpoint gets every
+    // event of its application, in order (checked per endpoint above).
+    let fanout = &runs[2];
+    assert_eq!(fanout["scenario"], "fanout/3");
+    assert_eq!(num(fanout, "published"), 600.0);
+    assert_eq!(num(fanout, "delivered"), 1800.0);
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Events per second for `paced`.
     #[arg(long, default_value_t = 500)]
     pub rate: u64,
+    /// Endpoints each event reaches in `fanout` (applications of this many
+    /// endpoints, each subscribed to every event type).
+    #[arg(long, default_value_t = 10)]
+    pub fanout: usize,
     /// Payload size in bytes (JSON).
     #[arg(long, default_value_t = 1024)]
     pub payload_bytes: usize,
@@ -147,6 +151,7 @@ pub async fn run(args: BenchArgs, herald_exe: PathBuf) -> anyhow::Result<()> {
         rate: args.rate,
         registered: args.registered,
         idle_secs: args.idle_secs,
+        fanout: args.fanout,
     };
     let cases: Vec<scenario::Case> = args
         .scenarios

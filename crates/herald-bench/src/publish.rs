@@ -27,7 +27,8 @@ const EVENT_TYPE: &str = "bench.event";
 pub struct Acks {
     /// Events Herald acknowledged.
     pub accepted: AtomicU64,
-    /// Of those, events for healthy endpoints (the receivers expect them).
+    /// Deliveries the receivers expect for them: one per accepted event to
+    /// a healthy endpoint, `fanout` per accepted fan-out.
     pub accepted_healthy: AtomicU64,
     /// Items or calls Herald refused.
     pub rejected: AtomicU64,
@@ -88,6 +89,9 @@ pub async fn register(
             description: "herald bench".into(),
             retry_schedule_ms: reg.retry_schedule_ms.clone(),
             batch_max_events: reg.batch_max_events,
+            // A fan-out's endpoints subscribe to every event type of their
+            // application (no `event_types`: all of them).
+            app_id: w.app_id(i).unwrap_or_default(),
             ..Default::default()
         };
         set.spawn(async move {
@@ -142,7 +146,7 @@ pub async fn publish(
         .filter_map(|p| EventStream::new(w, p, publishers))
         .collect();
     if streams.is_empty() {
-        bail!("no publisher owns an endpoint (endpoints: {})", w.endpoints);
+        bail!("no publisher owns a target (endpoints: {})", w.endpoints);
     }
     let n = streams.len() as u64;
     let mut set = JoinSet::new();
@@ -211,6 +215,7 @@ async fn batches(
                     };
                     count(
                         acks,
+                        w,
                         e,
                         matches!(res.result, Some(pb::publish_result::Result::Ok(_))),
                     );
@@ -239,16 +244,17 @@ async fn single(
         let e = stream.next_event();
         let req = request(w, &e, stream.body(&e, w.payload_bytes));
         let ok = client.publish(req).await.is_ok();
-        count(acks, &e, ok);
+        count(acks, w, &e, ok);
     }
     Ok(())
 }
 
-fn count(acks: &Acks, e: &Planned, ok: bool) {
+fn count(acks: &Acks, w: &Workload, e: &Planned, ok: bool) {
     if ok {
         acks.accepted.fetch_add(1, Relaxed);
         if !e.dead {
-            acks.accepted_healthy.fetch_add(1, Relaxed);
+            acks.accepted_healthy
+                .fetch_add(w.per_target() as u64, Relaxed);
         }
     } else {
         acks.rejected.fetch_add(1, Relaxed);
@@ -256,10 +262,18 @@ fn count(acks: &Acks, e: &Planned, ok: bool) {
 }
 
 fn request(w: &Workload, e: &Planned, payload: String) -> pb::PublishRequest {
-    pb::PublishRequest {
-        endpoint_id: w.endpoint_id(e.endpoint),
-        event_type: EVENT_TYPE.into(),
-        payload,
-        ..Default::default()
+    match w.app_id(e.endpoint * w.per_target()) {
+        Some(app_id) => pb::PublishRequest {
+            app_id,
+            event_type: EVENT_TYPE.into(),
+            payload,
+            ..Default::default()
+        },
+        None => pb::PublishRequest {
+            endpoint_id: w.endpoint_id(e.endpoint),
+            event_type: EVENT_TYPE.into(),
+            payload,
+            ..Default::default()
+        },
     }
 }

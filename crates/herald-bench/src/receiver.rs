@@ -97,9 +97,10 @@ impl Ledger {
         }
     }
 
-    /// Records a 2xx delivery of `stamp` that arrived at `now_ns`.
-    pub fn deliver(&self, stamp: &Stamp, now_ns: u64) -> Option<Verdict> {
-        let lane = self.lanes.get(stamp.ep)?;
+    /// Records a 2xx delivery of `stamp` to endpoint `endpoint` that
+    /// arrived at `now_ns`.
+    pub fn deliver(&self, endpoint: usize, stamp: &Stamp, now_ns: u64) -> Option<Verdict> {
+        let lane = self.lanes.get(endpoint)?;
         let mut lane = lane.lock().unwrap_or_else(|p| p.into_inner());
         let verdict = if lane.seen(stamp.seq) {
             Verdict::Duplicate
@@ -262,10 +263,17 @@ async fn handle(
         ledger.injected_failures.fetch_add(1, Relaxed);
         return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR));
     }
-    // A batch is accepted whole, each of its events recorded in order.
-    let mut ok = true;
+    // The endpoint is the URL's (`/hooks/{index}`); a fan-out's body names
+    // its application instead. A batch is accepted whole, each of its
+    // events recorded in order.
+    let endpoint = parts
+        .uri
+        .path()
+        .strip_prefix("/hooks/")
+        .and_then(|i| i.parse::<usize>().ok());
+    let mut ok = endpoint.is_some();
     for stamp in &stamps {
-        ok &= ledger.deliver(stamp, now_ns).is_some();
+        ok &= endpoint.is_some_and(|i| ledger.deliver(i, stamp, now_ns).is_some());
     }
     if ok {
         Ok(reply(StatusCode::OK))
@@ -292,12 +300,12 @@ mod tests {
     #[test]
     fn the_ledger_tells_fresh_late_and_repeated_deliveries_apart() {
         let l = Ledger::new(3);
-        assert_eq!(l.deliver(&stamp(1, 0), 5_000), Some(Verdict::Fresh));
-        assert_eq!(l.deliver(&stamp(1, 2), 5_000), Some(Verdict::Fresh));
-        assert_eq!(l.deliver(&stamp(1, 1), 5_000), Some(Verdict::OutOfOrder));
-        assert_eq!(l.deliver(&stamp(1, 2), 5_000), Some(Verdict::Duplicate));
-        assert_eq!(l.deliver(&stamp(2, 100), 5_000), Some(Verdict::Fresh));
-        assert_eq!(l.deliver(&stamp(9, 0), 5_000), None, "unknown endpoint");
+        assert_eq!(l.deliver(1, &stamp(1, 0), 5_000), Some(Verdict::Fresh));
+        assert_eq!(l.deliver(1, &stamp(1, 2), 5_000), Some(Verdict::Fresh));
+        assert_eq!(l.deliver(1, &stamp(1, 1), 5_000), Some(Verdict::OutOfOrder));
+        assert_eq!(l.deliver(1, &stamp(1, 2), 5_000), Some(Verdict::Duplicate));
+        assert_eq!(l.deliver(2, &stamp(2, 100), 5_000), Some(Verdict::Fresh));
+        assert_eq!(l.deliver(9, &stamp(9, 0), 5_000), None, "unknown endpoint");
         assert_eq!(l.delivered.load(Relaxed), 4);
         assert_eq!(l.duplicates.load(Relaxed), 1);
         assert_eq!(l.order_violations.load(Relaxed), 1);

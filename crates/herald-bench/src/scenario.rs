@@ -40,6 +40,10 @@ pub enum Scenario {
     /// and then in batches of 100 (batched delivery): a hot endpoint's
     /// ceiling, with and without batches.
     HotEndpoint,
+    /// PublishBatch of fan-outs: each event goes to an application whose
+    /// `--fanout` endpoints (10) all subscribe to it; the delivery figures
+    /// count one per endpoint reached.
+    Fanout,
 }
 
 impl Scenario {
@@ -94,6 +98,8 @@ pub struct Case {
     pub retry_schedule_ms: Vec<u64>,
     /// Events per request the endpoints ask for (0: one, no batching).
     pub batch_max_events: u32,
+    /// Endpoints each event reaches (1: direct publishes).
+    pub fanout: usize,
 }
 
 /// The knobs of the command line that shape cases.
@@ -113,6 +119,8 @@ pub struct Knobs {
     pub registered: usize,
     /// `--idle-secs`.
     pub idle_secs: u64,
+    /// `--fanout`.
+    pub fanout: usize,
 }
 
 /// The cases of `s`.
@@ -135,6 +143,7 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
         refuse_all: false,
         retry_schedule_ms: Vec::new(),
         batch_max_events: 0,
+        fanout: 1,
     };
     match s {
         Scenario::Steady => vec![base],
@@ -221,6 +230,21 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
                 },
             ]
         }
+        Scenario::Fanout => {
+            let fanout = k.fanout.clamp(2, k.endpoints.max(2));
+            vec![Case {
+                name: format!("fanout/{fanout}"),
+                fanout,
+                // As many deliveries as steady's default run.
+                events: k.events.unwrap_or(200_000 / fanout as u64),
+                // Each item becomes `fanout` records: keep a call's records
+                // near steady's 500.
+                pace: Pace::Batches {
+                    batch: k.batch.unwrap_or((500 / fanout).max(1)),
+                },
+                ..base
+            }]
+        }
     }
 }
 
@@ -237,6 +261,7 @@ mod tests {
             rate: 500,
             registered: 100_000,
             idle_secs: 10,
+            fanout: 10,
         }
     }
 
@@ -266,5 +291,11 @@ mod tests {
         assert_eq!(c.events, 7);
         assert!(matches!(c.pace, Pace::Batches { batch: 3 }));
         assert_eq!(cases(Scenario::Paced, &knobs())[0].events, 10_000);
+        let f = &cases(Scenario::Fanout, &knobs())[0];
+        assert_eq!(
+            (f.name.as_str(), f.fanout, f.events),
+            ("fanout/10", 10, 20_000)
+        );
+        assert!(matches!(f.pace, Pace::Batches { batch: 50 }));
     }
 }

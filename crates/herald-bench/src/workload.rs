@@ -1,10 +1,13 @@
 //! What the harness sends: endpoint ids, which publisher owns which
-//! endpoints, and the JSON bodies (endpoint index, per-endpoint sequence
-//! number, publish timestamp, padding to a fixed size).
+//! targets, and the JSON bodies (target index, per-target sequence number,
+//! publish timestamp, padding to a fixed size).
 //!
-//! Every endpoint belongs to exactly one publisher, and each publisher sends
-//! its batches one after another, so an endpoint's events reach Kafka in
-//! sequence order and any reordering the receivers see is Herald's.
+//! A target is one endpoint (direct publishes) or, with a fan-out of `F`,
+//! one application whose `F` endpoints all subscribe to every event type:
+//! each event published to it reaches each of them. Every target belongs to
+//! exactly one publisher, and each publisher sends its batches one after
+//! another, so a target's events reach Kafka in sequence order and any
+//! reordering the receivers see (per endpoint) is Herald's.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,6 +28,9 @@ pub struct Workload {
     pub payload_bytes: usize,
     /// Every n-th event goes to [`DEAD_ENDPOINT`] (`None`: no dead endpoint).
     pub dead_every: Option<u64>,
+    /// Endpoints per application, each event fanned out to all of them
+    /// (1: direct publishes to one endpoint).
+    pub fanout: usize,
 }
 
 impl Workload {
@@ -33,15 +39,40 @@ impl Workload {
         format!("{}-{index}", self.prefix)
     }
 
-    /// The endpoints that take healthy traffic.
-    pub fn healthy(&self) -> std::ops::Range<usize> {
-        match self.dead_every {
-            Some(_) => 1..self.endpoints,
-            None => 0..self.endpoints,
+    /// The application endpoint `index` belongs to (fan-out only).
+    pub fn app_id(&self, index: usize) -> Option<String> {
+        (self.fanout > 1).then(|| format!("{}-app-{}", self.prefix, index / self.fanout))
+    }
+
+    /// Events are published to targets `0..targets()`: endpoints, or with a
+    /// fan-out, applications of `fanout` endpoints each.
+    pub fn targets(&self) -> usize {
+        if self.fanout > 1 {
+            (self.endpoints / self.fanout).max(1)
+        } else {
+            self.endpoints
         }
     }
 
-    /// The healthy endpoints publisher `p` of `publishers` owns.
+    /// Endpoints that receive each event published to a target.
+    pub fn per_target(&self) -> usize {
+        self.fanout.max(1)
+    }
+
+    /// The targets that take healthy traffic.
+    pub fn healthy(&self) -> std::ops::Range<usize> {
+        match self.dead_every {
+            Some(_) => 1..self.targets(),
+            None => 0..self.targets(),
+        }
+    }
+
+    /// Endpoints that receive healthy traffic.
+    pub fn receiving(&self) -> usize {
+        self.healthy().len() * self.per_target()
+    }
+
+    /// The healthy targets publisher `p` of `publishers` owns.
     pub fn owned_by(&self, p: usize, publishers: usize) -> Vec<usize> {
         self.healthy().filter(|e| e % publishers == p).collect()
     }
@@ -62,7 +93,7 @@ pub struct EventStream {
 /// One event to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planned {
-    /// Endpoint index.
+    /// Target index (an endpoint, or a fan-out's application).
     pub endpoint: usize,
     /// Sequence number within the endpoint.
     pub seq: u64,
@@ -138,7 +169,7 @@ pub fn body(e: &Planned, t_ns: u64, size: usize, pad: &mut String) -> String {
 /// What a receiver reads back from a body (the padding is skipped).
 #[derive(Debug, Deserialize)]
 pub struct Stamp {
-    /// Endpoint index.
+    /// Target index (the receivers key their ledger by the URL's endpoint).
     pub ep: usize,
     /// Sequence number within the endpoint.
     pub seq: u64,
@@ -181,7 +212,27 @@ mod tests {
             endpoints: 10,
             payload_bytes: 256,
             dead_every: dead,
+            fanout: 1,
         }
+    }
+
+    #[test]
+    fn a_fan_out_publishes_to_applications_of_endpoints() {
+        let w = Workload {
+            endpoints: 1000,
+            fanout: 10,
+            ..workload(None)
+        };
+        assert_eq!((w.targets(), w.receiving()), (100, 1000));
+        assert_eq!(w.app_id(0).as_deref(), Some("b-app-0"));
+        assert_eq!(w.app_id(19).as_deref(), Some("b-app-1"));
+        assert_eq!(w.app_id(999).as_deref(), Some("b-app-99"));
+        let mut targets: Vec<usize> = (0..16).flat_map(|p| w.owned_by(p, 16)).collect();
+        targets.sort();
+        assert_eq!(targets, (0..100).collect::<Vec<_>>());
+        let direct = workload(None);
+        assert_eq!((direct.targets(), direct.receiving()), (10, 10));
+        assert_eq!(direct.app_id(3), None);
     }
 
     #[test]
