@@ -23,9 +23,9 @@
 //! its partition at the moment of the kill (in flight, or finished since the
 //! last commit), never below it.
 //!
-//! CI runs 12,000 events; `HERALD_IT_FLEET=full` runs 50,000 by hand (on
-//! tansu 0.6.0 and 2 cores it does not finish: the broker's group
-//! coordinator falls behind, docs/delivery-semantics.md#known-limits). Without
+//! CI runs 12,000 events; `HERALD_IT_FLEET=full` runs 50,000 by hand
+//! (about 5 minutes on tansu 0.6.0 and 2 cores; what its earlier runs found
+//! is in docs/delivery-semantics.md#known-limits). Without
 //! a tansu binary the test says how to install one and passes, unless
 //! `HERALD_REQUIRE_TANSU` is set (`.ci/run` sets it).
 
