@@ -29,24 +29,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use support::dlq::DlqTail;
 use support::ledger::Ledger;
-use support::{metric_sum, publish_in_order, TestNode, GUARD};
+use support::{metric_sum, publish_in_order, wait_metric, TestNode, GUARD};
 
 const ENDPOINTS: usize = 16;
-
-/// Waits until `cond` holds on node metrics text, polling `/metrics`.
-async fn wait_metric(node: &TestNode, what: &str, cond: impl Fn(&str) -> bool) {
-    let deadline = tokio::time::Instant::now() + GUARD;
-    loop {
-        if cond(&node.metrics().await) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Publishes `per` events to each endpoint, in order, and waits until the
 /// receiver has every one of them.
@@ -108,7 +93,7 @@ async fn partitions_that_stay_resume_in_place() {
     )
     .await
     .expect("node B starts");
-    wait_metric(&a, "A resumes partitions 0 and 1", |m| {
+    wait_metric(&a.node, "A resumes partitions 0 and 1", |m| {
         metric_sum(m, "herald_partitions_resumed_total").unwrap_or(0.0) >= 2.0
     })
     .await;
@@ -119,7 +104,7 @@ async fn partitions_that_stay_resume_in_place() {
         .await
         .expect("node B stops in time")
         .expect("node B stops cleanly");
-    wait_metric(&a, "A resumes partitions 0 and 1 again", |m| {
+    wait_metric(&a.node, "A resumes partitions 0 and 1 again", |m| {
         metric_sum(m, "herald_partitions_resumed_total").unwrap_or(0.0) >= 4.0
             && metric_sum(m, "herald_partitions_assigned").unwrap_or(0.0) == 4.0
     })

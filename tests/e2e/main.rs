@@ -8,6 +8,8 @@
 //!
 //! - `delivery`: 2,000 events over 20 endpoints, single and batched
 //!   publishes, every one delivered signed and in order.
+//! - `idle`: an idle dispatcher pauses fetching and still delivers every
+//!   event published while it sleeps, also across a rebalance.
 //! - `api`: named status codes for bad input, endpoint CRUD, idempotent
 //!   publishes.
 
@@ -16,3 +18,4 @@ mod support;
 
 mod api;
 mod delivery;
+mod idle;

@@ -109,10 +109,7 @@ impl TestNode {
 
     /// `GET /metrics` of the node, as text.
     pub async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.node.http_addr);
-        let answer = herald_testkit::http::get(&url).await.expect("GET /metrics");
-        assert_eq!(answer.status, 200, "GET /metrics: {}", answer.text());
-        answer.text()
+        metrics_text(&self.node).await
     }
 
     /// Stops the node (drain included) and checks that it stopped cleanly.
@@ -178,6 +175,30 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         }
     }
     found
+}
+
+/// `GET /metrics` of `node`, as text.
+pub async fn metrics_text(node: &RunningNode) -> String {
+    let url = format!("http://{}/metrics", node.http_addr);
+    let answer = herald_testkit::http::get(&url).await.expect("GET /metrics");
+    assert_eq!(answer.status, 200, "GET /metrics: {}", answer.text());
+    answer.text()
+}
+
+/// Waits until `cond` holds on `node`'s metrics text, polling `/metrics`
+/// under [`GUARD`]; `what` names the wait in the failure.
+pub async fn wait_metric(node: &RunningNode, what: &str, cond: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        if cond(&metrics_text(node).await) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Publishes `items` (endpoint id, payload) with `PublishBatch`, `batch` at a

@@ -18,7 +18,7 @@
 //! returns an error, so the process exits and restarts from committed
 //! offsets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,7 @@ use herald_core::retry::RetryRules;
 use herald_delivery::Deliverer;
 use herald_registry::Registry;
 use herald_registry::RegistryWriter;
-use herald_telemetry::Health;
+use herald_telemetry::{names, Health};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::attempt::AttemptContext;
 use crate::attempt_log::AttemptLog;
 use crate::group::{lock, record_commit, DispatchContext, Failure, WorkerHandle};
+use crate::quiet::{Fetching, Quiet};
 use crate::sink::Sink;
 use crate::worker::{Control, ControlMsg, Record, Topic, WorkerSettings};
 
@@ -204,6 +205,7 @@ pub async fn run_dispatcher(
             "range",
             &[&settings.kafka.events_topic, &settings.kafka.retry_topic],
         ),
+        events_held: Mutex::new(HashSet::new()),
     };
     health.pending("registry", "loading the endpoint registry");
     registry.wait_loaded().await;
@@ -240,7 +242,18 @@ pub async fn run_dispatcher(
         stop_commits.clone(),
     ));
 
-    let failed = route(&consumer, control_rx, failures_rx, shutdown).await;
+    // Each probe lasts two fetch waits and a little more (at least 20 ms):
+    // one empty fetch round trip, then the one that sees a record. A probe
+    // cut short loses nothing: pausing drops what was fetched but not read,
+    // and the next fetch starts from the position read up to.
+    let quiet = Quiet::new(
+        Duration::from_millis(d.idle_pause_after_ms),
+        Duration::from_millis(d.idle_probe_interval_ms),
+        Duration::from_millis((2 * d.fetch_wait_max_ms + 5).max(20)),
+        std::time::Instant::now(),
+    );
+    metrics::gauge!(names::DISPATCH_IDLE_PAUSED).set(0.0);
+    let failed = route(&consumer, control_rx, failures_rx, quiet, shutdown).await;
 
     // Drain every partition at once: close the workers' channels, let
     // in-flight work finish until the one deadline, commit, leave the group.
@@ -312,18 +325,40 @@ async fn route(
     consumer: &DispatchConsumer,
     mut control: mpsc::UnboundedReceiver<ControlMsg>,
     mut failures: mpsc::UnboundedReceiver<Failure>,
+    mut quiet: Option<Quiet>,
     shutdown: impl Future<Output = ()>,
 ) -> Option<Failure> {
     let ctx = consumer.context();
     let mut senders: HashMap<i32, (u64, mpsc::Sender<Record>)> = HashMap::new();
     let mut seen = u64::MAX;
-    tokio::pin!(shutdown);
+    // The workers' generation the quiet clock last saw: a new assignment
+    // fetches again and starts the quiet time anew.
+    let mut quiet_seen = ctx.generation.load(Ordering::Acquire);
+    // Re-armed only when it fires (records move the quiet deadline later,
+    // never earlier), so the record path touches no timer.
+    let quiet_timer = tokio::time::sleep_until(to_tokio(quiet.as_ref().map(Quiet::deadline)));
+    tokio::pin!(shutdown, quiet_timer);
     loop {
         let msg = tokio::select! {
             _ = &mut shutdown => return None,
             Some(f) = failures.recv() => return Some(f),
             Some((p, generation, c)) = control.recv() => {
                 apply_control(consumer, p, generation, c);
+                continue;
+            }
+            _ = &mut quiet_timer, if quiet.is_some() => {
+                if let Some(q) = quiet.as_mut() {
+                    let now = std::time::Instant::now();
+                    let generation = ctx.generation.load(Ordering::Acquire);
+                    if generation != quiet_seen {
+                        quiet_seen = generation;
+                        q.assigned(now);
+                        set_fetching(consumer, Fetching::Resume, false);
+                    } else if let Some(f) = q.tick(now) {
+                        set_fetching(consumer, f, q.paused());
+                    }
+                    quiet_timer.as_mut().reset(to_tokio(Some(q.deadline())));
+                }
                 continue;
             }
             _ = ctx.settle.rejoin_requested() => {
@@ -339,6 +374,12 @@ async fn route(
                 continue;
             }
         };
+        if let Some(f) = quiet
+            .as_mut()
+            .and_then(|q| q.record(std::time::Instant::now()))
+        {
+            set_fetching(consumer, f, false);
+        }
         let current = ctx.generation.load(Ordering::Acquire);
         if current != seen {
             seen = current;
@@ -377,6 +418,42 @@ async fn route(
     }
 }
 
+/// A quiet deadline for tokio's clock (far off when idle pausing is off).
+fn to_tokio(deadline: Option<std::time::Instant>) -> tokio::time::Instant {
+    match deadline {
+        Some(d) => tokio::time::Instant::from_std(d),
+        None => tokio::time::Instant::now() + Duration::from_secs(86_400 * 365),
+    }
+}
+
+/// Pauses every assigned partition for idleness, or resumes them (except
+/// the events partitions a worker keeps paused).
+fn set_fetching(consumer: &DispatchConsumer, f: Fetching, paused: bool) {
+    let ctx = consumer.context();
+    let assignment = match consumer.assignment() {
+        Ok(a) => a,
+        Err(e) => return tracing::warn!(error = %e, "cannot read the assignment"),
+    };
+    let r = match f {
+        Fetching::Pause => consumer.pause(&assignment),
+        Fetching::Resume => {
+            let held = lock(&ctx.events_held);
+            let mut tpl = TopicPartitionList::new();
+            for e in assignment.elements() {
+                if e.topic() == ctx.events_topic && held.contains(&e.partition()) {
+                    continue;
+                }
+                tpl.add_partition(e.topic(), e.partition());
+            }
+            consumer.resume(&tpl)
+        }
+    };
+    if let Err(e) = r {
+        tracing::warn!(request = ?f, error = %e, "cannot change fetching for idleness");
+    }
+    metrics::gauge!(names::DISPATCH_IDLE_PAUSED).set(if paused { 1.0 } else { 0.0 });
+}
+
 fn apply_control(consumer: &DispatchConsumer, p: i32, generation: u64, c: Control) {
     let ctx = consumer.context();
     let current = lock(&ctx.workers).get(&p).map(|w| w.generation);
@@ -386,10 +463,12 @@ fn apply_control(consumer: &DispatchConsumer, p: i32, generation: u64, c: Contro
     let mut tpl = TopicPartitionList::new();
     let r = match c {
         Control::PauseEvents => {
+            lock(&ctx.events_held).insert(p);
             tpl.add_partition(&ctx.events_topic, p);
             consumer.pause(&tpl)
         }
         Control::ResumeEvents => {
+            lock(&ctx.events_held).remove(&p);
             tpl.add_partition(&ctx.events_topic, p);
             consumer.resume(&tpl)
         }

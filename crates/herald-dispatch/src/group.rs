@@ -12,7 +12,7 @@
 //! again from the committed offset are ignored), so the rebalance re-sends
 //! nothing; otherwise it is cancelled then.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,6 +77,10 @@ pub(crate) struct DispatchContext {
     pub(crate) settle: crate::settle::SettleWatch,
     /// Sent into the group with a rejoin (see [`crate::settle::Nudge`]).
     pub(crate) nudge: crate::settle::Nudge,
+    /// Events partitions kept paused for their worker (its retry backlog
+    /// is read first, or its buffer is full): waking from an idle pause
+    /// leaves them paused.
+    pub(crate) events_held: Mutex<HashSet<i32>>,
 }
 
 /// Locks `m` even if a panicking worker poisoned it: the trackers only ever
@@ -150,8 +154,10 @@ impl DispatchContext {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.events_topic, p);
         let r = if retry_catch_up == CatchUp::None {
+            lock(&self.events_held).remove(&p);
             consumer.resume(&tpl)
         } else {
+            lock(&self.events_held).insert(p);
             consumer.pause(&tpl)
         };
         if let Err(e) = r {
@@ -223,6 +229,7 @@ impl DispatchContext {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.events_topic, p);
         tpl.add_partition(&self.retry_topic, p);
+        lock(&self.events_held).remove(&p);
         if let Err(e) = consumer.resume(&tpl) {
             tracing::warn!(target: LOG_TARGET, partition = p, error = %e, "cannot set the partition's pause state");
         }

@@ -29,8 +29,12 @@ use tokio::sync::oneshot;
 
 pub use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 
-/// How long one wait of the report thread lasts.
-const POLL_SLICE: Duration = Duration::from_secs(1);
+/// How long one wait of the report thread lasts. Reports wake it at once;
+/// the slice only bounds how long the thread outlives its last [`Producer`].
+/// rdkafka ends each wait with a sub-millisecond busy loop (it rounds the
+/// remaining time down to whole milliseconds), so a short slice costs CPU on
+/// an idle node.
+const POLL_SLICE: Duration = Duration::from_secs(5);
 /// Back-off while librdkafka's local queue is full (`send`).
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 

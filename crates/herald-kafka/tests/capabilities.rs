@@ -31,9 +31,11 @@ fn the_mock_broker_keeps_commit_metadata() {
 
 #[test]
 fn an_unreachable_broker_is_unknown_not_supported() {
-    let mut cfg = KafkaConfig::default();
     // Nothing listens on port 1 of loopback.
-    cfg.brokers = "127.0.0.1:1".into();
+    let cfg = KafkaConfig {
+        brokers: "127.0.0.1:1".into(),
+        ..KafkaConfig::default()
+    };
     let caps = probe_blocking(&cfg, "herald.events", Duration::from_secs(2));
     match caps.support(Feature::CommitMetadata) {
         Support::Unknown(why) => assert!(!why.is_empty()),

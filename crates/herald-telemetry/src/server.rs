@@ -140,6 +140,10 @@ fn describe() {
         PARTITIONS_ASSIGNED,
         "Events-topic partitions assigned to this node"
     );
+    metrics::describe_gauge!(
+        DISPATCH_IDLE_PAUSED,
+        "1 while the dispatcher has paused fetching for idleness"
+    );
     metrics::describe_counter!(REBALANCES, "Consumer rebalance callbacks");
     metrics::describe_counter!(
         PARTITIONS_RESUMED,

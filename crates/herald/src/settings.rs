@@ -76,6 +76,9 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         // The embedded broker answers a waiting fetch only when the wait
         // ends, so the wait is dev's latency floor (docs/benchmarks.md).
         ("dispatch.fetch_wait_max_ms", Value::Integer(5)),
+        // ... so an idle dev node would fetch 200 times a second: after a
+        // second without records it fetches in probes, every 100 ms.
+        ("dispatch.idle_pause_after_ms", Value::Integer(1000)),
         ("node.id", Value::String("dev".into())),
         // One developer on loopback: no API tokens (docs/security.md).
         ("auth.disabled", Value::Boolean(true)),

@@ -129,6 +129,27 @@ fn out_of_range_values_are_named() {
 }
 
 #[test]
+fn idle_pause_is_off_or_in_range() {
+    let build = |key: &str, v: i64| {
+        ConfigLoader::new()
+            .set(key, Value::Integer(v), Source::Default)
+            .build()
+    };
+    let cfg = build("dispatch.idle_pause_after_ms", 0).expect("0 turns the pause off");
+    assert_eq!(cfg.dispatch.idle_pause_after_ms, 0);
+    assert!(build("dispatch.idle_pause_after_ms", 100).is_ok());
+    for (key, v) in [
+        ("dispatch.idle_pause_after_ms", 99),
+        ("dispatch.idle_pause_after_ms", 3_600_001),
+        ("dispatch.idle_probe_interval_ms", 9),
+        ("dispatch.idle_probe_interval_ms", 60_001),
+    ] {
+        let msg = build(key, v).unwrap_err().to_string();
+        assert!(msg.contains(key), "{key} = {v}: {msg}");
+    }
+}
+
+#[test]
 fn bad_listen_address_is_named() {
     let msg = ConfigLoader::new()
         .env(env(&[("HERALD_GRPC_LISTEN", "not-an-address")]))

@@ -1,0 +1,189 @@
+//! When an idle dispatcher stops fetching. Pure logic: the router feeds it
+//! record arrivals and clock ticks, and it says when to pause every assigned
+//! partition and when to fetch again.
+//!
+//! A broker that holds a fetch until data arrives (Kafka) makes an idle
+//! consumer cheap: one request per `fetch.wait.max.ms`, answered early when
+//! a record comes. The embedded broker of `herald dev` answers a waiting
+//! fetch only when the wait ends, so dev runs a 5 ms wait for latency, and
+//! an idle node would fetch 200 times a second. With
+//! `dispatch.idle_pause_after_ms`, after that long without a record the
+//! router pauses every partition and fetches only in short probes, every
+//! `dispatch.idle_probe_interval_ms`, each long enough for one fetch round
+//! trip. The first record a probe (or a rebalance) brings wakes it fully.
+//!
+//! Nothing is lost while paused: librdkafka fetches again from the
+//! application's position when a partition is resumed, so at most the first
+//! record after a quiet spell waits up to one probe interval.
+
+use std::time::{Duration, Instant};
+
+/// What the router must do with the assigned partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetching {
+    /// Pause every assigned partition.
+    Pause,
+    /// Resume every assigned partition (except events partitions a worker
+    /// keeps paused).
+    Resume,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Fetching normally.
+    Awake,
+    /// Paused; the next probe starts at `next_probe`.
+    Asleep { next_probe: Instant },
+    /// Fetching for one probe, until `until`.
+    Probing { until: Instant },
+}
+
+/// The quiet-time state machine of one dispatcher.
+#[derive(Debug, Clone)]
+pub struct Quiet {
+    after: Duration,
+    every: Duration,
+    probe_for: Duration,
+    last_record: Instant,
+    state: State,
+}
+
+impl Quiet {
+    /// Pauses after `after` without a record, then probes every `every`
+    /// for `probe_for`; `None` when `after` is zero (never pause).
+    pub fn new(
+        after: Duration,
+        every: Duration,
+        probe_for: Duration,
+        now: Instant,
+    ) -> Option<Self> {
+        (!after.is_zero()).then_some(Self {
+            after,
+            every,
+            probe_for,
+            last_record: now,
+            state: State::Awake,
+        })
+    }
+
+    /// Whether fetching is paused (between probes).
+    pub fn paused(&self) -> bool {
+        matches!(self.state, State::Asleep { .. })
+    }
+
+    /// A record arrived: fetch normally again.
+    pub fn record(&mut self, now: Instant) -> Option<Fetching> {
+        self.last_record = now;
+        let was = self.state;
+        self.state = State::Awake;
+        // During a probe the partitions already fetch.
+        matches!(was, State::Asleep { .. }).then_some(Fetching::Resume)
+    }
+
+    /// The assignment changed (a rebalance resumes the partitions it
+    /// assigns): start counting the quiet time again, fetching.
+    pub fn assigned(&mut self, now: Instant) {
+        self.last_record = now;
+        self.state = State::Awake;
+    }
+
+    /// When [`Quiet::tick`] has something to do next.
+    pub fn deadline(&self) -> Instant {
+        match self.state {
+            State::Awake => self.last_record + self.after,
+            State::Asleep { next_probe } => next_probe,
+            State::Probing { until } => until,
+        }
+    }
+
+    /// Moves on at `now`: what to do with the partitions, if anything.
+    pub fn tick(&mut self, now: Instant) -> Option<Fetching> {
+        if now < self.deadline() {
+            return None;
+        }
+        match self.state {
+            State::Awake | State::Probing { .. } => {
+                self.state = State::Asleep {
+                    next_probe: now + self.every,
+                };
+                Some(Fetching::Pause)
+            }
+            State::Asleep { .. } => {
+                self.state = State::Probing {
+                    until: now + self.probe_for,
+                };
+                Some(Fetching::Resume)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn quiet(t0: Instant) -> Quiet {
+        Quiet::new(1000 * MS, 100 * MS, 15 * MS, t0).expect("enabled")
+    }
+
+    #[test]
+    fn zero_never_pauses() {
+        assert!(Quiet::new(Duration::ZERO, 100 * MS, 15 * MS, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn pauses_after_the_quiet_time_then_probes_periodically() {
+        let t0 = Instant::now();
+        let mut q = quiet(t0);
+        assert_eq!(q.tick(t0 + 999 * MS), None);
+        assert_eq!(q.deadline(), t0 + 1000 * MS);
+        assert_eq!(q.tick(t0 + 1000 * MS), Some(Fetching::Pause));
+        assert!(q.paused());
+        // A probe every 100 ms, 15 ms long.
+        let mut t = t0 + 1000 * MS;
+        for _ in 0..5 {
+            assert_eq!(q.tick(t + 99 * MS), None);
+            t += 100 * MS;
+            assert_eq!(q.tick(t), Some(Fetching::Resume));
+            assert!(!q.paused());
+            assert_eq!(q.deadline(), t + 15 * MS);
+            t += 15 * MS;
+            assert_eq!(q.tick(t), Some(Fetching::Pause));
+        }
+    }
+
+    #[test]
+    fn a_record_wakes_it_and_restarts_the_quiet_time() {
+        let t0 = Instant::now();
+        let mut q = quiet(t0);
+        // Records keep it awake.
+        for i in 1..=20 {
+            assert_eq!(q.record(t0 + i * 100 * MS), None);
+            assert_eq!(q.tick(t0 + i * 100 * MS + 50 * MS), None);
+        }
+        let t1 = t0 + 2000 * MS;
+        assert_eq!(q.tick(t1 + 1000 * MS), Some(Fetching::Pause));
+        // A record while paused (fetched before the pause): resume.
+        assert_eq!(q.record(t1 + 1010 * MS), Some(Fetching::Resume));
+        assert_eq!(q.deadline(), t1 + 2010 * MS);
+        // A record during a probe: already fetching, stays awake.
+        assert_eq!(q.tick(t1 + 2010 * MS), Some(Fetching::Pause));
+        assert_eq!(q.tick(t1 + 2110 * MS), Some(Fetching::Resume));
+        assert_eq!(q.record(t1 + 2112 * MS), None);
+        assert_eq!(q.tick(t1 + 2127 * MS), None, "no pause at the probe's end");
+        assert_eq!(q.deadline(), t1 + 3112 * MS);
+    }
+
+    #[test]
+    fn an_assignment_restarts_the_quiet_time_fetching() {
+        let t0 = Instant::now();
+        let mut q = quiet(t0);
+        assert_eq!(q.tick(t0 + 1000 * MS), Some(Fetching::Pause));
+        q.assigned(t0 + 1050 * MS);
+        assert!(!q.paused());
+        assert_eq!(q.tick(t0 + 2049 * MS), None);
+        assert_eq!(q.tick(t0 + 2050 * MS), Some(Fetching::Pause));
+    }
+}
