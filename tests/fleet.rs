@@ -187,6 +187,9 @@ fn committed(brokers: &str) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// A chaos step: its phase, and for the rolling deploy the node (role, index).
+type Step = (Phase, Option<(&'static str, usize)>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     let Some(tansu) = TansuBroker::binary() else {
@@ -333,7 +336,7 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
     // are in flight when it acts, and the re-sends it causes land in its own
     // window of the ledger, before the next step. The rolling deploy is one
     // step per node, ingest nodes first.
-    let mut steps: BTreeMap<usize, (Phase, Option<(&'static str, usize)>)> = plan
+    let mut steps: BTreeMap<usize, Step> = plan
         .iter()
         .filter(|(_, p)| **p != Phase::Rolling)
         .map(|(&b, &p)| (b, (p, None)))

@@ -1,15 +1,18 @@
-//! An idle dispatcher pauses fetching (`dispatch.idle_pause_after_ms`) and
-//! still delivers what is published while it sleeps: every event, once, in
-//! order per endpoint, across several quiet spells, and after a second
-//! dispatcher joins the group while the first one is paused (the new
-//! assignment fetches again).
+//! An idle node's consumers pause fetching (`kafka.idle_pause_after_ms`)
+//! and the node still delivers what is published while they sleep: every
+//! event, once, in order per endpoint, across several quiet spells, and
+//! after a second dispatcher joins the group while the first one is paused
+//! (the new assignment fetches again). The registry and idempotency readers
+//! sleep too: an endpoint created during a quiet spell is known at once (its
+//! create waits for the read-back), and a keyed publish is claimed and
+//! answered, then recognised when repeated.
 //!
 //! Each round waits until the node reports `herald_dispatch_idle_paused 1`
 //! (a real condition, polled under the guard), then publishes.
 
 use std::collections::HashMap;
 
-use crate::support::{metric_sum, publish_in_order, wait_metric, TestNode, GUARD};
+use crate::support::{metric_sum, publish_in_order, publish_req, wait_metric, TestNode, GUARD};
 use herald::node::{self, Roles};
 use herald_proto::v1 as pb;
 use herald_testkit::{first_arrivals, TestReceiver};
@@ -70,8 +73,8 @@ fn check_order(receiver: &TestReceiver, sent: &[(String, pb::PublishResponse)]) 
 async fn an_idle_dispatcher_pauses_and_still_delivers() {
     let mut cfg = crate::support::config();
     cfg.dispatch.fetch_wait_max_ms = 5;
-    cfg.dispatch.idle_pause_after_ms = 100;
-    cfg.dispatch.idle_probe_interval_ms = 50;
+    cfg.kafka.idle_pause_after_ms = 100;
+    cfg.kafka.idle_probe_interval_ms = 50;
     cfg.dispatch.static_membership = true;
     let (_broker, cfg) = crate::support::broker(cfg);
     let mut cfg_a = cfg.clone();
@@ -97,6 +100,39 @@ async fn an_idle_dispatcher_pauses_and_still_delivers() {
         0,
         "a pause and a resume re-send nothing"
     );
+
+    // The registry and the idempotency ledger wake for their records.
+    wait_metric(&a.node, "node A pauses before a new endpoint", paused).await;
+    a.create_endpoint("q-late", &receiver.url_for("q-late"))
+        .await;
+    let keyed = pb::PublishRequest {
+        idempotency_key: "late-1".into(),
+        ..publish_req("q-late", r#"{"late":1}"#)
+    };
+    let first = a
+        .events
+        .clone()
+        .publish(keyed.clone())
+        .await
+        .expect("keyed publish")
+        .into_inner();
+    assert!(!first.duplicate);
+    let again = a
+        .events
+        .clone()
+        .publish(keyed)
+        .await
+        .expect("repeated keyed publish")
+        .into_inner();
+    assert!(
+        again.duplicate,
+        "the claim was read back: the repeat is known"
+    );
+    assert_eq!(again.event_id, first.event_id);
+    receiver
+        .wait_for_ids(std::slice::from_ref(&first.event_id), GUARD)
+        .await
+        .expect("the new endpoint's event is delivered");
 
     // B joins while A sleeps: both fetch their new assignment, then sleep.
     wait_metric(&a.node, "node A pauses before B joins", paused).await;

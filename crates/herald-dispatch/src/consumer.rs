@@ -30,6 +30,7 @@ use herald_core::config::{DispatchConfig, EndpointHealthConfig, KafkaConfig, Ret
 use herald_core::endpoint::RateLimit;
 use herald_core::retry::RetryRules;
 use herald_delivery::Deliverer;
+use herald_kafka::quiet::{Fetching, QuietTimer};
 use herald_registry::Registry;
 use herald_registry::RegistryWriter;
 use herald_telemetry::{names, Health};
@@ -43,7 +44,6 @@ use tokio_util::sync::CancellationToken;
 use crate::attempt::AttemptContext;
 use crate::attempt_log::AttemptLog;
 use crate::group::{lock, record_commit, DispatchContext, Failure, WorkerHandle};
-use crate::quiet::{Fetching, Quiet};
 use crate::sink::Sink;
 use crate::worker::{Control, ControlMsg, Record, Topic, WorkerSettings};
 
@@ -229,6 +229,7 @@ pub async fn run_dispatcher(
     if !settings.kafka.client.contains_key("fetch.wait.max.ms") {
         config.set("fetch.wait.max.ms", d.fetch_wait_max_ms.to_string());
     }
+    let quiet_fetch_wait = herald_kafka::quiet::fetch_wait(&config);
     let consumer: Arc<DispatchConsumer> = Arc::new(config.create_with_context(context)?);
     consumer.subscribe(&[&settings.kafka.events_topic, &settings.kafka.retry_topic])?;
     health.ready("dispatcher");
@@ -242,16 +243,8 @@ pub async fn run_dispatcher(
         stop_commits.clone(),
     ));
 
-    // Each probe lasts two fetch waits and a little more (at least 20 ms):
-    // one empty fetch round trip, then the one that sees a record. A probe
-    // cut short loses nothing: pausing drops what was fetched but not read,
-    // and the next fetch starts from the position read up to.
-    let quiet = Quiet::new(
-        Duration::from_millis(d.idle_pause_after_ms),
-        Duration::from_millis(d.idle_probe_interval_ms),
-        Duration::from_millis((2 * d.fetch_wait_max_ms + 5).max(20)),
-        std::time::Instant::now(),
-    );
+    // An idle node fetches in probes (kafka.idle_pause_after_ms).
+    let quiet = QuietTimer::new(&settings.kafka, quiet_fetch_wait);
     metrics::gauge!(names::DISPATCH_IDLE_PAUSED).set(0.0);
     let failed = route(&consumer, control_rx, failures_rx, quiet, shutdown).await;
 
@@ -325,7 +318,7 @@ async fn route(
     consumer: &DispatchConsumer,
     mut control: mpsc::UnboundedReceiver<ControlMsg>,
     mut failures: mpsc::UnboundedReceiver<Failure>,
-    mut quiet: Option<Quiet>,
+    mut quiet: QuietTimer,
     shutdown: impl Future<Output = ()>,
 ) -> Option<Failure> {
     let ctx = consumer.context();
@@ -334,10 +327,7 @@ async fn route(
     // The workers' generation the quiet clock last saw: a new assignment
     // fetches again and starts the quiet time anew.
     let mut quiet_seen = ctx.generation.load(Ordering::Acquire);
-    // Re-armed only when it fires (records move the quiet deadline later,
-    // never earlier), so the record path touches no timer.
-    let quiet_timer = tokio::time::sleep_until(to_tokio(quiet.as_ref().map(Quiet::deadline)));
-    tokio::pin!(shutdown, quiet_timer);
+    tokio::pin!(shutdown);
     loop {
         let msg = tokio::select! {
             _ = &mut shutdown => return None,
@@ -346,18 +336,14 @@ async fn route(
                 apply_control(consumer, p, generation, c);
                 continue;
             }
-            _ = &mut quiet_timer, if quiet.is_some() => {
-                if let Some(q) = quiet.as_mut() {
-                    let now = std::time::Instant::now();
-                    let generation = ctx.generation.load(Ordering::Acquire);
-                    if generation != quiet_seen {
-                        quiet_seen = generation;
-                        q.assigned(now);
-                        set_fetching(consumer, Fetching::Resume, false);
-                    } else if let Some(f) = q.tick(now) {
-                        set_fetching(consumer, f, q.paused());
-                    }
-                    quiet_timer.as_mut().reset(to_tokio(Some(q.deadline())));
+            () = quiet.due() => {
+                let generation = ctx.generation.load(Ordering::Acquire);
+                if generation != quiet_seen {
+                    quiet_seen = generation;
+                    quiet.assigned();
+                    set_fetching(consumer, Fetching::Resume, false);
+                } else if let Some(f) = quiet.tick() {
+                    set_fetching(consumer, f, quiet.paused());
                 }
                 continue;
             }
@@ -374,10 +360,7 @@ async fn route(
                 continue;
             }
         };
-        if let Some(f) = quiet
-            .as_mut()
-            .and_then(|q| q.record(std::time::Instant::now()))
-        {
+        if let Some(f) = quiet.record() {
             set_fetching(consumer, f, false);
         }
         let current = ctx.generation.load(Ordering::Acquire);
@@ -418,38 +401,16 @@ async fn route(
     }
 }
 
-/// A quiet deadline for tokio's clock (far off when idle pausing is off).
-fn to_tokio(deadline: Option<std::time::Instant>) -> tokio::time::Instant {
-    match deadline {
-        Some(d) => tokio::time::Instant::from_std(d),
-        None => tokio::time::Instant::now() + Duration::from_secs(86_400 * 365),
-    }
-}
-
 /// Pauses every assigned partition for idleness, or resumes them (except
 /// the events partitions a worker keeps paused).
 fn set_fetching(consumer: &DispatchConsumer, f: Fetching, paused: bool) {
     let ctx = consumer.context();
-    let assignment = match consumer.assignment() {
-        Ok(a) => a,
-        Err(e) => return tracing::warn!(error = %e, "cannot read the assignment"),
-    };
-    let r = match f {
-        Fetching::Pause => consumer.pause(&assignment),
-        Fetching::Resume => {
-            let held = lock(&ctx.events_held);
-            let mut tpl = TopicPartitionList::new();
-            for e in assignment.elements() {
-                if e.topic() == ctx.events_topic && held.contains(&e.partition()) {
-                    continue;
-                }
-                tpl.add_partition(e.topic(), e.partition());
-            }
-            consumer.resume(&tpl)
-        }
-    };
-    if let Err(e) = r {
-        tracing::warn!(request = ?f, error = %e, "cannot change fetching for idleness");
+    let r = herald_kafka::quiet::set_fetching(consumer, f, |topic, p| {
+        topic == ctx.events_topic && lock(&ctx.events_held).contains(&p)
+    });
+    match r {
+        Ok(()) => tracing::debug!(request = ?f, "idle fetching"),
+        Err(e) => tracing::warn!(request = ?f, error = %e, "cannot change fetching for idleness"),
     }
     metrics::gauge!(names::DISPATCH_IDLE_PAUSED).set(if paused { 1.0 } else { 0.0 });
 }

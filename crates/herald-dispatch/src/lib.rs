@@ -19,7 +19,6 @@
 //!   resuming workers, commit callbacks.
 //! - [`settle`]: leaving and rejoining a consumer group that never settles.
 //! - [`consumer`]: the dispatcher's run loop, the record router and commits.
-//! - [`quiet`]: when an idle dispatcher pauses fetching and probes (pure).
 //! - [`scheduler`]: moves scheduled events from the scheduled topic's tiers
 //!   into the events topic when they are due.
 #![forbid(unsafe_code)]
@@ -34,7 +33,6 @@ pub mod host_ceiling;
 pub mod lane;
 pub mod machine;
 pub mod offsets;
-pub mod quiet;
 pub mod rate;
 pub mod scanner;
 pub mod scheduler;

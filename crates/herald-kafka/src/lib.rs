@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod clients;
 pub mod dev;
 pub mod producer;
+pub mod quiet;
 pub mod scan;
 pub mod watch;
 

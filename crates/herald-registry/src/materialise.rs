@@ -39,6 +39,7 @@ pub async fn run_materialiser(
     if !cfg.client.contains_key("fetch.wait.max.ms") {
         config.set("fetch.wait.max.ms", "10");
     }
+    let fetch_wait = herald_kafka::quiet::fetch_wait(&config);
     let consumer: StreamConsumer = config.create()?;
     let consumer = std::sync::Arc::new(consumer);
     let topic = cfg.endpoints_topic.clone();
@@ -85,12 +86,29 @@ pub async fn run_materialiser(
     }
     tracing::info!(topic = %topic, partitions = high.len(), "reading endpoint registry");
 
+    // On a broker that cannot hold a fetch open, an idle registry fetches
+    // in probes (kafka.idle_pause_after_ms).
+    let mut quiet = herald_kafka::quiet::QuietTimer::new(&cfg, fetch_wait);
+    let set_fetching = |f| {
+        if let Err(e) = herald_kafka::quiet::set_fetching(&*consumer, f, |_, _| false) {
+            tracing::warn!(request = ?f, error = %e, "registry: cannot change fetching for idleness");
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let msg = tokio::select! {
             _ = &mut shutdown => return Ok(()),
+            () = quiet.due() => {
+                if let Some(f) = quiet.tick() {
+                    set_fetching(f);
+                }
+                continue;
+            }
             m = consumer.recv() => m,
         };
+        if let Some(f) = quiet.record() {
+            set_fetching(f);
+        }
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {

@@ -72,7 +72,7 @@ pub const LANES_OPEN: &str = "herald_lanes_open";
 /// Gauge: partitions of the events topic assigned to this node.
 pub const PARTITIONS_ASSIGNED: &str = "herald_partitions_assigned";
 /// Gauge: 1 while this node's dispatcher has paused fetching because it
-/// has been idle (`dispatch.idle_pause_after_ms`), 0 while it fetches.
+/// has been idle (`kafka.idle_pause_after_ms`), 0 while it fetches.
 pub const DISPATCH_IDLE_PAUSED: &str = "herald_dispatch_idle_paused";
 /// Counter, label `kind` (`assign` | `revoke`): rebalance callbacks.
 pub const REBALANCES: &str = "herald_rebalances_total";

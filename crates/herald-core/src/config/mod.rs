@@ -241,6 +241,15 @@ pub struct KafkaConfig {
     pub session_timeout_ms: u32,
     /// Create missing topics at start.
     pub create_topics: bool,
+    /// After this long without a record, an idle tailing consumer (the
+    /// dispatcher, the registry and idempotency readers) pauses its
+    /// partitions and fetches only in short probes, milliseconds (0 = never;
+    /// `herald dev` uses 1000, as its broker cannot hold a fetch open).
+    pub idle_pause_after_ms: u64,
+    /// While paused for idleness, how often a consumer probes for records,
+    /// milliseconds: about the most the first record after a quiet spell
+    /// waits.
+    pub idle_probe_interval_ms: u64,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`).
     pub client: BTreeMap<String, String>,
 }
@@ -266,6 +275,8 @@ impl Default for KafkaConfig {
             consumer_group: "herald-dispatch".into(),
             session_timeout_ms: 10_000,
             create_topics: true,
+            idle_pause_after_ms: 0,
+            idle_probe_interval_ms: 100,
             client: BTreeMap::new(),
         }
     }
@@ -301,14 +312,6 @@ pub struct DispatchConfig {
     /// polling; the embedded dev broker answers only at the end of the wait,
     /// so there it is the latency floor (`herald dev` uses 5).
     pub fetch_wait_max_ms: u64,
-    /// After this long without a record, an idle dispatcher pauses its
-    /// partitions and fetches only in short probes, milliseconds (0 = never;
-    /// `herald dev` uses 1000, as its broker cannot hold a fetch open).
-    pub idle_pause_after_ms: u64,
-    /// While paused for idleness, how often the dispatcher probes for
-    /// records, milliseconds: the most the first record after a quiet spell
-    /// waits.
-    pub idle_probe_interval_ms: u64,
     /// Join the consumer group as a static member (`group.instance.id` =
     /// the node id): a stable assignment, and on Kafka no rebalance when a
     /// node restarts within the session timeout. Node ids must be unique.
@@ -328,8 +331,6 @@ impl Default for DispatchConfig {
             default_rate_limit_burst: 0,
             drain_timeout_ms: 10_000,
             fetch_wait_max_ms: 50,
-            idle_pause_after_ms: 0,
-            idle_probe_interval_ms: 100,
             static_membership: false,
         }
     }

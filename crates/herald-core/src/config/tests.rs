@@ -135,14 +135,14 @@ fn idle_pause_is_off_or_in_range() {
             .set(key, Value::Integer(v), Source::Default)
             .build()
     };
-    let cfg = build("dispatch.idle_pause_after_ms", 0).expect("0 turns the pause off");
-    assert_eq!(cfg.dispatch.idle_pause_after_ms, 0);
-    assert!(build("dispatch.idle_pause_after_ms", 100).is_ok());
+    let cfg = build("kafka.idle_pause_after_ms", 0).expect("0 turns the pause off");
+    assert_eq!(cfg.kafka.idle_pause_after_ms, 0);
+    assert!(build("kafka.idle_pause_after_ms", 100).is_ok());
     for (key, v) in [
-        ("dispatch.idle_pause_after_ms", 99),
-        ("dispatch.idle_pause_after_ms", 3_600_001),
-        ("dispatch.idle_probe_interval_ms", 9),
-        ("dispatch.idle_probe_interval_ms", 60_001),
+        ("kafka.idle_pause_after_ms", 99),
+        ("kafka.idle_pause_after_ms", 3_600_001),
+        ("kafka.idle_probe_interval_ms", 9),
+        ("kafka.idle_probe_interval_ms", 60_001),
     ] {
         let msg = build(key, v).unwrap_err().to_string();
         assert!(msg.contains(key), "{key} = {v}: {msg}");

@@ -54,6 +54,18 @@ impl Config {
         if k.session_timeout_ms < 1000 {
             return bad("kafka.session_timeout_ms", "must be at least 1000");
         }
+        if k.idle_pause_after_ms != 0 && !(100..=3_600_000).contains(&k.idle_pause_after_ms) {
+            return bad(
+                "kafka.idle_pause_after_ms",
+                "must be 0 (never pause) or between 100 and 3600000",
+            );
+        }
+        if !(10..=60_000).contains(&k.idle_probe_interval_ms) {
+            return bad(
+                "kafka.idle_probe_interval_ms",
+                "must be between 10 and 60000",
+            );
+        }
         let g = &self.grpc;
         if g.max_payload_bytes == 0 || g.max_payload_bytes > 16 * 1024 * 1024 {
             return bad("grpc.max_payload_bytes", "must be between 1 and 16777216");
@@ -108,18 +120,6 @@ impl Config {
         }
         if !(1..=60_000).contains(&d.fetch_wait_max_ms) {
             return bad("dispatch.fetch_wait_max_ms", "must be between 1 and 60000");
-        }
-        if d.idle_pause_after_ms != 0 && !(100..=3_600_000).contains(&d.idle_pause_after_ms) {
-            return bad(
-                "dispatch.idle_pause_after_ms",
-                "must be 0 (never pause) or between 100 and 3600000",
-            );
-        }
-        if !(10..=60_000).contains(&d.idle_probe_interval_ms) {
-            return bad(
-                "dispatch.idle_probe_interval_ms",
-                "must be between 10 and 60000",
-            );
         }
         if d.max_buffered_per_lane < 2 {
             return bad("dispatch.max_buffered_per_lane", "must be at least 2");

@@ -8,11 +8,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_core::config::KafkaConfig;
 use herald_core::time::now_ms;
 use herald_kafka::admin::idempotency_retention_ms;
+use herald_kafka::quiet::{self, Quiet};
 use herald_kafka::Producer;
 use herald_proto::v1::idempotency_record::Kind;
 use herald_proto::v1::IdempotencyRecord;
@@ -122,6 +123,7 @@ impl Claims {
         let mut config = herald_kafka::consumer_config(kafka, Some(&client), &client);
         // A claim is waited for by a publish: read it back promptly.
         config.set("fetch.wait.max.ms", "10");
+        let quiet = Quiet::configured(kafka, quiet::fetch_wait(&config), Instant::now());
         let consumer: BaseConsumer = config.create()?;
         let message_timeout = herald_kafka::producer_config(kafka, &client)
             .get("message.timeout.ms")
@@ -143,6 +145,7 @@ impl Claims {
             applied: tx,
             loaded_at: loaded_at.clone(),
             stop: stop.clone(),
+            quiet,
         };
         std::thread::Builder::new()
             .name("idempotency-reader".into())
@@ -388,6 +391,8 @@ struct Reader {
     applied: watch::Sender<i64>,
     loaded_at: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
+    /// When an idle reader pauses fetching (`None`: never).
+    quiet: Option<Quiet>,
 }
 
 impl Reader {
@@ -417,8 +422,33 @@ impl Reader {
             tracing::error!(error = %e, topic = %self.topic, "cannot read the idempotency topic");
             return;
         }
+        // On a broker that cannot hold a fetch open, an idle reader fetches
+        // in probes (kafka.idle_pause_after_ms).
+        let mut quiet = self.quiet.clone();
+        if let Some(q) = quiet.as_mut() {
+            q.assigned(Instant::now());
+        }
+        let set_fetching = |f| {
+            if let Err(e) = quiet::set_fetching(&self.consumer, f, |_, _| false) {
+                tracing::warn!(request = ?f, error = %e, "idempotency reader: cannot change fetching for idleness");
+            }
+        };
         while !self.stop.load(Ordering::Acquire) {
-            match self.consumer.poll(Duration::from_millis(100)) {
+            let mut wait = Duration::from_millis(100);
+            if let Some(q) = quiet.as_mut() {
+                let now = Instant::now();
+                if let Some(f) = q.tick(now) {
+                    set_fetching(f);
+                }
+                wait = wait.min(q.deadline().saturating_duration_since(now));
+            }
+            let polled = self.consumer.poll(wait);
+            if let (Some(Ok(_)), Some(q)) = (&polled, quiet.as_mut()) {
+                if let Some(f) = q.record(Instant::now()) {
+                    set_fetching(f);
+                }
+            }
+            match polled {
                 None => {}
                 Some(Err(e)) => tracing::debug!(error = %e, "idempotency topic poll error"),
                 Some(Ok(msg)) => {
