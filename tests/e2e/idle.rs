@@ -5,7 +5,9 @@
 //! (the new assignment fetches again). The registry and idempotency readers
 //! sleep too: an endpoint created during a quiet spell is known at once (its
 //! create waits for the read-back), and a keyed publish is claimed and
-//! answered, then recognised when repeated.
+//! answered, then recognised when repeated. Writes through the node's own
+//! producer wake its consumers at once (a nudge); records written by
+//! another process are found by the sleeping dispatchers' probes.
 //!
 //! Each round waits until the node reports `herald_dispatch_idle_paused 1`
 //! (a real condition, polled under the guard), then publishes.
@@ -15,7 +17,11 @@ use std::collections::HashMap;
 use crate::support::{metric_sum, publish_in_order, publish_req, wait_metric, TestNode, GUARD};
 use herald::node::{self, Roles};
 use herald_proto::v1 as pb;
+use herald_testkit::fixtures::now_unix;
 use herald_testkit::{first_arrivals, TestReceiver};
+use prost::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
 
 const ENDPOINTS: usize = 8;
 const PER_ENDPOINT: usize = 5;
@@ -69,6 +75,38 @@ fn check_order(receiver: &TestReceiver, sent: &[(String, pb::PublishResponse)]) 
     requests.len() - position.len()
 }
 
+/// Writes one event per endpoint with a plain Kafka producer, as an ingest
+/// node in another process would; returns their event ids.
+async fn write_from_outside(brokers: &str, topic: &str) -> Vec<String> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let mut ids = Vec::new();
+    for i in 0..ENDPOINTS {
+        let endpoint = format!("q-{i:02}");
+        let event_id = format!("msg_outside_{i:02}");
+        let envelope = pb::EventEnvelope {
+            event_id: event_id.clone(),
+            endpoint_id: endpoint.clone(),
+            event_type: "test.event".into(),
+            payload: br#"{"outside":true}"#.to_vec().into(),
+            created_at_ms: now_unix() * 1000,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        producer
+            .send(
+                FutureRecord::to(topic).key(&endpoint).payload(&envelope),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .expect("outside record written");
+        ids.push(event_id);
+    }
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_dispatcher_pauses_and_still_delivers() {
     let mut cfg = crate::support::config();
@@ -79,6 +117,7 @@ async fn an_idle_dispatcher_pauses_and_still_delivers() {
     let (_broker, cfg) = crate::support::broker(cfg);
     let mut cfg_a = cfg.clone();
     cfg_a.node.id = "idle-a".into();
+    let (brokers, events_topic) = (cfg.kafka.brokers.clone(), cfg.kafka.events_topic.clone());
     let mut cfg_b = cfg;
     cfg_b.node.id = "idle-b".into();
 
@@ -156,6 +195,16 @@ async fn an_idle_dispatcher_pauses_and_still_delivers() {
         wait_metric(&a.node, "node A pauses again", paused).await;
         sent.extend(publish_round(&a, &receiver, round).await);
     }
+    // Records from elsewhere (another process's ingest) bring no nudge:
+    // the sleeping dispatchers find them in a probe.
+    wait_metric(&a.node, "node A pauses before outside records", paused).await;
+    wait_metric(&b, "node B pauses before outside records", paused).await;
+    let outside = write_from_outside(&brokers, &events_topic).await;
+    receiver
+        .wait_for_ids(&outside, GUARD)
+        .await
+        .expect("records written by another process are found by a probe");
+
     // Partitions that moved may re-send what A had not committed yet; the
     // order of first arrivals holds regardless.
     let repeats = check_order(&receiver, &sent);

@@ -30,7 +30,8 @@ use herald_core::config::{DispatchConfig, EndpointHealthConfig, KafkaConfig, Ret
 use herald_core::endpoint::RateLimit;
 use herald_core::retry::RetryRules;
 use herald_delivery::Deliverer;
-use herald_kafka::quiet::{Fetching, QuietTimer};
+use herald_kafka::idle::QuietTimer;
+use herald_kafka::quiet::Fetching;
 use herald_registry::Registry;
 use herald_registry::RegistryWriter;
 use herald_telemetry::{names, Health};
@@ -229,7 +230,7 @@ pub async fn run_dispatcher(
     if !settings.kafka.client.contains_key("fetch.wait.max.ms") {
         config.set("fetch.wait.max.ms", d.fetch_wait_max_ms.to_string());
     }
-    let quiet_fetch_wait = herald_kafka::quiet::fetch_wait(&config);
+    let quiet_fetch_wait = herald_kafka::idle::fetch_wait(&config);
     let consumer: Arc<DispatchConsumer> = Arc::new(config.create_with_context(context)?);
     consumer.subscribe(&[&settings.kafka.events_topic, &settings.kafka.retry_topic])?;
     health.ready("dispatcher");
@@ -405,7 +406,7 @@ async fn route(
 /// the events partitions a worker keeps paused).
 fn set_fetching(consumer: &DispatchConsumer, f: Fetching, paused: bool) {
     let ctx = consumer.context();
-    let r = herald_kafka::quiet::set_fetching(consumer, f, |topic, p| {
+    let r = herald_kafka::idle::set_fetching(consumer, f, |topic, p| {
         topic == ctx.events_topic && lock(&ctx.events_held).contains(&p)
     });
     match r {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod capabilities;
 pub mod clients;
 pub mod dev;
+pub mod idle;
 pub mod producer;
 pub mod quiet;
 pub mod scan;

@@ -115,7 +115,8 @@ impl Producer {
 
     /// Enqueues `record`; the future resolves to its delivery report. A
     /// record librdkafka refuses at once (queue full, too large, ...) comes
-    /// back with the error.
+    /// back with the error. Wakes this process's consumers that are paused
+    /// for idleness ([`crate::idle::nudge`]).
     #[allow(clippy::result_large_err)]
     pub fn send_result<'a, K, P>(
         &self,
@@ -136,7 +137,11 @@ impl Producer {
             delivery_opaque: Box::new(tx),
         };
         match self.base.send(base) {
-            Ok(()) => Ok(rx),
+            Ok(()) => {
+                // This process's paused consumers may be waiting for it.
+                crate::idle::nudge();
+                Ok(rx)
+            }
             Err((e, b)) => Err((
                 e,
                 FutureRecord {

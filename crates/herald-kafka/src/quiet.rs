@@ -1,7 +1,7 @@
 //! When an idle consumer stops fetching: [`Quiet`], a pure state machine
 //! fed record arrivals and clock ticks that says when to pause every
-//! assigned partition and when to fetch again, and [`set_fetching`], which
-//! does it on a consumer.
+//! assigned partition and when to fetch again (the consumers drive it
+//! through [`crate::idle`]).
 //!
 //! A broker that holds a fetch until data arrives (Kafka) makes an idle
 //! consumer cheap: one request per `fetch.wait.max.ms`, answered early when
@@ -19,13 +19,9 @@
 //! read up to, so at most the first record after a quiet spell waits about
 //! one probe interval.
 
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use herald_core::config::KafkaConfig;
-use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaResult;
-use rdkafka::TopicPartitionList;
 
 /// What the router must do with the assigned partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +85,11 @@ impl Quiet {
         )
     }
 
+    /// Whether it fetches normally (neither paused nor probing).
+    pub fn awake(&self) -> bool {
+        matches!(self.state, State::Awake)
+    }
+
     /// Whether fetching is paused (between probes).
     pub fn paused(&self) -> bool {
         matches!(self.state, State::Asleep { .. })
@@ -145,103 +146,6 @@ impl Quiet {
 /// `fetch_wait`: two waits and 5 ms, at least 20 ms.
 pub fn probe_length(fetch_wait: Duration) -> Duration {
     (2 * fetch_wait + Duration::from_millis(5)).max(Duration::from_millis(20))
-}
-
-/// The `fetch.wait.max.ms` a consumer made from `config` uses (librdkafka's
-/// default, 500 ms, when unset or unreadable).
-pub fn fetch_wait(config: &rdkafka::ClientConfig) -> Duration {
-    let ms = config
-        .get("fetch.wait.max.ms")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(500);
-    Duration::from_millis(ms)
-}
-
-/// Pauses every partition assigned to `consumer`, or resumes them, except
-/// those `keep_paused(topic, partition)` names (paused for other reasons).
-pub fn set_fetching<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
-    consumer: &C,
-    f: Fetching,
-    keep_paused: impl Fn(&str, i32) -> bool,
-) -> KafkaResult<()> {
-    let assignment = consumer.assignment()?;
-    match f {
-        Fetching::Pause => consumer.pause(&assignment),
-        Fetching::Resume => {
-            let mut tpl = TopicPartitionList::new();
-            for e in assignment.elements() {
-                if !keep_paused(e.topic(), e.partition()) {
-                    tpl.add_partition(e.topic(), e.partition());
-                }
-            }
-            consumer.resume(&tpl)
-        }
-    }
-}
-
-/// [`Quiet`] with a tokio timer, for a consumer read in an async loop: a
-/// `select!` branch awaits [`QuietTimer::due`], then calls
-/// [`QuietTimer::tick`]; every record goes through [`QuietTimer::record`].
-/// The timer is re-armed only when it fires (records move the deadline
-/// later, never earlier), so reading a record touches no timer.
-pub struct QuietTimer {
-    quiet: Option<Quiet>,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl QuietTimer {
-    /// Pauses after `kafka.idle_pause_after_ms` without a record (never
-    /// when 0), probing every `kafka.idle_probe_interval_ms` for
-    /// [`probe_length`] of `fetch_wait`.
-    pub fn new(cfg: &KafkaConfig, fetch_wait: Duration) -> Self {
-        let quiet = Quiet::configured(cfg, fetch_wait, Instant::now());
-        let sleep = Box::pin(tokio::time::sleep_until(to_tokio(quiet.as_ref())));
-        Self { quiet, sleep }
-    }
-
-    /// Resolves when there is something to [`QuietTimer::tick`]; never
-    /// when idle pausing is off.
-    pub async fn due(&mut self) {
-        if self.quiet.is_none() {
-            return std::future::pending().await;
-        }
-        self.sleep.as_mut().await;
-    }
-
-    /// After [`QuietTimer::due`]: what to do with the partitions, if
-    /// anything; re-arms the timer.
-    pub fn tick(&mut self) -> Option<Fetching> {
-        let q = self.quiet.as_mut()?;
-        let f = q.tick(Instant::now());
-        self.sleep.as_mut().reset(to_tokio(Some(q)));
-        f
-    }
-
-    /// The assignment changed: fetch, and count the quiet time anew.
-    pub fn assigned(&mut self) {
-        if let Some(q) = self.quiet.as_mut() {
-            q.assigned(Instant::now());
-            self.sleep.as_mut().reset(to_tokio(Some(q)));
-        }
-    }
-
-    /// A record arrived: what to do with the partitions, if anything.
-    pub fn record(&mut self) -> Option<Fetching> {
-        self.quiet.as_mut()?.record(Instant::now())
-    }
-
-    /// Whether fetching is paused (between probes).
-    pub fn paused(&self) -> bool {
-        self.quiet.as_ref().is_some_and(Quiet::paused)
-    }
-}
-
-/// `q`'s deadline on tokio's clock (a year off when there is none).
-fn to_tokio(q: Option<&Quiet>) -> tokio::time::Instant {
-    match q {
-        Some(q) => tokio::time::Instant::from_std(q.deadline()),
-        None => tokio::time::Instant::now() + Duration::from_secs(86_400 * 365),
-    }
 }
 
 #[cfg(test)]

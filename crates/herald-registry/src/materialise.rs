@@ -39,7 +39,7 @@ pub async fn run_materialiser(
     if !cfg.client.contains_key("fetch.wait.max.ms") {
         config.set("fetch.wait.max.ms", "10");
     }
-    let fetch_wait = herald_kafka::quiet::fetch_wait(&config);
+    let fetch_wait = herald_kafka::idle::fetch_wait(&config);
     let consumer: StreamConsumer = config.create()?;
     let consumer = std::sync::Arc::new(consumer);
     let topic = cfg.endpoints_topic.clone();
@@ -88,9 +88,9 @@ pub async fn run_materialiser(
 
     // On a broker that cannot hold a fetch open, an idle registry fetches
     // in probes (kafka.idle_pause_after_ms).
-    let mut quiet = herald_kafka::quiet::QuietTimer::new(&cfg, fetch_wait);
+    let mut quiet = herald_kafka::idle::QuietTimer::new(&cfg, fetch_wait);
     let set_fetching = |f| {
-        if let Err(e) = herald_kafka::quiet::set_fetching(&*consumer, f, |_, _| false) {
+        if let Err(e) = herald_kafka::idle::set_fetching(&*consumer, f, |_, _| false) {
             tracing::warn!(request = ?f, error = %e, "registry: cannot change fetching for idleness");
         }
     };

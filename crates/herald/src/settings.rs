@@ -78,10 +78,11 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         ("dispatch.fetch_wait_max_ms", Value::Integer(5)),
         // ... so an idle dev node would fetch hundreds of times a second:
         // after a second without records, each tailing consumer fetches in
-        // probes, every 250 ms (docs/configuration.md; idle CPU ~0.9 % of
-        // a core, against ~1.2 % at 100 ms and ~4.2 % never pausing).
+        // probes, every 500 ms. Writes from dev's own ingest wake them at
+        // once (herald_kafka::idle::nudge), so the probe interval only
+        // delays records written by other processes (docs/benchmarks.md).
         ("kafka.idle_pause_after_ms", Value::Integer(1000)),
-        ("kafka.idle_probe_interval_ms", Value::Integer(250)),
+        ("kafka.idle_probe_interval_ms", Value::Integer(500)),
         ("node.id", Value::String("dev".into())),
         // One developer on loopback: no API tokens (docs/security.md).
         ("auth.disabled", Value::Boolean(true)),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use herald_core::config::KafkaConfig;
 use herald_core::time::now_ms;
 use herald_kafka::admin::idempotency_retention_ms;
-use herald_kafka::quiet::{self, Quiet};
+use herald_kafka::idle::{self, Idle};
 use herald_kafka::Producer;
 use herald_proto::v1::idempotency_record::Kind;
 use herald_proto::v1::IdempotencyRecord;
@@ -123,7 +123,7 @@ impl Claims {
         let mut config = herald_kafka::consumer_config(kafka, Some(&client), &client);
         // A claim is waited for by a publish: read it back promptly.
         config.set("fetch.wait.max.ms", "10");
-        let quiet = Quiet::configured(kafka, quiet::fetch_wait(&config), Instant::now());
+        let quiet = Idle::configured(kafka, idle::fetch_wait(&config));
         let consumer: BaseConsumer = config.create()?;
         let message_timeout = herald_kafka::producer_config(kafka, &client)
             .get("message.timeout.ms")
@@ -380,6 +380,9 @@ impl Claims {
     }
 }
 
+/// How often the reader looks at its stop flag (and, paused, for a nudge).
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// The reader thread's state.
 struct Reader {
     consumer: BaseConsumer,
@@ -391,8 +394,8 @@ struct Reader {
     applied: watch::Sender<i64>,
     loaded_at: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
-    /// When an idle reader pauses fetching (`None`: never).
-    quiet: Option<Quiet>,
+    /// When an idle reader pauses fetching.
+    quiet: Idle,
 }
 
 impl Reader {
@@ -424,27 +427,27 @@ impl Reader {
         }
         // On a broker that cannot hold a fetch open, an idle reader fetches
         // in probes (kafka.idle_pause_after_ms).
-        let mut quiet = self.quiet.clone();
-        if let Some(q) = quiet.as_mut() {
-            q.assigned(Instant::now());
-        }
+        let mut quiet = self.quiet;
+        quiet.assigned(Instant::now());
         let set_fetching = |f| {
-            if let Err(e) = quiet::set_fetching(&self.consumer, f, |_, _| false) {
+            if let Err(e) = idle::set_fetching(&self.consumer, f, |_, _| false) {
                 tracing::warn!(request = ?f, error = %e, "idempotency reader: cannot change fetching for idleness");
             }
         };
         while !self.stop.load(Ordering::Acquire) {
-            let mut wait = Duration::from_millis(100);
-            if let Some(q) = quiet.as_mut() {
-                let now = Instant::now();
-                if let Some(f) = q.tick(now) {
-                    set_fetching(f);
-                }
-                wait = wait.min(q.deadline().saturating_duration_since(now));
+            let now = Instant::now();
+            if let Some(f) = quiet.tick(now) {
+                set_fetching(f);
+            }
+            // A nudge (a claim this node just wrote) is seen on the next
+            // turn: asleep, within STOP_CHECK (each turn costs a poll).
+            let mut wait = STOP_CHECK;
+            if let Some(deadline) = quiet.deadline() {
+                wait = wait.min(deadline.saturating_duration_since(now));
             }
             let polled = self.consumer.poll(wait);
-            if let (Some(Ok(_)), Some(q)) = (&polled, quiet.as_mut()) {
-                if let Some(f) = q.record(Instant::now()) {
+            if let Some(Ok(_)) = &polled {
+                if let Some(f) = quiet.record(Instant::now()) {
                     set_fetching(f);
                 }
             }
