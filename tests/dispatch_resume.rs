@@ -29,36 +29,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use support::dlq::DlqTail;
 use support::ledger::Ledger;
-use support::{metric_sum, publish_in_order, wait_metric, TestNode, GUARD};
+use support::{metric_sum, publish_round, wait_metric, TestNode, GUARD};
 
 const ENDPOINTS: usize = 16;
-
-/// Publishes `per` events to each endpoint, in order, and waits until the
-/// receiver has every one of them.
-async fn publish_and_wait(
-    a: &TestNode,
-    receiver: &TestReceiver,
-    round: usize,
-    per: usize,
-) -> Vec<(String, pb::PublishResponse)> {
-    let items: Vec<(String, String)> = (0..per)
-        .flat_map(|seq| {
-            (0..ENDPOINTS).map(move |i| {
-                (
-                    format!("r-{i:02}"),
-                    format!(r#"{{"round":{round},"seq":{seq}}}"#),
-                )
-            })
-        })
-        .collect();
-    let published = publish_in_order(&mut a.events.clone(), &items, 50).await;
-    let ids: Vec<String> = published.iter().map(|p| p.event_id.clone()).collect();
-    receiver
-        .wait_for_ids(&ids, GUARD)
-        .await
-        .expect("every event is delivered");
-    items.into_iter().map(|(ep, _)| ep).zip(published).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_that_stay_resume_in_place() {
@@ -81,7 +54,7 @@ async fn partitions_that_stay_resume_in_place() {
         )
         .await;
     }
-    let mut sent = publish_and_wait(&a, &receiver, 0, 10).await;
+    let mut sent = publish_round(&a, &receiver, ("r", ENDPOINTS), 0, 10).await;
 
     // B joins: A's partitions are revoked, A keeps 0 and 1.
     let b = node::start(
@@ -97,7 +70,7 @@ async fn partitions_that_stay_resume_in_place() {
         metric_sum(m, "herald_partitions_resumed_total").unwrap_or(0.0) >= 2.0
     })
     .await;
-    sent.extend(publish_and_wait(&a, &receiver, 1, 10).await);
+    sent.extend(publish_round(&a, &receiver, ("r", ENDPOINTS), 1, 10).await);
 
     // B leaves: A gets 2 and 3 back and resumes 0 and 1 once more.
     tokio::time::timeout(GUARD, b.shutdown())
@@ -109,7 +82,7 @@ async fn partitions_that_stay_resume_in_place() {
             && metric_sum(m, "herald_partitions_assigned").unwrap_or(0.0) == 4.0
     })
     .await;
-    sent.extend(publish_and_wait(&a, &receiver, 2, 10).await);
+    sent.extend(publish_round(&a, &receiver, ("r", ENDPOINTS), 2, 10).await);
 
     let mut arrivals: HashMap<String, usize> = HashMap::new();
     for r in receiver.requests() {

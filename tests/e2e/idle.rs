@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{metric_sum, publish_in_order, publish_req, wait_metric, TestNode, GUARD};
+use crate::support::{metric_sum, publish_req, publish_round, wait_metric, TestNode, GUARD};
 use herald::node::{self, Roles};
 use herald_proto::v1 as pb;
 use herald_testkit::fixtures::now_unix;
@@ -28,32 +28,6 @@ const PER_ENDPOINT: usize = 5;
 
 fn paused(text: &str) -> bool {
     metric_sum(text, "herald_dispatch_idle_paused") == Some(1.0)
-}
-
-/// Publishes a round for every endpoint, in order, and waits until each
-/// event has arrived; returns (endpoint, response) in publish order.
-async fn publish_round(
-    node: &TestNode,
-    receiver: &TestReceiver,
-    round: usize,
-) -> Vec<(String, pb::PublishResponse)> {
-    let items: Vec<(String, String)> = (0..PER_ENDPOINT)
-        .flat_map(|seq| {
-            (0..ENDPOINTS).map(move |i| {
-                (
-                    format!("q-{i:02}"),
-                    format!(r#"{{"round":{round},"seq":{seq}}}"#),
-                )
-            })
-        })
-        .collect();
-    let published = publish_in_order(&mut node.events.clone(), &items, 40).await;
-    let ids: Vec<String> = published.iter().map(|p| p.event_id.clone()).collect();
-    receiver
-        .wait_for_ids(&ids, GUARD)
-        .await
-        .expect("every event published while paused is delivered");
-    items.into_iter().map(|(ep, _)| ep).zip(published).collect()
 }
 
 /// Asserts that each endpoint's events first arrived in publish order, and
@@ -132,7 +106,7 @@ async fn an_idle_dispatcher_pauses_and_still_delivers() {
     let mut sent = Vec::new();
     for round in 0..3 {
         wait_metric(&a.node, "node A pauses for idleness", paused).await;
-        sent.extend(publish_round(&a, &receiver, round).await);
+        sent.extend(publish_round(&a, &receiver, ("q", ENDPOINTS), round, PER_ENDPOINT).await);
     }
     assert_eq!(
         check_order(&receiver, &sent),
@@ -193,7 +167,7 @@ async fn an_idle_dispatcher_pauses_and_still_delivers() {
     wait_metric(&b, "node B pauses for idleness", paused).await;
     for round in 3..5 {
         wait_metric(&a.node, "node A pauses again", paused).await;
-        sent.extend(publish_round(&a, &receiver, round).await);
+        sent.extend(publish_round(&a, &receiver, ("q", ENDPOINTS), round, PER_ENDPOINT).await);
     }
     // Records from elsewhere (another process's ingest) bring no nudge:
     // the sleeping dispatchers find them in a probe.

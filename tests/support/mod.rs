@@ -240,6 +240,35 @@ pub async fn publish_in_order(
     out
 }
 
+/// Publishes round `round`: `per` events to each endpoint `{prefix}-{i:02}`
+/// (`i` below `endpoints`), in order, 50 to a `PublishBatch`; waits until
+/// `receiver` has every one. Returns (endpoint, response) in publish order.
+pub async fn publish_round(
+    node: &TestNode,
+    receiver: &herald_testkit::TestReceiver,
+    (prefix, endpoints): (&str, usize),
+    round: usize,
+    per: usize,
+) -> Vec<(String, pb::PublishResponse)> {
+    let items: Vec<(String, String)> = (0..per)
+        .flat_map(|seq| {
+            (0..endpoints).map(move |i| {
+                (
+                    format!("{prefix}-{i:02}"),
+                    format!(r#"{{"round":{round},"seq":{seq}}}"#),
+                )
+            })
+        })
+        .collect();
+    let published = publish_in_order(&mut node.events.clone(), &items, 50).await;
+    let ids: Vec<String> = published.iter().map(|p| p.event_id.clone()).collect();
+    receiver
+        .wait_for_ids(&ids, GUARD)
+        .await
+        .expect("every event of the round is delivered");
+    items.into_iter().map(|(ep, _)| ep).zip(published).collect()
+}
+
 /// The sum of the samples of metric `name` whose labels contain `label`
 /// (e.g. `reason="final_answer"`), or `None` if there is none.
 pub fn metric_sum_with(text: &str, name: &str, label: &str) -> Option<f64> {
