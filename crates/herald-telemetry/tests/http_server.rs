@@ -77,6 +77,8 @@ async fn every_counter_and_histogram_is_exported_at_zero_from_the_start() {
         herald_telemetry::names::LANE_EVENTS,
         herald_telemetry::names::LANES_OPEN,
         herald_telemetry::names::PARTITIONS_ASSIGNED,
+        // Set to 0 by the dispatcher when it starts.
+        herald_telemetry::names::DISPATCH_IDLE_PAUSED,
         herald_telemetry::names::ENDPOINTS,
         // Set by the broker capability probe when it has an answer.
         herald_telemetry::names::BROKER_FEATURE_SUPPORTED,
