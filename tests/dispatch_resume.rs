@@ -21,7 +21,6 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use herald::node::{self, Roles};
 use herald_proto::v1 as pb;
 use herald_testkit::TestReceiver;
 use prost::Message as _;
@@ -29,7 +28,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use support::dlq::DlqTail;
 use support::ledger::Ledger;
-use support::{metric_sum, publish_round, wait_metric, TestNode, GUARD};
+use support::{metric_sum, publish_round, start_dispatcher, wait_metric, TestNode, GUARD};
 
 const ENDPOINTS: usize = 16;
 
@@ -57,15 +56,7 @@ async fn partitions_that_stay_resume_in_place() {
     let mut sent = publish_round(&a, &receiver, ("r", ENDPOINTS), 0, 10).await;
 
     // B joins: A's partitions are revoked, A keeps 0 and 1.
-    let b = node::start(
-        cfg_b,
-        Roles {
-            ingest: false,
-            dispatch: true,
-        },
-    )
-    .await
-    .expect("node B starts");
+    let b = start_dispatcher(cfg_b).await;
     wait_metric(&a.node, "A resumes partitions 0 and 1", |m| {
         metric_sum(m, "herald_partitions_resumed_total").unwrap_or(0.0) >= 2.0
     })

@@ -14,8 +14,9 @@
 
 use std::collections::HashMap;
 
-use crate::support::{metric_sum, publish_req, publish_round, wait_metric, TestNode, GUARD};
-use herald::node::{self, Roles};
+use crate::support::{
+    metric_sum, publish_req, publish_round, start_dispatcher, wait_metric, TestNode, GUARD,
+};
 use herald_proto::v1 as pb;
 use herald_testkit::fixtures::now_unix;
 use herald_testkit::{first_arrivals, TestReceiver};
@@ -149,15 +150,7 @@ async fn an_idle_dispatcher_pauses_and_still_delivers() {
 
     // B joins while A sleeps: both fetch their new assignment, then sleep.
     wait_metric(&a.node, "node A pauses before B joins", paused).await;
-    let b = node::start(
-        cfg_b,
-        Roles {
-            ingest: false,
-            dispatch: true,
-        },
-    )
-    .await
-    .expect("node B starts");
+    let b = start_dispatcher(cfg_b).await;
     wait_metric(
         &a.node,
         "A keeps two of the four partitions and pauses",

@@ -122,6 +122,19 @@ impl TestNode {
     }
 }
 
+/// Starts a node that only dispatches (no gRPC API); panics if it cannot.
+pub async fn start_dispatcher(cfg: Config) -> RunningNode {
+    node::start(
+        cfg,
+        Roles {
+            ingest: false,
+            dispatch: true,
+        },
+    )
+    .await
+    .expect("a dispatch-only node starts")
+}
+
 /// Starts a node with `roles` under `cfg` and waits until its registry is
 /// loaded; no client is attached (the config may require tokens or TLS).
 pub async fn start_loaded(cfg: Config, roles: Roles) -> RunningNode {

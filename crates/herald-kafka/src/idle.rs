@@ -3,7 +3,7 @@
 //! and the process-wide nudge.
 //!
 //! A paused consumer fetches only in probes, so a record written while it
-//! sleeps waits for the next probe. When the record comes from this very
+//! sleeps waits for a probe that happens to fetch (see [`crate::quiet`]). When the record comes from this very
 //! process (`herald dev` runs ingest, the registry and the dispatcher in
 //! one), there is no need to wait: every write through
 //! [`crate::Producer`] calls [`nudge`], which wakes every paused consumer

@@ -13,11 +13,15 @@
 //! every partition and fetches only in short probes, every
 //! `kafka.idle_probe_interval_ms`, each long enough for a fetch round trip.
 //! The first record a probe (or a new assignment) brings wakes it fully.
+//! librdkafka acts on a pause or resume only at its broker thread's next
+//! turn (about once a second), so a short probe often fetches nothing and a
+//! resume takes effect up to a second late (docs/benchmarks.md, Known
+//! limits): pausing suits one-process setups, where [`crate::idle::nudge`]
+//! wakes consumers for the process's own writes.
 //!
 //! Nothing is skipped while paused: pausing drops what was fetched but not
 //! yet read, and librdkafka fetches again from the position the application
-//! read up to, so at most the first record after a quiet spell waits about
-//! one probe interval.
+//! read up to.
 
 use std::time::{Duration, Instant};
 
