@@ -207,6 +207,7 @@ pub async fn run_dispatcher(
             &[&settings.kafka.events_topic, &settings.kafka.retry_topic],
         ),
         events_held: Mutex::new(HashSet::new()),
+        membership: Mutex::new(None),
     };
     health.pending("registry", "loading the endpoint registry");
     registry.wait_loaded().await;

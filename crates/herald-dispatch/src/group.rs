@@ -11,6 +11,14 @@
 //! partition back, the worker resumes in place (records the consumer fetches
 //! again from the committed offset are ignored), so the rebalance re-sends
 //! nothing; otherwise it is cancelled then.
+//!
+//! "Gives the partition back" means the very next generation, as the same
+//! member ([`herald_kafka::membership`]): a member that was out of the
+//! group for a generation, or that the coordinator forgot, cannot know
+//! what another owner did meanwhile (delivered, wrote retries, committed),
+//! so its suspended workers are dropped and the partitions start again from
+//! the committed offsets. An assignment librdkafka reports as lost is not
+//! suspended at all.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use herald_kafka::membership::{may_resume, Membership};
 use herald_telemetry::names;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -81,6 +90,9 @@ pub(crate) struct DispatchContext {
     /// is read first, or its buffer is full): waking from an idle pause
     /// leaves them paused.
     pub(crate) events_held: Mutex<HashSet<i32>>,
+    /// The membership (member id, generation) under which the current
+    /// workers were assigned, read in the last assign callback.
+    pub(crate) membership: Mutex<Option<Membership>>,
 }
 
 /// Locks `m` even if a panicking worker poisoned it: the trackers only ever
@@ -298,11 +310,19 @@ impl ConsumerContext for DispatchContext {
         metrics::counter!(names::REBALANCES, "kind" => "revoke").increment(1);
         let mut commit = TopicPartitionList::new();
         let revoked = partitions(tpl);
+        // Lost (the session timed out, or the coordinator fenced this
+        // member): another member may own the partitions already, so
+        // nothing is kept and nothing is committed over its work.
+        let lost = consumer.assignment_lost();
         {
             let mut workers = lock(&self.workers);
             let mut suspended = lock(&self.suspended);
             for p in &revoked {
                 let Some(w) = workers.remove(p) else { continue };
+                if lost {
+                    w.cancel.cancel();
+                    continue;
+                }
                 // Starts nothing new until it is given the partition back.
                 let _ = w.suspend.send(true);
                 let points = self.commit_points(&w.trackers);
@@ -321,7 +341,11 @@ impl ConsumerContext for DispatchContext {
                 tracing::warn!(target: LOG_TARGET, error = %e, "commit on revoke failed; the next owner re-sends more");
             }
         }
-        tracing::info!(target: LOG_TARGET, partitions = ?revoked, "partitions revoked");
+        if lost {
+            tracing::warn!(target: LOG_TARGET, partitions = ?revoked, "assignment lost (the group moved on without this member); its unfinished work is re-sent by the next owner");
+        } else {
+            tracing::info!(target: LOG_TARGET, partitions = ?revoked, "partitions revoked");
+        }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -342,19 +366,31 @@ impl ConsumerContext for DispatchContext {
         if events != retry {
             tracing::error!(target: LOG_TARGET, ?events, ?retry, "events and retry partitions are not co-assigned; check that both topics have the same partition count and every dispatcher uses the range assignor");
         }
-        // Partitions that came back resume in place; the others' suspended
-        // workers are dropped (their next owner re-sends what was unfinished).
+        // Partitions that came back in the next generation resume in place;
+        // the others' suspended workers are dropped (the committed offsets
+        // say where to start; what was unfinished is re-sent).
+        let now = Membership::of(consumer);
+        let owned_under = std::mem::replace(&mut *lock(&self.membership), now.clone());
+        let continuous = may_resume(owned_under.as_ref(), now.as_ref());
         let mut resumed = HashMap::new();
         {
             let mut suspended = lock(&self.suspended);
             for p in &events {
+                if !continuous {
+                    break;
+                }
                 if let Some(w) = suspended.remove(p) {
                     resumed.insert(*p, w);
                 }
             }
+            if !continuous && !suspended.is_empty() {
+                tracing::warn!(target: LOG_TARGET, before = ?owned_under, now = ?now, partitions = ?suspended.keys().collect::<Vec<_>>(), "not the next generation of the same member: another member may have owned these partitions meanwhile; starting them again from the committed offsets");
+            }
             for (p, w) in suspended.drain() {
                 w.cancel.cancel();
-                tracing::info!(target: LOG_TARGET, partition = p, "partition went to another member");
+                if continuous {
+                    tracing::info!(target: LOG_TARGET, partition = p, "partition went to another member");
+                }
             }
         }
         let fresh: Vec<i32> = events

@@ -4,13 +4,16 @@
 //!
 //! Owns how Herald talks to Kafka in general; what it reads and writes lives
 //! with the roles (`herald-ingest`, `herald-dispatch`, `herald-registry`).
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: `membership` reads the group generation through
+// librdkafka's C API in one audited function.
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod capabilities;
 pub mod clients;
 pub mod dev;
 pub mod idle;
+pub mod membership;
 pub mod producer;
 pub mod quiet;
 pub mod scan;
