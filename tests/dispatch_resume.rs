@@ -12,6 +12,12 @@
 //! in place sends none again. Events of partitions 2 and 3 move to B and
 //! back, and their duplicates are only printed.
 //!
+//! `a_fenced_member_stops_without_committing`: when the coordinator fences
+//! the dispatcher's static member (another process with the same node id;
+//! injected here as `FENCED_INSTANCE_ID` answers to heartbeats), librdkafka
+//! raises a fatal error. The dispatcher stops every worker at once, leaves
+//! readiness, and the node stops with an error that says so.
+//!
 //! `poison_records_are_dead_lettered`: a record that is not an envelope, and
 //! one whose key does not match its envelope, each reach the dead-letter
 //! topic with reason `poison_record`, and the partition moves on.
@@ -25,6 +31,8 @@ use herald_proto::v1 as pb;
 use herald_testkit::TestReceiver;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaApiKey;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientConfig;
 use support::dlq::DlqTail;
 use support::ledger::Ledger;
@@ -102,6 +110,50 @@ async fn partitions_that_stay_resume_in_place() {
         "events of partitions that stayed with node A were sent again: {resent_kept:?}"
     );
     a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_member_stops_without_committing() {
+    let mut cfg = support::config();
+    cfg.dispatch.static_membership = true;
+    let (broker, cfg) = support::broker(cfg);
+    let receiver = TestReceiver::start().await.unwrap();
+    let a = TestNode::start(cfg).await;
+    a.create_endpoint("f-1", &receiver.url_for("/f-1")).await;
+    let published = a.publish("f-1", r#"{"n":0}"#).await;
+    receiver
+        .wait_for_ids(&[published.event_id.clone()], GUARD)
+        .await
+        .expect("delivered while the member is in the group");
+
+    // Every group member of the node is fenced at its next heartbeat.
+    broker.cluster().request_errors(
+        RDKafkaApiKey::Heartbeat,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 16],
+    );
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let (ready, detail) = a.node.health.report();
+        let why = detail["components"]["dispatcher"]["reason"].to_string();
+        if !ready && why.contains("fatal Kafka error") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fenced dispatcher did not stop: ready {ready}, {detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = tokio::time::timeout(GUARD, a.node.shutdown())
+        .await
+        .expect("the node stops in time")
+        .expect_err("a fenced dispatcher stops the node with an error");
+    let text = format!("{err:#}");
+    assert!(text.contains("fatal Kafka consumer error"), "{text}");
+    assert!(
+        text.contains("FencedInstanceId") || text.contains("fenced"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

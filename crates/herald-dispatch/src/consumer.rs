@@ -89,6 +89,11 @@ pub enum DispatchError {
         /// The panic message.
         message: String,
     },
+    /// librdkafka raised a fatal error (for example a static member fenced
+    /// by another process with the same `node.id`): this node may no longer
+    /// consume, so it stopped every worker without draining or committing.
+    #[error("fatal Kafka consumer error: {0}; every partition worker was stopped without committing, restart the node (check that node ids are unique)")]
+    Fatal(String),
 }
 
 type DispatchConsumer = StreamConsumer<DispatchContext>;
@@ -248,7 +253,29 @@ pub async fn run_dispatcher(
     // An idle node fetches in probes (kafka.idle_pause_after_ms).
     let quiet = QuietTimer::new(&settings.kafka, quiet_fetch_wait);
     metrics::gauge!(names::DISPATCH_IDLE_PAUSED).set(0.0);
-    let failed = route(&consumer, control_rx, failures_rx, quiet, shutdown).await;
+    let failed = match route(&consumer, control_rx, failures_rx, quiet, shutdown).await {
+        Stopped::Shutdown => None,
+        Stopped::Worker(f) => Some(f),
+        Stopped::Fatal(message) => {
+            // Another member may own these partitions already: stop at
+            // once, commit nothing, and let the next owner re-send.
+            health.pending("dispatcher", format!("fatal Kafka error: {message}"));
+            stop_commits.cancel();
+            let _ = committer.await;
+            let ctx = consumer.context();
+            for (_, w) in lock(&ctx.workers)
+                .drain()
+                .chain(lock(&ctx.suspended).drain())
+            {
+                w.cancel.cancel();
+            }
+            tracing::error!(%message, "fatal Kafka consumer error; every partition worker stopped without committing");
+            // Never destroyed: librdkafka's destroy of a fenced consumer
+            // spins (see `herald_kafka::clients::dispose`).
+            std::mem::forget(consumer);
+            return Err(DispatchError::Fatal(message));
+        }
+    };
 
     // Drain every partition at once: close the workers' channels, let
     // in-flight work finish until the one deadline, commit, leave the group.
@@ -314,15 +341,25 @@ pub async fn run_dispatcher(
     }
 }
 
+/// Why [`route`] returned.
+enum Stopped {
+    Shutdown,
+    /// A partition worker failed.
+    Worker(Failure),
+    /// librdkafka's fatal error (the consumer can no longer be used).
+    Fatal(String),
+}
+
 /// Reads records and hands each to its partition's worker, and applies the
-/// workers' control requests, until `shutdown` or until a worker fails.
+/// workers' control requests, until `shutdown`, until a worker fails, or
+/// until the consumer raises a fatal error.
 async fn route(
     consumer: &DispatchConsumer,
     mut control: mpsc::UnboundedReceiver<ControlMsg>,
     mut failures: mpsc::UnboundedReceiver<Failure>,
     mut quiet: QuietTimer,
     shutdown: impl Future<Output = ()>,
-) -> Option<Failure> {
+) -> Stopped {
     let ctx = consumer.context();
     let mut senders: HashMap<i32, (u64, mpsc::Sender<Record>)> = HashMap::new();
     let mut seen = u64::MAX;
@@ -332,8 +369,8 @@ async fn route(
     tokio::pin!(shutdown);
     loop {
         let msg = tokio::select! {
-            _ = &mut shutdown => return None,
-            Some(f) = failures.recv() => return Some(f),
+            _ = &mut shutdown => return Stopped::Shutdown,
+            Some(f) = failures.recv() => return Stopped::Worker(f),
             Some((p, generation, c)) = control.recv() => {
                 apply_control(consumer, p, generation, c);
                 continue;
@@ -358,6 +395,9 @@ async fn route(
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    return Stopped::Fatal(format!("{code:?}: {reason}"));
+                }
                 tracing::warn!(error = %e, "consumer error");
                 continue;
             }

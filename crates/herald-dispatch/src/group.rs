@@ -374,7 +374,20 @@ impl ConsumerContext for DispatchContext {
         let continuous = may_resume(owned_under.as_ref(), now.as_ref());
         let mut resumed = HashMap::new();
         {
+            // An assign with no revoke before it (librdkafka rejoins without
+            // one when topic metadata changes while an assignment waits for
+            // the application): the workers still running were owned under
+            // the previous assignment, so they are judged like suspended
+            // ones, and those whose partition is gone are cancelled.
+            let unrevoked: Vec<(i32, WorkerHandle)> = lock(&self.workers).drain().collect();
             let mut suspended = lock(&self.suspended);
+            for (p, w) in unrevoked {
+                let _ = w.suspend.send(true);
+                tracing::warn!(target: LOG_TARGET, partition = p, "assignment replaced without a revoke");
+                if let Some(old) = suspended.insert(p, w) {
+                    old.cancel.cancel();
+                }
+            }
             for p in &events {
                 if !continuous {
                     break;

@@ -138,6 +138,11 @@ pub async fn run_scheduler(
                 let msg = match msg {
                     Ok(m) => m.detach(),
                     Err(e) => {
+                        // A fatal error repeats on every read: stop.
+                        if consumer.client().fatal_error().is_some() {
+                            herald_kafka::clients::dispose(consumer);
+                            return Err(e);
+                        }
                         tracing::warn!(error = %e, "scheduler consumer error");
                         continue;
                     }
@@ -172,11 +177,15 @@ pub async fn run_scheduler(
             }
         }
     }
-    // Commit what was stored before leaving the group.
-    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        tracing::debug!(error = %e, "scheduler final commit");
+    // Commit what was stored before leaving the group (not when fenced:
+    // another member may own the partitions).
+    if consumer.client().fatal_error().is_none() {
+        if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::debug!(error = %e, "scheduler final commit");
+        }
+        consumer.unsubscribe();
     }
-    consumer.unsubscribe();
+    herald_kafka::clients::dispose(consumer);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! librdkafka client configurations for each role.
 
 use herald_core::config::KafkaConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::ClientConfig;
 
 /// Settings every client shares: brokers plus the operator's `kafka.client` map.
@@ -65,4 +66,16 @@ pub fn consumer_config(cfg: &KafkaConfig, group: Option<&str>, client_id: &str) 
         c.set(k, v);
     }
     c
+}
+
+/// Drops `consumer`, unless librdkafka marked it fatally failed (a static
+/// member fenced by another process with the same instance id). Destroying
+/// such a consumer spins for good inside librdkafka's close (seen with
+/// librdkafka 2.12.1: its main thread busy-loops while the destroy waits),
+/// so it is leaked instead: after a fatal error the node stops anyway.
+pub fn dispose<C: Consumer<X>, X: ConsumerContext>(consumer: C) {
+    if let Some((code, reason)) = consumer.client().fatal_error() {
+        tracing::warn!(?code, %reason, "not destroying a fatally failed Kafka consumer (librdkafka would spin); it is released when the process exits");
+        std::mem::forget(consumer);
+    }
 }
