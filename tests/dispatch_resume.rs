@@ -122,7 +122,7 @@ async fn a_fenced_member_stops_without_committing() {
     a.create_endpoint("f-1", &receiver.url_for("/f-1")).await;
     let published = a.publish("f-1", r#"{"n":0}"#).await;
     receiver
-        .wait_for_ids(&[published.event_id.clone()], GUARD)
+        .wait_for_ids(std::slice::from_ref(&published.event_id), GUARD)
         .await
         .expect("delivered while the member is in the group");
 
