@@ -18,6 +18,9 @@ use crate::target::{Herald, Launcher};
 use crate::workload::{unix_nanos, Workload};
 use crate::{baseline, target};
 
+/// How long the `idle` scenario lets a node settle before measuring.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
+
 /// What every run shares.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -131,8 +134,16 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
     if let Some(m) = &herald.metrics {
         target::wait_assigned(m).await?;
     }
+    let idle = case.idle.filter(|_| !case.refuse_all);
+    if idle.is_some() {
+        // Idle means settled: the window opens once the setup's own
+        // traffic (endpoint creates, the group's join) has died down.
+        tokio::time::sleep(IDLE_SETTLE).await;
+        fig.extra
+            .insert("idle_settle_secs".into(), IDLE_SETTLE.as_secs_f64());
+    }
     let before = herald.sample()?;
-    if let Some(quiet) = case.idle.filter(|_| !case.refuse_all) {
+    if let Some(quiet) = idle {
         tokio::time::sleep(quiet).await;
         let cpu = cpu_since(&herald, &before)?;
         fig.herald_cpu_secs = cpu;

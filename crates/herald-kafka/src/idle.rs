@@ -3,7 +3,7 @@
 //! and the process-wide nudge.
 //!
 //! A paused consumer fetches only in probes, so a record written while it
-//! sleeps waits for a probe that happens to fetch (see [`crate::quiet`]). When the record comes from this very
+//! sleeps waits for the next probe (see [`crate::quiet`]). When the record comes from this very
 //! process (`herald dev` runs ingest, the registry and the dispatcher in
 //! one), there is no need to wait: every write through
 //! [`crate::Producer`] calls [`nudge`], which wakes every paused consumer
@@ -46,8 +46,20 @@ pub fn fetch_wait(config: &rdkafka::ClientConfig) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// How long [`set_fetching`] waits for the request that wakes a fetcher.
+const WAKE_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// Pauses every partition assigned to `consumer`, or resumes them, except
 /// those `keep_paused(topic, partition)` names (paused for other reasons).
+///
+/// A resume takes effect when the partition's broker thread next looks at
+/// its partitions. librdkafka applies the resume on its main thread and
+/// does not wake the broker thread, which, with nothing to fetch, sleeps up
+/// to a second. So after resuming, this sends the partition's leader one
+/// small request (a watermark query for the first resumed partition of
+/// each topic; the answer is not used): the broker thread wakes to send it
+/// and fetches at once. That request blocks the caller for one round trip
+/// (at most 200 ms).
 pub fn set_fetching<C: Consumer<X>, X: ConsumerContext>(
     consumer: &C,
     f: Fetching,
@@ -58,12 +70,23 @@ pub fn set_fetching<C: Consumer<X>, X: ConsumerContext>(
         Fetching::Pause => consumer.pause(&assignment),
         Fetching::Resume => {
             let mut tpl = TopicPartitionList::new();
+            let mut wake: Vec<(String, i32)> = Vec::new();
             for e in assignment.elements() {
                 if !keep_paused(e.topic(), e.partition()) {
                     tpl.add_partition(e.topic(), e.partition());
+                    if !wake.iter().any(|(t, _)| t == e.topic()) {
+                        wake.push((e.topic().to_string(), e.partition()));
+                    }
                 }
             }
-            consumer.resume(&tpl)
+            // Synchronous: the resume is applied when this returns.
+            consumer.resume(&tpl)?;
+            for (topic, p) in wake {
+                // Only the request matters; a failure leaves the resume to
+                // the broker thread's next turn.
+                let _ = consumer.fetch_watermarks(&topic, p, WAKE_TIMEOUT);
+            }
+            Ok(())
         }
     }
 }

@@ -13,11 +13,11 @@
 //! every partition and fetches only in short probes, every
 //! `kafka.idle_probe_interval_ms`, each long enough for a fetch round trip.
 //! The first record a probe (or a new assignment) brings wakes it fully.
-//! librdkafka acts on a pause or resume only at its broker thread's next
-//! turn (about once a second), so a short probe often fetches nothing and a
-//! resume takes effect up to a second late (docs/benchmarks.md, Known
-//! limits): pausing suits one-process setups, where [`crate::idle::nudge`]
-//! wakes consumers for the process's own writes.
+//! librdkafka applies a resume without waking the broker thread that
+//! fetches, so [`crate::idle::set_fetching`] wakes it with one small
+//! request; a probe then fetches at once. Pausing suits one-process setups,
+//! where [`crate::idle::nudge`] wakes consumers for the process's own
+//! writes, and records from other processes wait for the next probe.
 //!
 //! Nothing is skipped while paused: pausing drops what was fetched but not
 //! yet read, and librdkafka fetches again from the position the application

@@ -82,7 +82,7 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         // once (herald_kafka::idle::nudge), so the probe interval only
         // delays records written by other processes (docs/benchmarks.md).
         ("kafka.idle_pause_after_ms", Value::Integer(1000)),
-        ("kafka.idle_probe_interval_ms", Value::Integer(500)),
+        ("kafka.idle_probe_interval_ms", Value::Integer(2000)),
         ("node.id", Value::String("dev".into())),
         // One developer on loopback: no API tokens (docs/security.md).
         ("auth.disabled", Value::Boolean(true)),

@@ -247,8 +247,8 @@ pub struct KafkaConfig {
     /// `herald dev` uses 1000, as its broker cannot hold a fetch open).
     pub idle_pause_after_ms: u64,
     /// While paused for idleness, how often a consumer probes for records,
-    /// milliseconds (a probe may fetch nothing: librdkafka acts on a resume
-    /// only about once a second; docs/configuration.md).
+    /// milliseconds: how long a record from another process may wait
+    /// (`herald dev` uses 2000; its own writes wake consumers at once).
     pub idle_probe_interval_ms: u64,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`).
     pub client: BTreeMap<String, String>,
