@@ -11,7 +11,7 @@ use std::time::Duration;
 use herald_core::config::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::clients::base_config;
@@ -162,6 +162,32 @@ pub fn events_partitions(cfg: &KafkaConfig, existing: &HashMap<String, i32>) -> 
         .unwrap_or(cfg.events_partitions)
 }
 
+/// How long a starting node keeps trying to reach the cluster when the
+/// connection itself fails (a broker that is still starting, a loaded
+/// machine): librdkafka reports a refused connection at once, not after
+/// the metadata timeout.
+const REACH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The cluster's metadata; a transport failure is tried again (every
+/// 500 ms, up to [`REACH_DEADLINE`]) before it counts as unreachable.
+fn metadata_with_retries<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+) -> KafkaResult<rdkafka::metadata::Metadata> {
+    let start = std::time::Instant::now();
+    loop {
+        match client.fetch_metadata(None, Duration::from_secs(10)) {
+            Err(KafkaError::MetadataFetch(
+                code
+                @ (RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown),
+            )) if start.elapsed() < REACH_DEADLINE => {
+                tracing::warn!(error = ?code, "Kafka not reachable yet; trying again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Creates whichever of `specs` do not exist yet.
 pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> =
@@ -174,18 +200,15 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
     let admin = std::sync::Arc::new(admin);
     let probe = admin.clone();
     let (existing, brokers) = tokio::task::spawn_blocking(move || {
-        probe
-            .inner()
-            .fetch_metadata(None, Duration::from_secs(10))
-            .map(|md| {
-                let names: HashMap<String, i32> = md
-                    .topics()
-                    .iter()
-                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                    .map(|t| (t.name().to_string(), t.partitions().len() as i32))
-                    .collect();
-                (names, md.brokers().len() as i32)
-            })
+        metadata_with_retries(probe.inner()).map(|md| {
+            let names: HashMap<String, i32> = md
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+                .collect();
+            (names, md.brokers().len() as i32)
+        })
     })
     .await
     .expect("metadata task panicked")

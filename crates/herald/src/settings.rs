@@ -78,7 +78,7 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         ("dispatch.fetch_wait_max_ms", Value::Integer(5)),
         // ... so an idle dev node would fetch hundreds of times a second:
         // after a second without records, each tailing consumer fetches in
-        // probes, every 500 ms. Writes from dev's own ingest wake them at
+        // probes, every 2 s. Writes from dev's own ingest wake them at
         // once (herald_kafka::idle::nudge), so the probe interval only
         // delays records written by other processes (docs/benchmarks.md).
         ("kafka.idle_pause_after_ms", Value::Integer(1000)),
