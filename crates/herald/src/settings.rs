@@ -75,7 +75,7 @@ pub fn dev_defaults() -> Vec<(&'static str, Value)> {
         ("dispatch.commit_interval_ms", Value::Integer(200)),
         // The embedded broker answers a waiting fetch only when the wait
         // ends, so the wait is dev's latency floor (docs/benchmarks.md).
-        ("dispatch.fetch_wait_max_ms", Value::Integer(5)),
+        ("dispatch.fetch_wait_max_ms", Value::Integer(2)),
         // ... so an idle dev node would fetch hundreds of times a second:
         // after a second without records, each tailing consumer fetches in
         // probes, every 2 s. Writes from dev's own ingest wake them at

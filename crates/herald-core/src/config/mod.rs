@@ -310,7 +310,7 @@ pub struct DispatchConfig {
     /// (librdkafka `fetch.wait.max.ms`). A real Kafka broker answers a
     /// waiting fetch as soon as data arrives, so this only bounds idle
     /// polling; the embedded dev broker answers only at the end of the wait,
-    /// so there it is the latency floor (`herald dev` uses 5).
+    /// so there it is the latency floor (`herald dev` uses 2).
     pub fetch_wait_max_ms: u64,
     /// Join the consumer group as a static member (`group.instance.id` =
     /// the node id): a stable assignment, and on Kafka no rebalance when a
