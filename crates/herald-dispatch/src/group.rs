@@ -388,12 +388,11 @@ impl ConsumerContext for DispatchContext {
                     old.cancel.cancel();
                 }
             }
-            for p in &events {
-                if !continuous {
-                    break;
-                }
-                if let Some(w) = suspended.remove(p) {
-                    resumed.insert(*p, w);
+            if continuous {
+                for p in &events {
+                    if let Some(w) = suspended.remove(p) {
+                        resumed.insert(*p, w);
+                    }
                 }
             }
             if !continuous && !suspended.is_empty() {

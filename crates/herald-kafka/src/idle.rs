@@ -3,9 +3,9 @@
 //! and the process-wide nudge.
 //!
 //! A paused consumer fetches only in probes, so a record written while it
-//! sleeps waits for the next probe (see [`crate::quiet`]). When the record comes from this very
-//! process (`herald dev` runs ingest, the registry and the dispatcher in
-//! one), there is no need to wait: every write through
+//! sleeps waits for the next probe (see [`crate::quiet`]). When the record
+//! comes from this very process (`herald dev` runs ingest, the registry and
+//! the dispatcher in one), there is no need to wait: every write through
 //! [`crate::Producer`] calls [`nudge`], which wakes every paused consumer
 //! of the process at once. Awake consumers cost the nudge one atomic load.
 
