@@ -276,7 +276,7 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             })
             .unwrap_or_default();
-        (id, m.partition(), m.offset())
+        vec![(id, m.partition(), m.offset())]
     });
     tokio::task::block_in_place(|| {
         for i in 0..3 {

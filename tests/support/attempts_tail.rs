@@ -1,7 +1,7 @@
 //! Reading the attempt log (`herald.attempts`) the way an operator's tool
 //! would: a plain rdkafka consumer assigned every partition from the
-//! beginning (no group, no commits), decoding each value as an
-//! `AttemptRecord`.
+//! beginning (no group, no commits), decoding each value (one
+//! `AttemptRecord` or an `AttemptBatch`) with `herald_proto::attempts`.
 //!
 //! A dispatcher records an attempt's metrics before it hands the attempt to
 //! the attempt log, so a record read here also fences that attempt's
@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use herald_proto::v1::AttemptRecord;
-use prost::Message as _;
 use rdkafka::message::Message;
 
 use super::topic_tail::TopicTail;
@@ -25,7 +24,7 @@ impl AttemptsTail {
     /// Starts reading `topic` at `brokers` (every partition it has).
     pub fn start(brokers: &str, topic: &str, _partitions: i32) -> Self {
         Self(TopicTail::start(brokers, topic, "attempts-topic", |m| {
-            AttemptRecord::decode(m.payload().unwrap_or_default()).unwrap_or_else(|e| {
+            herald_proto::attempts::decode(m.payload().unwrap_or_default()).unwrap_or_else(|e| {
                 panic!(
                     "attempt record at {}:{} does not decode: {e}",
                     m.partition(),

@@ -53,7 +53,7 @@ impl OpsTail {
     /// Starts reading `topic` at `brokers`.
     pub fn start(brokers: &str, topic: &str) -> Self {
         Self(TopicTail::start(brokers, topic, "operations-topic", |m| {
-            OpsRecord {
+            vec![OpsRecord {
                 partition: m.partition(),
                 offset: m.offset(),
                 key: m
@@ -64,7 +64,7 @@ impl OpsTail {
                     .payload()
                     .and_then(|p| serde_json::from_slice(p).ok())
                     .unwrap_or(Value::Null),
-            }
+            }]
         }))
     }
 

@@ -36,7 +36,7 @@ impl<T: Clone + Send + 'static> TopicTail<T> {
         brokers: &str,
         topic: &str,
         what: &'static str,
-        decode: impl Fn(&BorrowedMessage<'_>) -> T + Send + 'static,
+        decode: impl Fn(&BorrowedMessage<'_>) -> Vec<T> + Send + 'static,
     ) -> Self {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -73,8 +73,8 @@ impl<T: Clone + Send + 'static> TopicTail<T> {
                     // loop notice `stop`.
                     match c.poll(Duration::from_millis(200)) {
                         Some(Ok(m)) => {
-                            let rec = decode(&m);
-                            shared.records.lock().unwrap().push(rec);
+                            let recs = decode(&m);
+                            shared.records.lock().unwrap().extend(recs);
                             shared.changed.send_modify(|v| *v += 1);
                         }
                         Some(Err(e)) => eprintln!("{what} reader: {e}"),

@@ -310,6 +310,10 @@ pub async fn run_dispatcher(
         (p, w.trackers)
     }))
     .await;
+    // The workers' last attempts, still in the attempt log's buffer.
+    if let Some(log) = &ctx.settings.attempts.log {
+        log.flush();
+    }
     let mut final_commit = TopicPartitionList::new();
     for (p, trackers) in finished {
         let points = ctx.commit_points(&trackers);

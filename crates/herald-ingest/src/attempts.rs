@@ -13,7 +13,6 @@ use herald_core::validate::{self, FieldError};
 use herald_proto::v1 as pb;
 use herald_proto::v1::AttemptRecord;
 use herald_telemetry::names;
-use prost::Message as _;
 use rdkafka::message::Message;
 use tonic::Status;
 
@@ -110,10 +109,15 @@ pub fn list(
             .then(|| herald_core::ids::attempt_partition(&req.message_id, partitions))
     };
     let visit = |msg: &rdkafka::message::BorrowedMessage<'_>| {
-        if key.is_some_and(|k| msg.key() != Some(k)) {
+        // A record keyed by another endpoint holds none of this one's
+        // attempts; an unkeyed batch may hold any endpoint's.
+        if key.is_some_and(|k| msg.key().is_some_and(|m| m != k)) {
             return;
         }
-        let Some(rec) = msg.payload().and_then(|v| AttemptRecord::decode(v).ok()) else {
+        let Some(recs) = msg
+            .payload()
+            .and_then(|v| herald_proto::attempts::decode(v).ok())
+        else {
             metrics::counter!(names::RECORDS_UNDECODABLE, "topic" => "attempts").increment(1);
             tracing::debug!(
                 partition = msg.partition(),
@@ -122,13 +126,16 @@ pub fn list(
             );
             return;
         };
-        if (req.event_id.is_empty() || rec.event_id == req.event_id)
-            && (req.message_id.is_empty() || rec.message_id == req.message_id)
-            && rec.at_ms >= req.since_ms
-        {
-            found.push(Reverse(Newest(rec)));
-            if found.len() > limit {
-                found.pop();
+        for rec in recs {
+            if (req.event_id.is_empty() || rec.event_id == req.event_id)
+                && (req.endpoint_id.is_empty() || rec.endpoint_id == req.endpoint_id)
+                && (req.message_id.is_empty() || rec.message_id == req.message_id)
+                && rec.at_ms >= req.since_ms
+            {
+                found.push(Reverse(Newest(rec)));
+                if found.len() > limit {
+                    found.pop();
+                }
             }
         }
     };

@@ -15,9 +15,8 @@ use herald_core::config::KafkaConfig;
 use herald_core::validate::{self, FieldError};
 use herald_core::{ids, time::now_ms};
 use herald_proto::v1 as pb;
-use herald_proto::v1::{AttemptRecord, AttemptState, EventEnvelope};
+use herald_proto::v1::{AttemptState, EventEnvelope};
 use herald_registry::Registry;
-use prost::Message as _;
 use rdkafka::message::Message as _;
 use tonic::Status;
 
@@ -132,14 +131,16 @@ impl TestEvents {
         let first = tokio::task::spawn_blocking(move || {
             let mut first = None;
             let found = watch.until(wait, |msg| {
-                let Some(rec) = msg.payload().and_then(|v| AttemptRecord::decode(v).ok()) else {
+                let Some(recs) = msg
+                    .payload()
+                    .and_then(|v| herald_proto::attempts::decode(v).ok())
+                else {
                     return false;
                 };
-                let hit = rec.event_id == id && rec.attempt == 1;
-                if hit {
-                    first = Some(rec);
-                }
-                hit
+                first = recs
+                    .into_iter()
+                    .find(|rec| rec.event_id == id && rec.attempt == 1);
+                first.is_some()
             });
             found.map(|_| first)
         })

@@ -2,9 +2,11 @@
 //!
 //! Owns nothing but the code `build.rs` generates from `proto/herald/v1/`:
 //! the public gRPC API (`EventService`, `EndpointService`) and the records
-//! Herald stores in Kafka (`EventEnvelope`, `EndpointRecord`).
+//! Herald stores in Kafka (`EventEnvelope`, `EndpointRecord`), and the
+//! decoding of attempts-topic values ([`attempts`]).
 #![forbid(unsafe_code)]
 
+pub mod attempts;
 pub mod codec;
 
 /// Everything in the `herald.v1` protobuf package.
