@@ -44,7 +44,9 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+// foldhash: endpoint ids hash in a fraction of SipHash's time (see
+// docs/benchmarks.md); seeded per process, like the std hasher.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use herald_core::breaker::Breaker;

@@ -21,12 +21,13 @@
 //! [`kafka`] holds the write FIFO, the retry partition's reader and registry
 //! syncs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald_core::breaker::BreakerConfig;
 use herald_core::endpoint::RateLimit;
