@@ -29,7 +29,13 @@ pub struct Baseline {
     pub requests: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// CPU seconds the client spent (its own runtime's threads; the
+    /// receivers are not counted).
+    pub client_cpu_secs: f64,
 }
+
+/// Name prefix of the client runtime's threads.
+const CLIENT_THREADS: &str = "bench-raw-http";
 
 /// Posts `requests` bodies of `payload_bytes` round robin over `endpoints`
 /// endpoints of `rx`, over `concurrency` keep-alive connections (one
@@ -43,14 +49,58 @@ pub async fn run(
     concurrency: usize,
     secret: &Secret,
 ) -> anyhow::Result<Baseline> {
-    let signer = Arc::new(Signer::new(vec![secret.clone()]));
+    // The client gets a runtime of its own (as Herald is a process of its
+    // own), so its CPU can be told apart from the receivers'.
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(CLIENT_THREADS)
+        .enable_all()
+        .build()
+        .context("cannot start the baseline client's runtime")?;
+    let addrs = rx.addrs.clone();
+    let secret = secret.clone();
+    let cpu_before = crate::target::threads_cpu_secs(CLIENT_THREADS)?;
+    let started = Instant::now();
+    let posted = client
+        .spawn(post_all(
+            addrs,
+            endpoints,
+            requests,
+            payload_bytes,
+            concurrency,
+            secret,
+        ))
+        .await;
+    let elapsed = started.elapsed();
+    // Read before the runtime's threads exit.
+    let client_cpu_secs = crate::target::threads_cpu_secs(CLIENT_THREADS)? - cpu_before;
+    client.shutdown_background();
+    let done = posted.context("baseline client")??;
+    Ok(Baseline {
+        per_second: done as f64 / elapsed.as_secs_f64().max(1e-9),
+        requests: done,
+        elapsed,
+        client_cpu_secs,
+    })
+}
+
+/// The client's work: `requests` posts over `concurrency` connections; the
+/// number answered 2xx.
+async fn post_all(
+    addrs: Vec<std::net::SocketAddr>,
+    endpoints: usize,
+    requests: u64,
+    payload_bytes: usize,
+    concurrency: usize,
+    secret: Secret,
+) -> anyhow::Result<u64> {
+    let signer = Arc::new(Signer::new(vec![secret]));
     let next = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let endpoints = endpoints.max(1) as u64;
-    let started = Instant::now();
     let mut set = JoinSet::new();
     for c in 0..concurrency.max(1) {
-        let addr = rx.addrs[c % rx.addrs.len()];
+        let addr = addrs[c % addrs.len()];
         let (signer, next, ok) = (signer.clone(), next.clone(), ok.clone());
         set.spawn(async move {
             let stream = TcpStream::connect(addr).await?;
@@ -94,11 +144,5 @@ pub async fn run(
     while let Some(r) = set.join_next().await {
         r.context("baseline task")??;
     }
-    let elapsed = started.elapsed();
-    let done = ok.load(Relaxed);
-    Ok(Baseline {
-        per_second: done as f64 / elapsed.as_secs_f64().max(1e-9),
-        requests: done,
-        elapsed,
-    })
+    Ok(ok.load(Relaxed))
 }

@@ -53,7 +53,8 @@ pub struct Ledger {
 struct Lane {
     seen: Vec<u64>,
     max: Option<u64>,
-    latencies_us: Vec<u32>,
+    /// (publish time in unix ns, latency in µs) of every first delivery.
+    latencies: Vec<(u64, u32)>,
 }
 
 impl Lane {
@@ -120,7 +121,8 @@ impl Ledger {
                 lane.mark(stamp.seq);
                 lane.max = Some(lane.max.map_or(stamp.seq, |m| m.max(stamp.seq)));
                 let us = now_ns.saturating_sub(stamp.t) / 1_000;
-                lane.latencies_us.push(us.min(u32::MAX as u64) as u32);
+                lane.latencies
+                    .push((stamp.t, us.min(u32::MAX as u64) as u32));
                 self.delivered.fetch_add(1, Relaxed);
                 self.last_delivery_ns.fetch_max(now_ns, Relaxed);
             }
@@ -130,13 +132,36 @@ impl Ledger {
 
     /// Every first-delivery latency, microseconds, sorted.
     pub fn latencies_us(&self) -> Vec<u32> {
+        self.latencies_us_published_from(0)
+    }
+
+    /// The first-delivery latencies of events published at or after
+    /// `from_ns` (unix ns), microseconds, sorted.
+    pub fn latencies_us_published_from(&self, from_ns: u64) -> Vec<u32> {
         let mut all = Vec::new();
         for lane in &self.lanes {
             let lane = lane.lock().unwrap_or_else(|p| p.into_inner());
-            all.extend_from_slice(&lane.latencies_us);
+            all.extend(
+                lane.latencies
+                    .iter()
+                    .filter(|(t, _)| *t >= from_ns)
+                    .map(|(_, us)| *us),
+            );
         }
         all.sort_unstable();
         all
+    }
+
+    /// When the slowest first delivery was published (unix ns), if any.
+    pub fn slowest_published_ns(&self) -> Option<u64> {
+        self.lanes
+            .iter()
+            .filter_map(|lane| {
+                let lane = lane.lock().unwrap_or_else(|p| p.into_inner());
+                lane.latencies.iter().max_by_key(|(_, us)| *us).copied()
+            })
+            .max_by_key(|(_, us)| *us)
+            .map(|(t, _)| t)
     }
 }
 

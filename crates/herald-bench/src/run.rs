@@ -81,6 +81,12 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         .await?;
         rx.stop();
         fig.raw_rate = Some(b.per_second);
+        // The yardstick for Herald's CPU per 1,000 deliveries: the plain
+        // client's own CPU for the same requests.
+        fig.extra.insert(
+            "raw_client_cpu_ms_per_1k".into(),
+            b.client_cpu_secs * 1e6 / b.requests.max(1) as f64,
+        );
     }
 
     let rx = Receivers::start(
@@ -215,6 +221,19 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
         fig.delivered = delivered;
         fig.delivery_rate = Some(delivered as f64 / secs.max(1e-9));
         fig.latency_ms = Percentiles::of_sorted_us(&ledger.latencies_us());
+        // Without the first second (new connections to every endpoint, a
+        // cold registry cache): where a run's tail comes from.
+        let warm = ledger.latencies_us_published_from(start_ns + 1_000_000_000);
+        if let Some(p) = Percentiles::of_sorted_us(&warm) {
+            fig.extra.insert("after_1s_p99_ms".into(), p.p99);
+            fig.extra.insert("after_1s_max_ms".into(), p.max);
+        }
+        if let Some(t) = ledger.slowest_published_ns() {
+            fig.extra.insert(
+                "slowest_published_at_s".into(),
+                t.saturating_sub(start_ns) as f64 / 1e9,
+            );
+        }
         let requests = ledger.requests.load(Relaxed);
         fig.attempts_per_event = Some(requests as f64 / delivered.max(1) as f64);
         fig.duplicates = ledger.duplicates.load(Relaxed);

@@ -66,6 +66,38 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     parse_sample(&stat, &status).ok_or_else(|| anyhow!("unexpected /proc/{pid} format"))
 }
 
+/// CPU seconds spent so far by this process's threads whose name starts
+/// with `prefix` (from `/proc/self/task`; threads that already exited are
+/// not counted).
+pub fn threads_cpu_secs(prefix: &str) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").context("cannot list /proc/self/task")? {
+        let path = task?.path().join("stat");
+        // A thread may exit between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Some(secs) = thread_cpu(&stat, prefix) {
+            total += secs;
+        }
+    }
+    Ok(total)
+}
+
+/// The CPU seconds of one `/proc/<pid>/task/<tid>/stat` line, if the
+/// thread's name starts with `prefix`.
+fn thread_cpu(stat: &str, prefix: &str) -> Option<f64> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    if !name.starts_with(prefix) {
+        return None;
+    }
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
 fn parse_sample(stat: &str, status: &str) -> Option<ProcSample> {
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -409,6 +441,8 @@ mod tests {
         let status = "Name:\therald\nVmPeak:\t  999 kB\nVmHWM:\t   20480 kB\nVmRSS:\t 1 kB\n";
         let s = parse_sample(stat, status).unwrap();
         assert_eq!(s.cpu_secs, 3.0);
+        assert_eq!(thread_cpu(stat, "herald"), Some(3.0));
+        assert_eq!(thread_cpu(stat, "tokio"), None);
         assert_eq!(s.peak_rss_mib, 20.0);
         assert!(parse_sample("garbage", status).is_none());
     }
