@@ -7,6 +7,9 @@
 //!   full field check (`validate::id`, `validate::event_type`, payload),
 //!   and, for reference, parsing into `IgnoredAny` directly and into a
 //!   `serde_json::Value` tree;
+//! - `ingest/event_id`: a new event id (`herald_core::ids::new_event_id`, a
+//!   UUIDv7 whose random bits come from a thread-local generator, not a
+//!   system call per id);
 //! - `envelope`: prost encoding of the `EventEnvelope` ingest writes to the
 //!   events topic (`encode_to_vec`, as `Publisher` does) and decoding it
 //!   from a `Bytes` record value as the dispatcher's intake does (the
@@ -84,5 +87,11 @@ fn bench_envelope(c: &mut Criterion) {
     assert_eq!(EventEnvelope::decode(encoded).expect("decodes"), env);
 }
 
-criterion_group!(benches, bench_validate, bench_envelope);
+fn bench_event_id(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest");
+    g.bench_function("event_id", |b| b.iter(herald_core::ids::new_event_id));
+    g.finish();
+}
+
+criterion_group!(benches, bench_validate, bench_envelope, bench_event_id);
 criterion_main!(benches);
