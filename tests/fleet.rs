@@ -162,6 +162,16 @@ fn events_index(tail: &TopicTail<(String, i32, i64)>) -> HashMap<String, (i32, V
 }
 
 /// The group's committed offsets of the events topic, per partition.
+/// Says which nodes a supervisor started again, if any.
+fn note_revived(at: &str, revived: &[String]) {
+    if !revived.is_empty() {
+        eprintln!(
+            "{at} {revived:?} had died of the known librdkafka abort ({}); started again",
+            support::fleet::LIBRDKAFKA_ABORT
+        );
+    }
+}
+
 fn committed(brokers: &str) -> BTreeMap<i32, i64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -388,8 +398,9 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
                 .map(|(r, _)| r.event_id.as_str())
                 .collect();
             let mut cursor = 0;
-            ledger
-                .wait_until(
+            let revived = fleet
+                .wait_supervised(
+                    &ledger,
                     |e| {
                         delivered_so_far.update(e);
                         cursor += delivered_so_far.delivered_prefix(&must[cursor..]);
@@ -404,6 +415,8 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
                         dir.display()
                     )
                 });
+            note_revived(&at(), &revived);
+            crashes.extend(revived);
         }
         // Alternate between the ingest nodes; on failure, try the next one.
         let urls: Vec<Option<String>> = fleet.ingest.iter().map(|n| n.grpc.clone()).collect();
@@ -442,8 +455,9 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             .map(|r| r.event_id.as_str())
             .collect();
         let mut cursor = 0;
-        ledger
-            .wait_until(
+        let revived = fleet
+            .wait_supervised(
+                &ledger,
                 |e| {
                     delivered_so_far.update(e);
                     cursor += delivered_so_far.delivered_prefix(&must[cursor..]);
@@ -453,6 +467,8 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             )
             .await
             .unwrap_or_else(|e| panic!("before {phase:?}: {e}; logs in {}", dir.display()));
+        note_revived(&at(), &revived);
+        crashes.extend(revived);
         marks.push((phase, ledger.len()));
         match (phase, node) {
             (Phase::Sigkill, _) => {
@@ -503,14 +519,8 @@ async fn fleet_survives_broker_restart_scaling_kills_and_rolling_deploys() {
             other => unreachable!("{other:?}"),
         }
         let revived = tokio::task::block_in_place(|| fleet.revive_crashed());
-        if !revived.is_empty() {
-            eprintln!(
-                "{} {revived:?} had died of the known librdkafka abort ({}); started again",
-                at(),
-                support::fleet::LIBRDKAFKA_ABORT
-            );
-            crashes.extend(revived);
-        }
+        note_revived(&at(), &revived);
+        crashes.extend(revived);
     }
     assert_eq!(published.len(), total);
     eprintln!(

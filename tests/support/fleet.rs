@@ -13,6 +13,7 @@ use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
 use herald_proto::v1::event_service_client::EventServiceClient;
 use tonic::transport::Channel;
 
+use super::ledger::{Entry, Ledger};
 use super::procs::{self, BrokerProc, ChildProc};
 use super::tansu::TansuBroker;
 
@@ -57,6 +58,9 @@ impl Broker {
 /// restarts under a rebalance (librdkafka issue 5573, fixed upstream after
 /// 2.15). The node dies like a SIGKILL; docs/delivery-semantics.md lists it.
 pub const LIBRDKAFKA_ABORT: &str = "rd_kafka_assignment_partition_stopped: Assertion";
+
+/// How often [`Fleet::wait_supervised`] looks for crashed nodes.
+pub const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
 
 /// Log filter of fleet nodes: rebalances, capability gaps and warnings.
 pub const NODE_LOG: &str = "warn,herald=info,herald_dispatch::consumer=info";
@@ -285,6 +289,37 @@ impl Fleet {
             }
         }
         revived
+    }
+
+    /// Waits until `done(entries)` holds, like [`Ledger::wait_until`], as a
+    /// supervisor would: every [`SUPERVISE_EVERY`] it starts again the
+    /// nodes that died of the known librdkafka abort (see
+    /// [`Fleet::revive_crashed`]; any other death fails the test), so a
+    /// crash in the middle of a wait does not stall the fleet. The names
+    /// of the revived nodes are returned; `Err` after `guard` in all.
+    pub async fn wait_supervised(
+        &mut self,
+        ledger: &Ledger,
+        mut done: impl FnMut(&[Entry]) -> bool,
+        guard: Duration,
+    ) -> Result<Vec<String>, String> {
+        let deadline = Instant::now() + guard;
+        let mut revived = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ledger
+                .wait_until(&mut done, left.min(SUPERVISE_EVERY))
+                .await
+            {
+                Ok(()) => return Ok(revived),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "{e}; {guard:?} in all, nodes revived meanwhile: {revived:?}"
+                    ))
+                }
+                Err(_) => revived.extend(tokio::task::block_in_place(|| self.revive_crashed())),
+            }
+        }
     }
 
     /// Whether node `i` of `role` is running.
