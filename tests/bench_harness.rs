@@ -170,3 +170,53 @@ fn batch_ingest_and_many_endpoints_report_their_own_figures() {
     assert_eq!(failing["extra"]["failing_endpoints"].as_f64(), Some(6.0));
     assert!(failing["peak_rss_mib"]["dev"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn split_reports_each_role_and_the_raw_clients_cpu() {
+    let runs = bench(
+        "split",
+        &[
+            "split",
+            "--events",
+            "600",
+            "--endpoints",
+            "12",
+            "--publishers",
+            "3",
+            "--batch",
+            "25",
+            "--baseline-requests",
+            "500",
+        ],
+    );
+    assert_eq!(runs.len(), 1);
+    let split = &runs[0];
+    assert_eq!(split["scenario"], "split");
+    assert_eq!(num(split, "published"), 600.0);
+    assert_eq!(num(split, "delivered"), 600.0);
+    assert_eq!(num(split, "duplicates"), 0.0, "{split}");
+    assert_eq!(num(split, "order_violations"), 0.0, "{split}");
+    // Three processes: the broker, ingest and dispatch.
+    for role in ["broker", "ingest", "dispatch"] {
+        assert!(
+            split["peak_rss_mib"][role].as_f64().unwrap_or(0.0) > 0.0,
+            "{role}: {split}"
+        );
+    }
+    // CPU per role (the broker not counted as Herald) and the raw client's.
+    let extra = &split["extra"];
+    let roles: f64 = ["cpu_ms_per_1k.ingest", "cpu_ms_per_1k.dispatch"]
+        .iter()
+        .map(|k| {
+            extra[*k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{k} reported: {split}"))
+        })
+        .sum();
+    assert!(roles >= 0.0, "{split}");
+    assert!(extra["cpu_ms_per_1k.broker"].is_null(), "{split}");
+    assert!(
+        extra["raw_client_cpu_ms_per_1k"].as_f64().is_some(),
+        "{split}"
+    );
+}

@@ -243,6 +243,16 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
             .load(Relaxed)
             .saturating_sub(delivered);
         fig.cpu_ms_per_1k = Some(cpu * 1e6 / delivered.max(1) as f64);
+        // Several Herald processes (a split deployment): each role's share.
+        let roles = cpu_by_role(&herald, &before)?;
+        if roles.len() > 1 {
+            for (role, secs) in roles {
+                fig.extra.insert(
+                    format!("cpu_ms_per_1k.{role}"),
+                    secs * 1e6 / delivered.max(1) as f64,
+                );
+            }
+        }
         let rejected = ledger.rejected.load(Relaxed);
         if rejected > 0 {
             fig.extra
@@ -269,6 +279,7 @@ async fn start_herald(ctx: &Context, case: &Case) -> anyhow::Result<Herald> {
     tokio::task::spawn_blocking(move || match target {
         TargetKind::Dev => l.dev(),
         TargetKind::IngestOnly => l.ingest_only(),
+        TargetKind::Split => l.split(),
     })
     .await
     .context("start task")?
@@ -298,13 +309,22 @@ async fn wait_delivered(
 
 /// Herald's CPU seconds since `before` (the separate broker process excluded).
 fn cpu_since(h: &Herald, before: &[(&'static str, target::ProcSample)]) -> anyhow::Result<f64> {
+    Ok(cpu_by_role(h, before)?.iter().map(|(_, s)| s).sum())
+}
+
+/// Each Herald process's CPU seconds since `before`, by role (the separate
+/// broker process excluded).
+fn cpu_by_role(
+    h: &Herald,
+    before: &[(&'static str, target::ProcSample)],
+) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let now = h.sample()?;
     Ok(now
         .iter()
         .zip(before)
         .filter(|((role, _), _)| *role != "broker")
-        .map(|((_, a), (_, b))| a.cpu_secs - b.cpu_secs)
-        .sum())
+        .map(|((role, a), (_, b))| (*role, a.cpu_secs - b.cpu_secs))
+        .collect())
 }
 
 fn fill_rss(fig: &mut RunFigures, h: &Herald) -> anyhow::Result<()> {

@@ -44,6 +44,9 @@ pub enum Scenario {
     /// `--fanout` endpoints (10) all subscribe to it; the delivery figures
     /// count one per endpoint reached.
     Fanout,
+    /// `steady`'s traffic on a split deployment: a broker process, `herald
+    /// ingest` and `herald dispatch`; CPU per 1,000 deliveries per role.
+    Split,
 }
 
 impl Scenario {
@@ -62,6 +65,8 @@ pub enum TargetKind {
     Dev,
     /// A broker process and `herald ingest`.
     IngestOnly,
+    /// A broker process, `herald ingest` and `herald dispatch`.
+    Split,
 }
 
 /// One measured case (a scenario may have several).
@@ -147,6 +152,10 @@ pub fn cases(s: Scenario, k: &Knobs) -> Vec<Case> {
     };
     match s {
         Scenario::Steady => vec![base],
+        Scenario::Split => vec![Case {
+            target: TargetKind::Split,
+            ..base
+        }],
         Scenario::BatchIngest => {
             let alone = Case {
                 name: "batch-ingest/alone".into(),

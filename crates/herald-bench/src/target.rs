@@ -232,6 +232,27 @@ impl Launcher {
         })
     }
 
+    /// A broker process with `herald ingest` and `herald dispatch` beside
+    /// it (a split deployment on one machine).
+    pub fn split(&self) -> anyhow::Result<Herald> {
+        let (broker, lines) = self.spawn(self.command("mock-broker")?, "broker")?;
+        let bootstrap = wait_for(&lines, "bootstrap:", |l| word_after(l, "bootstrap:"))?;
+        let (ingest, grpc) = self.node("ingest", &bootstrap, "ingest")?;
+        let cmd = self.node_command("dispatch", &bootstrap, "dispatch")?;
+        let (dispatch, lines) = self.spawn(cmd, "dispatch")?;
+        let http = wait_for(&lines, "herald started", |l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let h = v.get("http").or_else(|| v.get("fields")?.get("http"))?;
+            Some(h.as_str()?.to_owned())
+        })?;
+        Ok(Herald {
+            grpc: grpc.ok_or_else(|| anyhow!("herald ingest reported no gRPC address"))?,
+            bootstrap: Some(bootstrap),
+            metrics: Some(format!("http://{http}/metrics")),
+            procs: vec![ingest, dispatch, broker],
+        })
+    }
+
     /// Starts `herald ingest` against `bootstrap` and waits until its
     /// endpoint registry is loaded; returns it, how long that took, and how
     /// many endpoints it loaded (from its log line, when readable).
