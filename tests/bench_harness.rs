@@ -14,6 +14,21 @@ use serde_json::Value;
 
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_herald-it-node");
 
+/// 600 events to 12 endpoints from 3 publishers in batches of 25, and a
+/// raw baseline of 500 requests: enough to exercise a scenario quickly.
+const SMALL_TRAFFIC: [&str; 10] = [
+    "--events",
+    "600",
+    "--endpoints",
+    "12",
+    "--publishers",
+    "3",
+    "--batch",
+    "25",
+    "--baseline-requests",
+    "500",
+];
+
 /// Runs `herald bench <args> --runs 1 --json F --quiet` and returns the
 /// runs array of the report.
 fn bench(name: &str, args: &[&str]) -> Vec<Value> {
@@ -49,26 +64,12 @@ fn num(run: &Value, key: &str) -> f64 {
 
 #[test]
 fn steady_one_dead_endpoint_and_fanout_deliver_every_healthy_event_in_order() {
-    let runs = bench(
-        "steady",
-        &[
-            "steady",
-            "one-dead-endpoint",
-            "fanout",
-            "--fanout",
-            "3",
-            "--events",
-            "600",
-            "--endpoints",
-            "12",
-            "--publishers",
-            "3",
-            "--batch",
-            "25",
-            "--baseline-requests",
-            "500",
-        ],
-    );
+    let args = [
+        &["steady", "one-dead-endpoint", "fanout", "--fanout", "3"][..],
+        &SMALL_TRAFFIC,
+    ]
+    .concat();
+    let runs = bench("steady", &args);
     assert_eq!(runs.len(), 3);
     let steady = &runs[0];
     assert_eq!(steady["scenario"], "steady");
@@ -173,22 +174,7 @@ fn batch_ingest_and_many_endpoints_report_their_own_figures() {
 
 #[test]
 fn split_reports_each_role_and_the_raw_clients_cpu() {
-    let runs = bench(
-        "split",
-        &[
-            "split",
-            "--events",
-            "600",
-            "--endpoints",
-            "12",
-            "--publishers",
-            "3",
-            "--batch",
-            "25",
-            "--baseline-requests",
-            "500",
-        ],
-    );
+    let runs = bench("split", &[&["split"][..], &SMALL_TRAFFIC].concat());
     assert_eq!(runs.len(), 1);
     let split = &runs[0];
     assert_eq!(split["scenario"], "split");
