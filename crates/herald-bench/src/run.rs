@@ -207,7 +207,9 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
             .insert("failing_endpoints".into(), w.endpoints as f64);
     }
 
-    let cpu = cpu_since(&herald, &before)?;
+    // One sample of every process: the total and each role's share agree.
+    let roles = cpu_by_role(&herald, &before)?;
+    let cpu: f64 = roles.iter().map(|(_, s)| s).sum();
     fill_rss(&mut fig, &herald)?;
     let ledger = &rx.ledger;
     let accepted = acks.accepted.load(Relaxed);
@@ -244,7 +246,6 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
             .saturating_sub(delivered);
         fig.cpu_ms_per_1k = Some(cpu * 1e6 / delivered.max(1) as f64);
         // Several Herald processes (a split deployment): each role's share.
-        let roles = cpu_by_role(&herald, &before)?;
         if roles.len() > 1 {
             for (role, secs) in roles {
                 fig.extra.insert(
