@@ -1,30 +1,21 @@
-//! Builds the one shared hyper client: pooled keep-alive connections, plain HTTP and
-//! HTTPS (rustls, Mozilla roots, explicit ring provider), HTTP/2 by ALPN when enabled,
-//! over the [`EgressConnector`] (egress policy, optional CONNECT proxy).
+//! Builds the connector stack every delivery connection goes through: the
+//! [`EgressConnector`] (egress policy, optional CONNECT proxy) under rustls (Mozilla roots,
+//! explicit ring provider), offering HTTP/2 by ALPN when enabled.
 //!
-//! Owns connector settings only; it does not send anything.
+//! Owns connector settings only; it does not send anything (see [`crate::pool`]).
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::DeliveryConfig;
 use crate::connector::EgressConnector;
 use crate::error::DeliveryError;
 
-/// The client type every attempt shares.
-pub(crate) type HttpClient = Client<HttpsConnector<EgressConnector>, Full<Bytes>>;
+/// The connector every delivery connection is made with.
+pub(crate) type Connector = HttpsConnector<EgressConnector>;
 
-/// How long an idle pooled connection is kept before it is closed.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Builds the client for `cfg`. Needs no runtime; the client spawns on first use. Fails
-/// on TLS setup or an unusable proxy URL.
-pub(crate) fn build(cfg: &DeliveryConfig) -> Result<HttpClient, DeliveryError> {
+/// Builds the connector for `cfg`. Needs no runtime. Fails on TLS setup or an unusable
+/// proxy URL.
+pub(crate) fn connector(cfg: &DeliveryConfig) -> Result<Connector, DeliveryError> {
     let http = EgressConnector::new(cfg)?;
 
     // An explicit provider: no dependence on a process-wide rustls default, which another
@@ -33,16 +24,9 @@ pub(crate) fn build(cfg: &DeliveryConfig) -> Result<HttpClient, DeliveryError> {
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
         .map_err(DeliveryError::Tls)?
         .https_or_http();
-    let https = if cfg.http2 {
+    Ok(if cfg.http2 {
         tls.enable_all_versions().wrap_connector(http)
     } else {
         tls.enable_http1().wrap_connector(http)
-    };
-
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(cfg.pool_idle_per_host)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https))
+    })
 }

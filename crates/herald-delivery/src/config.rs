@@ -22,8 +22,9 @@ pub struct DeliveryConfig {
     pub max_response_body: usize,
     /// `user-agent` header sent with every attempt. Default `Herald/<crate version>`.
     pub user_agent: String,
-    /// Idle keep-alive connections kept per host. Default 128: enough for many ordered
-    /// lanes sharing one receiver host without reconnect churn.
+    /// Idle keep-alive HTTP/1 connections kept per origin (scheme, host and port), each
+    /// for at most 90 s. Default 1024: enough for many ordered lanes sharing one receiver
+    /// host without reconnect churn.
     pub pool_idle_per_host: usize,
     /// Offer HTTP/2 via ALPN on HTTPS (`h2`, then `http/1.1`). Plain `http://` always uses
     /// HTTP/1.1. Default true.

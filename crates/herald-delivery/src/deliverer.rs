@@ -16,23 +16,27 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body as _, Incoming};
 use tokio::time::Instant;
 
-use crate::client::{self, HttpClient};
+use crate::client;
 use crate::config::DeliveryConfig;
 use crate::error::DeliveryError;
-use crate::outcome::{body_read_error, classify_client_error, AttemptError, AttemptResult};
+use crate::outcome::{body_read_error, AttemptError, AttemptResult};
+use crate::pool::Pool;
 use crate::request::{self, DeliveryRequest};
 use crate::retry_after::RetryAfter;
 
-/// Sends delivery attempts over one shared, pooled HTTP client. Cloning is cheap (one
-/// `Arc`) and clones share the connection pool.
+/// How long an idle keep-alive connection is kept before it is closed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Sends delivery attempts over one shared connection pool. Cloning is cheap (one `Arc`)
+/// and clones share the pool.
 #[derive(Clone)]
 pub struct Deliverer {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// The shared client: one keep-alive pool for every endpoint and task.
-    client: HttpClient,
+    /// The keep-alive connections every endpoint and task shares.
+    pool: Pool,
     /// `user-agent`, validated once instead of per attempt.
     user_agent: HeaderValue,
     /// Bound on the whole attempt.
@@ -58,10 +62,14 @@ impl Deliverer {
                 value: cfg.user_agent.clone(),
             }
         })?;
-        let client = client::build(&cfg)?;
+        let pool = Pool::new(
+            client::connector(&cfg)?,
+            cfg.pool_idle_per_host,
+            POOL_IDLE_TIMEOUT,
+        );
         Ok(Deliverer {
             inner: Arc::new(Inner {
-                client,
+                pool,
                 user_agent,
                 request_timeout: cfg.request_timeout,
                 max_response_body: cfg.max_response_body,
@@ -111,27 +119,27 @@ impl Deliverer {
         out: &mut AttemptResult,
         snippet: &mut BytesMut,
     ) -> Result<(), AttemptError> {
-        let response = self
-            .inner
-            .client
-            .request(request)
+        let cap = self.inner.max_response_body;
+        self.inner
+            .pool
+            .send(request, |response| async move {
+                let (parts, mut body) = response.into_parts();
+                out.status = Some(parts.status.as_u16());
+                out.retry_after = parts
+                    .headers
+                    .get(RETRY_AFTER)
+                    .and_then(RetryAfter::from_header);
+                if parts.status.is_redirection() {
+                    out.location = parts
+                        .headers
+                        .get(LOCATION)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                }
+                read_capped(&mut body, cap, snippet)
+                    .await
+                    .map_err(|err| body_read_error(&err))
+            })
             .await
-            .map_err(|err| classify_client_error(&err))?;
-        let (parts, mut body) = response.into_parts();
-        out.status = Some(parts.status.as_u16());
-        out.retry_after = parts
-            .headers
-            .get(RETRY_AFTER)
-            .and_then(RetryAfter::from_header);
-        if parts.status.is_redirection() {
-            out.location = parts
-                .headers
-                .get(LOCATION)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        }
-        read_capped(&mut body, self.inner.max_response_body, snippet)
-            .await
-            .map_err(|err| body_read_error(&err))
     }
 }
 

@@ -88,13 +88,10 @@ impl AttemptResult {
     }
 }
 
-/// Classifies an error from the hyper client by the types in its cause chain.
-pub(crate) fn classify_client_error(err: &hyper_util::client::legacy::Error) -> AttemptError {
-    // The client error's own text ("client error (Connect)") adds nothing: start below it.
-    let message = match err.source() {
-        Some(source) => describe(source),
-        None => err.to_string(),
-    };
+/// Classifies why no connection could be made, by the types in the cause chain of the
+/// connector's error (egress policy, TLS name, TLS handshake, or TCP).
+pub(crate) fn connect_error(err: &(dyn StdError + 'static)) -> AttemptError {
+    let message = describe(err);
     if let Some(refused) = find_cause::<TargetRefused>(err) {
         AttemptError::Refused(refused.to_string())
     } else if find_cause::<rustls::pki_types::InvalidDnsNameError>(err).is_some() {
@@ -105,8 +102,17 @@ pub(crate) fn classify_client_error(err: &hyper_util::client::legacy::Error) -> 
         ))
     } else if find_cause::<rustls::Error>(err).is_some() {
         AttemptError::Tls(message)
-    } else if err.is_connect() {
+    } else {
         AttemptError::Connect(message)
+    }
+}
+
+/// Classifies an error of an established connection (sending the request or reading the
+/// response head): TLS when rustls is in the chain, otherwise a request error.
+pub(crate) fn request_error(err: &hyper::Error) -> AttemptError {
+    let message = describe(err);
+    if find_cause::<rustls::Error>(err).is_some() {
+        AttemptError::Tls(message)
     } else {
         AttemptError::Request(message)
     }
