@@ -244,7 +244,9 @@ impl Pool {
                 return Ok((Conn::H1(h1), true));
             }
         }
-        Ok((self.connect(origin, uri).await?, false))
+        // Boxed: connecting (TLS, HTTP/2 handshake) is rare and its future is large; inline
+        // it would make every attempt's future, and the copy of it, several KiB bigger.
+        Ok((Box::pin(self.connect(origin, uri)).await?, false))
     }
 
     /// A new connection to `uri`'s origin, HTTP/2 if TLS negotiated it.
