@@ -138,7 +138,7 @@ pub async fn run_case(ctx: &Context, case: &Case, run: usize) -> anyhow::Result<
     }
 
     if let Some(m) = &herald.metrics {
-        target::wait_assigned(m).await?;
+        target::wait_ready(m, w.endpoints).await?;
     }
     let idle = case.idle.filter(|_| !case.refuse_all);
     if idle.is_some() {

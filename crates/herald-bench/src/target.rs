@@ -159,29 +159,43 @@ impl Herald {
     }
 }
 
-/// Polls `metrics` until the node owns at least one events partition (a
-/// dispatcher that has not joined its group yet would add its join time to
-/// the first events' latency).
-pub async fn wait_assigned(metrics: &str) -> anyhow::Result<()> {
+/// Polls `metrics` until the node owns at least one events partition and its registry
+/// holds at least `endpoints` endpoints. A dispatcher that has not joined its group yet
+/// would add its join time to the first events' latency, and one whose registry has not
+/// read the endpoints just created holds their events until it has.
+pub async fn wait_ready(metrics: &str, endpoints: usize) -> anyhow::Result<()> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri: hyper::Uri = metrics.parse().context("metrics URL")?;
     let deadline = Instant::now() + START_TIMEOUT;
+    let mut seen = (0.0, 0.0);
     while Instant::now() < deadline {
         if let Ok(resp) = client.get(uri.clone()).await {
             let body = resp.into_body().collect().await?.to_bytes();
             let text = String::from_utf8_lossy(&body);
-            let assigned: f64 = text
-                .lines()
-                .filter(|l| l.starts_with("herald_partitions_assigned"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
-            if assigned > 0.0 {
+            seen = (
+                gauge_sum(&text, "herald_partitions_assigned"),
+                gauge_sum(&text, "herald_endpoints{"),
+            );
+            if seen.0 > 0.0 && seen.1 >= endpoints as f64 {
                 return Ok(());
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("the dispatcher at {metrics} owned no partition within {START_TIMEOUT:?}")
+    bail!(
+        "the node at {metrics} was not ready within {START_TIMEOUT:?}: it owned {} events \
+         partitions and had {} of the {endpoints} endpoints in its registry",
+        seen.0,
+        seen.1
+    )
+}
+
+/// The sum of every sample of the metric whose line starts with `prefix`.
+fn gauge_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// How to start child processes of the `herald` binary.
