@@ -182,7 +182,7 @@ impl Pool {
                         }
                         Err(mut err) => match err.take_message() {
                             Some(unsent) if reused => {
-                                self.forget_h2(&origin, &sender);
+                                self.forget_h2(&origin);
                                 unsent
                             }
                             _ => return Err(request_error(&err.into_error())),
@@ -303,17 +303,13 @@ impl Pool {
         self.start_sweeper();
     }
 
-    /// Drops the shared HTTP/2 connection of `origin` if it is still `stale`.
-    fn forget_h2(&self, origin: &Origin, stale: &http2::SendRequest<Body>) {
-        let mut hosts = self.shared.hosts();
-        if let Some(host) = hosts.get_mut(origin) {
-            if host
-                .h2
-                .as_ref()
-                .is_some_and(|h2| h2.is_closed() || stale.is_closed())
-            {
-                host.h2 = None;
-            }
+    /// Drops the shared HTTP/2 connection of `origin`: it handed a request back unsent.
+    /// The next request to the origin connects afresh (so a connection that keeps
+    /// refusing cannot loop a request), even if another attempt had already replaced
+    /// the slot: at worst that costs one extra connection.
+    fn forget_h2(&self, origin: &Origin) {
+        if let Some(host) = self.shared.hosts().get_mut(origin) {
+            host.h2 = None;
         }
     }
 
