@@ -141,6 +141,31 @@ async fn send(pool: &Pool, url: &Uri, cap: usize) -> Result<(u16, usize), Attemp
     .await
 }
 
+/// Sends `n` requests at once while the server holds its answers, waits until `arrived`
+/// of them reached it, then lets the server answer all `n`: their results.
+async fn held_concurrently(
+    pool: &Pool,
+    url: &Uri,
+    n: u32,
+    gate: &Semaphore,
+    seen: &Seen,
+    arrived: u32,
+) -> Vec<Result<(u16, usize), AttemptError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (pool, url) = (pool.clone(), url.clone());
+            tokio::spawn(async move { send(&pool, &url, usize::MAX).await })
+        })
+        .collect();
+    seen.wait_for_requests(arrived).await;
+    gate.add_permits(n as usize);
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("the request task"));
+    }
+    results
+}
+
 #[tokio::test]
 async fn sequential_requests_share_one_connection() {
     let (addr, seen) = server(10, None, None).await;
@@ -160,20 +185,10 @@ async fn concurrent_requests_get_connections_and_the_idle_cap_holds() {
     let (addr, seen) = server(0, Some(Arc::clone(&gate)), None).await;
     let pool = plain_pool(3);
     let url: Uri = format!("http://{addr}/").parse().unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let pool = pool.clone();
-        let url = url.clone();
-        tasks.push(tokio::spawn(
-            async move { send(&pool, &url, usize::MAX).await },
-        ));
-    }
     // All six are in flight at once (the server holds every answer), so each has its own
     // connection; then they are answered.
-    seen.wait_for_requests(6).await;
-    gate.add_permits(6);
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), Ok((200, 0)));
+    for result in held_concurrently(&pool, &url, 6, &gate, &seen, 6).await {
+        assert_eq!(result, Ok((200, 0)));
     }
     assert_eq!(seen.connections.load(Ordering::SeqCst), 6);
     assert_eq!(pool.idle_count(&url), 3, "three kept, three closed");
@@ -322,25 +337,11 @@ async fn https_with_h2_shares_one_connection_between_concurrent_requests() {
         .parse()
         .unwrap();
     // The first request opens the connection; the next four join it while it is busy.
-    assert_eq!(
-        {
-            gate.add_permits(1);
-            send(&pool, &url, usize::MAX).await
-        },
-        Ok((200, 5))
-    );
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let pool = pool.clone();
-        let url = url.clone();
-        tasks.push(tokio::spawn(
-            async move { send(&pool, &url, usize::MAX).await },
-        ));
-    }
-    seen.wait_for_requests(5).await;
-    gate.add_permits(4);
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), Ok((200, 5)));
+    gate.add_permits(1);
+    assert_eq!(send(&pool, &url, usize::MAX).await, Ok((200, 5)));
+    seen.wait_for_requests(1).await;
+    for result in held_concurrently(&pool, &url, 4, &gate, &seen, 4).await {
+        assert_eq!(result, Ok((200, 5)));
     }
     assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
     assert_eq!(seen.http2.load(Ordering::SeqCst), 5);
