@@ -22,8 +22,8 @@ pub struct DeliveryConfig {
     pub max_response_body: usize,
     /// `user-agent` header sent with every attempt. Default `Herald/<crate version>`.
     pub user_agent: String,
-    /// Idle keep-alive HTTP/1 connections kept per origin (scheme, host and port), each
-    /// for at most 90 s. Default 1024: enough for many ordered lanes sharing one receiver
+    /// Idle keep-alive HTTP/1 connections kept per origin (scheme, host and port). One
+    /// idle for 90 s is not used again, and a sweep every 45 s closes it. Default 1024: enough for many ordered lanes sharing one receiver
     /// host without reconnect churn.
     pub pool_idle_per_host: usize,
     /// Offer HTTP/2 via ALPN on HTTPS (`h2`, then `http/1.1`). Plain `http://` always uses
