@@ -20,10 +20,13 @@ pub(crate) enum Driver<E> {
 
 /// Polls `work` to completion, polling `conn` whenever `work` is not done. `work` is
 /// polled again right after `conn` made progress, so a response that `conn` just read is
-/// taken in the same wake-up. Once `conn` ends it is not polled again; whatever `work`
-/// still waits for then fails through hyper's own channels (they close with the
-/// connection).
-pub(crate) async fn drive<C, E, W>(conn: &mut C, work: W) -> (W::Output, Driver<E>)
+/// taken in the same wake-up.
+///
+/// Once `conn` ends it is **dropped** (`conn` becomes `None`), not kept: hyper answers a
+/// request still queued on a connection only when the connection is dropped (with the
+/// request handed back unsent). Kept, an ended connection would leave `work` waiting
+/// for an answer that never comes, until the attempt's timeout.
+pub(crate) async fn drive<C, E, W>(conn: &mut Option<C>, work: W) -> (W::Output, Driver<E>)
 where
     C: Future<Output = Result<(), E>> + Unpin,
     W: Future,
@@ -34,9 +37,10 @@ where
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
-        if ended.is_none() {
-            if let Poll::Ready(result) = Pin::new(&mut *conn).poll(cx) {
+        if let Some(c) = conn.as_mut() {
+            if let Poll::Ready(result) = Pin::new(c).poll(cx) {
                 ended = Some(result);
+                *conn = None;
             }
             return work.as_mut().poll(cx);
         }
@@ -45,20 +49,30 @@ where
     .await;
     let state = match ended {
         Some(result) => Driver::Ended(result),
+        None if conn.is_none() => Driver::Ended(Ok(())),
         None => Driver::Open,
     };
     (output, state)
 }
 
 /// Polls `conn` once, so it notices what arrived while nobody polled it (the other side
-/// closed, or sent something unasked). `None` while it is open.
-pub(crate) async fn poll_once<C, E>(conn: &mut C) -> Option<Result<(), E>>
+/// closed, or sent something unasked). True while it is open; an ended connection is
+/// dropped.
+pub(crate) async fn poll_once<C, E>(conn: &mut Option<C>) -> bool
 where
     C: Future<Output = Result<(), E>> + Unpin,
 {
-    poll_fn(|cx| match Pin::new(&mut *conn).poll(cx) {
-        Poll::Ready(result) => Poll::Ready(Some(result)),
-        Poll::Pending => Poll::Ready(None),
+    poll_fn(|cx| {
+        let Some(c) = conn.as_mut() else {
+            return Poll::Ready(false);
+        };
+        match Pin::new(c).poll(cx) {
+            Poll::Ready(_) => {
+                *conn = None;
+                Poll::Ready(false)
+            }
+            Poll::Pending => Poll::Ready(true),
+        }
     })
     .await
 }
@@ -67,41 +81,33 @@ where
 mod tests {
     use super::*;
     use std::future::ready;
+    use std::time::Duration;
     use tokio::sync::oneshot;
 
-    /// A connection that hands `value` to `tx` on its first poll and then stays open, or
-    /// ends after handing it over.
+    /// A connection that answers on its first poll and then stays open, or ends.
     struct FakeConn {
         tx: Option<oneshot::Sender<u32>>,
         end_after_send: bool,
-        polls_after_end: u32,
-        ended: bool,
     }
 
     impl Future for FakeConn {
         type Output = Result<(), &'static str>;
         fn poll(mut self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-            if self.ended {
-                self.polls_after_end += 1;
-            }
             if let Some(tx) = self.tx.take() {
                 let _ = tx.send(7);
             }
             if self.end_after_send {
-                self.ended = true;
                 return Poll::Ready(Ok(()));
             }
             Poll::Pending
         }
     }
 
-    fn conn(tx: oneshot::Sender<u32>, end_after_send: bool) -> FakeConn {
-        FakeConn {
+    fn conn(tx: oneshot::Sender<u32>, end_after_send: bool) -> Option<FakeConn> {
+        Some(FakeConn {
             tx: Some(tx),
             end_after_send,
-            polls_after_end: 0,
-            ended: false,
-        }
+        })
     }
 
     #[tokio::test]
@@ -111,35 +117,51 @@ mod tests {
         let (out, state) = drive(&mut c, rx).await;
         assert_eq!(out, Ok(7));
         assert!(matches!(state, Driver::Open));
+        assert!(c.is_some());
     }
 
     #[tokio::test]
-    async fn an_ended_connection_is_reported_and_never_polled_again() {
+    async fn an_ended_connection_is_reported_and_dropped() {
         let (tx, rx) = oneshot::channel();
         let mut c = conn(tx, true);
         let (out, state) = drive(&mut c, rx).await;
         assert_eq!(out, Ok(7));
         assert!(matches!(state, Driver::Ended(Ok(()))));
-        assert_eq!(c.polls_after_end, 0);
-
-        // Work that can never finish through a dead connection fails through its own
-        // channel instead of hanging: here the connection drops the sender as it ends.
-        let (tx, rx) = oneshot::channel::<u32>();
-        let mut c = DroppingConn(Some(tx));
-        let (out, state) = drive(&mut c, rx).await;
-        assert!(out.is_err());
-        assert!(matches!(state, Driver::Ended(Err("reset"))));
+        assert!(c.is_none(), "never polled again");
     }
 
-    /// A connection that fails, dropping what it would have answered with.
-    struct DroppingConn(Option<oneshot::Sender<u32>>);
+    /// A connection that closes cleanly with a request still queued, and answers it
+    /// (handed back, unsent) only when dropped, as hyper's dispatcher does.
+    struct ClosesWithQueued(Option<oneshot::Sender<Result<u32, &'static str>>>);
 
-    impl Future for DroppingConn {
+    impl Future for ClosesWithQueued {
         type Output = Result<(), &'static str>;
-        fn poll(mut self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-            assert!(self.0.take().is_some(), "polled after it ended");
-            Poll::Ready(Err("reset"))
+        fn poll(self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+            Poll::Ready(Ok(()))
         }
+    }
+
+    impl Drop for ClosesWithQueued {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(Err("unsent"));
+            }
+        }
+    }
+
+    /// The regression of CI run 17: a keep-alive connection the receiver had closed
+    /// ended while a request was queued on it, and the attempt waited for its timeout.
+    /// Paused time: were the answer never to come, the timeout would fire at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_queued_on_a_connection_that_ends_is_answered() {
+        let (tx, rx) = oneshot::channel();
+        let mut c = Some(ClosesWithQueued(Some(tx)));
+        let (out, state) = tokio::time::timeout(Duration::from_secs(15), drive(&mut c, rx))
+            .await
+            .expect("answered without waiting for the attempt's timeout");
+        assert_eq!(out, Ok(Err("unsent")));
+        assert!(matches!(state, Driver::Ended(Ok(()))));
+        assert!(c.is_none());
     }
 
     #[tokio::test]
@@ -149,7 +171,9 @@ mod tests {
         let (out, state) = drive(&mut c, ready(1)).await;
         assert_eq!(out, 1);
         assert!(matches!(state, Driver::Open));
-        assert!(c.tx.is_some(), "the connection was not polled");
-        assert!(matches!(poll_once(&mut c).await, Some(Ok(()))));
+        assert!(c.as_ref().is_some_and(|c| c.tx.is_some()), "not polled");
+        assert!(!poll_once(&mut c).await, "it ends on its first poll");
+        assert!(c.is_none());
+        assert!(!poll_once(&mut c).await);
     }
 }

@@ -42,7 +42,6 @@ use crate::client::Connector;
 use crate::drive::{drive, poll_once, Driver};
 use crate::idle::IdleList;
 use crate::outcome::{connect_error, request_error, AttemptError};
-use futures_util::future::{Fuse, FusedFuture as _, FutureExt as _};
 
 type Body = Full<Bytes>;
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -67,19 +66,17 @@ impl Origin {
 }
 
 /// An HTTP/1 connection: the handle requests are sent through, and the future that does
-/// its socket work (fused: once it ended it stays ended, and says so).
+/// its socket work (`None` once it ended: dropped, see [`drive`]).
 struct H1 {
     sender: http1::SendRequest<Body>,
-    conn: Fuse<http1::Connection<Io, Body>>,
+    conn: Option<http1::Connection<Io, Body>>,
 }
 
 impl H1 {
     /// Whether it can take a request now. Polls the connection once, so it notices what
     /// arrived while nobody polled it (the other side closed, or sent something unasked).
     async fn is_usable(&mut self) -> bool {
-        !self.conn.is_terminated()
-            && poll_once(&mut self.conn).await.is_none()
-            && self.sender.is_ready()
+        poll_once(&mut self.conn).await && self.sender.is_ready()
     }
 }
 
@@ -281,7 +278,7 @@ impl Pool {
             .map_err(|err| request_error(&err))?;
         Ok(Conn::H1(Box::new(H1 {
             sender,
-            conn: conn.fuse(),
+            conn: Some(conn),
         })))
     }
 
@@ -355,7 +352,10 @@ impl Pool {
             ended.push(h1);
         }
         for h1 in &mut ended {
-            let _ = (&mut h1.conn).await;
+            if let Some(conn) = h1.conn.as_mut() {
+                let _ = conn.await;
+            }
+            h1.conn = None;
         }
         let mut hosts = self.shared.hosts();
         let host = hosts.entry(origin).or_default();
