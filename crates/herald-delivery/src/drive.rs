@@ -9,15 +9,6 @@ use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::task::Poll;
 
-/// How the connection stood when the exchange finished.
-#[derive(Debug)]
-pub(crate) enum Driver<E> {
-    /// Still open: it may serve another request.
-    Open,
-    /// It finished (closed cleanly, or failed with the error): never poll it again.
-    Ended(Result<(), E>),
-}
-
 /// Polls `work` to completion, polling `conn` whenever `work` is not done. `work` is
 /// polled again right after `conn` made progress, so a response that `conn` just read is
 /// taken in the same wake-up.
@@ -25,34 +16,27 @@ pub(crate) enum Driver<E> {
 /// Once `conn` ends it is **dropped** (`conn` becomes `None`), not kept: hyper answers a
 /// request still queued on a connection only when the connection is dropped (with the
 /// request handed back unsent). Kept, an ended connection would leave `work` waiting
-/// for an answer that never comes, until the attempt's timeout.
-pub(crate) async fn drive<C, E, W>(conn: &mut Option<C>, work: W) -> (W::Output, Driver<E>)
+/// for an answer that never comes, until the attempt's timeout. Afterwards, `conn` still
+/// being `Some` says the connection is open.
+pub(crate) async fn drive<C, E, W>(conn: &mut Option<C>, work: W) -> W::Output
 where
     C: Future<Output = Result<(), E>> + Unpin,
     W: Future,
 {
     let mut work = pin!(work);
-    let mut ended: Option<Result<(), E>> = None;
-    let output = poll_fn(|cx| {
+    poll_fn(|cx| {
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
         if let Some(c) = conn.as_mut() {
-            if let Poll::Ready(result) = Pin::new(c).poll(cx) {
-                ended = Some(result);
+            if Pin::new(c).poll(cx).is_ready() {
                 *conn = None;
             }
             return work.as_mut().poll(cx);
         }
         Poll::Pending
     })
-    .await;
-    let state = match ended {
-        Some(result) => Driver::Ended(result),
-        None if conn.is_none() => Driver::Ended(Ok(())),
-        None => Driver::Open,
-    };
-    (output, state)
+    .await
 }
 
 /// Polls `conn` once, so it notices what arrived while nobody polled it (the other side
@@ -114,20 +98,18 @@ mod tests {
     async fn work_that_needs_the_connection_completes() {
         let (tx, rx) = oneshot::channel();
         let mut c = conn(tx, false);
-        let (out, state) = drive(&mut c, rx).await;
+        let out = drive(&mut c, rx).await;
         assert_eq!(out, Ok(7));
-        assert!(matches!(state, Driver::Open));
-        assert!(c.is_some());
+        assert!(c.is_some(), "still open");
     }
 
     #[tokio::test]
     async fn an_ended_connection_is_reported_and_dropped() {
         let (tx, rx) = oneshot::channel();
         let mut c = conn(tx, true);
-        let (out, state) = drive(&mut c, rx).await;
+        let out = drive(&mut c, rx).await;
         assert_eq!(out, Ok(7));
-        assert!(matches!(state, Driver::Ended(Ok(()))));
-        assert!(c.is_none(), "never polled again");
+        assert!(c.is_none(), "ended, dropped, never polled again");
     }
 
     /// A connection that closes cleanly with a request still queued, and answers it
@@ -156,21 +138,19 @@ mod tests {
     async fn a_request_queued_on_a_connection_that_ends_is_answered() {
         let (tx, rx) = oneshot::channel();
         let mut c = Some(ClosesWithQueued(Some(tx)));
-        let (out, state) = tokio::time::timeout(Duration::from_secs(15), drive(&mut c, rx))
+        let out = tokio::time::timeout(Duration::from_secs(15), drive(&mut c, rx))
             .await
             .expect("answered without waiting for the attempt's timeout");
         assert_eq!(out, Ok(Err("unsent")));
-        assert!(matches!(state, Driver::Ended(Ok(()))));
-        assert!(c.is_none());
+        assert!(c.is_none(), "ended and dropped");
     }
 
     #[tokio::test]
     async fn ready_work_does_not_poll_the_connection() {
         let (tx, _rx) = oneshot::channel();
         let mut c = conn(tx, true);
-        let (out, state) = drive(&mut c, ready(1)).await;
+        let out = drive(&mut c, ready(1)).await;
         assert_eq!(out, 1);
-        assert!(matches!(state, Driver::Open));
         assert!(c.as_ref().is_some_and(|c| c.tx.is_some()), "not polled");
         assert!(!poll_once(&mut c).await, "it ends on its first poll");
         assert!(c.is_none());

@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tower_service::Service as _;
 
 use crate::client::Connector;
-use crate::drive::{drive, poll_once, Driver};
+use crate::drive::{drive, poll_once};
 use crate::idle::IdleList;
 use crate::outcome::{connect_error, request_error, AttemptError};
 
@@ -190,7 +190,7 @@ impl Pool {
                     into_origin_form(&mut request, &uri)?;
                     let sent = h1.sender.try_send_request(request);
                     let read = &mut read;
-                    let (result, state) = drive(&mut h1.conn, async move {
+                    let result = drive(&mut h1.conn, async move {
                         let response = sent.await?;
                         let read = read.take().expect("read is taken once");
                         Ok::<_, hyper::client::conn::TrySendError<Request<Body>>>(
@@ -200,7 +200,8 @@ impl Pool {
                     .await;
                     match result {
                         Ok(out) => {
-                            if out.is_ok() && matches!(state, Driver::Open) {
+                            if out.is_ok() {
+                                // Kept only if still open and ready (see `checkin`).
                                 self.checkin(origin, h1).await;
                             }
                             return out;
