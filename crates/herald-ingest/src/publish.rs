@@ -294,8 +294,15 @@ impl Publisher {
                                 deliver_at_ms: p.envelope.deliver_at_ms,
                                 ..Default::default()
                             };
-                            let resp = response(answer.clone(), false);
-                            finished.extend(claim.map(|c| (c, answer)));
+                            // The answer is kept only for a claimed key.
+                            let resp = match claim {
+                                Some(c) => {
+                                    let resp = response(answer.clone(), false);
+                                    finished.push((c, answer));
+                                    resp
+                                }
+                                None => response(answer, false),
+                            };
                             Ok(resp)
                         }
                         Ok(Err((e, _))) => {
