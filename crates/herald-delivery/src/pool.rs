@@ -70,6 +70,8 @@ impl Origin {
 struct H1 {
     sender: http1::SendRequest<Body>,
     conn: Option<http1::Connection<Io, Body>>,
+    /// The `Host` header for its origin, built once per connection.
+    host: HeaderValue,
 }
 
 impl H1 {
@@ -187,7 +189,7 @@ impl Pool {
                     }
                 }
                 Conn::H1(mut h1) => {
-                    into_origin_form(&mut request, &uri)?;
+                    into_origin_form(&mut request, &uri, &h1.host);
                     let sent = h1.sender.try_send_request(request);
                     let read = &mut read;
                     let result = drive(&mut h1.conn, async move {
@@ -249,6 +251,7 @@ impl Pool {
 
     /// A new connection to `uri`'s origin, HTTP/2 if TLS negotiated it.
     async fn connect(&self, origin: &Origin, uri: &Uri) -> Result<Conn, AttemptError> {
+        let host = host_header(uri)?;
         let mut connector = self.shared.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx))
             .await
@@ -280,6 +283,7 @@ impl Pool {
         Ok(Conn::H1(Box::new(H1 {
             sender,
             conn: Some(conn),
+            host,
         })))
     }
 
@@ -385,36 +389,40 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// Sets what HTTP/1 needs and HTTP/2 must not have: a `Host` header (the URL's host, and
-/// its port unless it is the scheme's default) and an origin-form target (`/path?query`).
-/// The connection already leads to the origin, directly or through a CONNECT tunnel.
-fn into_origin_form(request: &mut Request<Body>, uri: &Uri) -> Result<(), AttemptError> {
-    if !request.headers().contains_key(HOST) {
-        let host = uri.host().unwrap_or_default();
-        let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
-            443
-        } else {
-            80
-        };
-        let value = match uri.port_u16() {
-            Some(port) if port != default_port => {
-                HeaderValue::from_maybe_shared(Bytes::from(format!("{host}:{port}")))
-            }
-            _ => HeaderValue::from_str(host),
+/// The `Host` header HTTP/1 needs: the URL's host, and its port unless it is the
+/// scheme's default.
+fn host_header(uri: &Uri) -> Result<HeaderValue, AttemptError> {
+    let host = uri.host().unwrap_or_default();
+    let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    match uri.port_u16() {
+        Some(port) if port != default_port => {
+            HeaderValue::from_maybe_shared(Bytes::from(format!("{host}:{port}")))
         }
-        .map_err(|_| {
-            AttemptError::InvalidRequest(format!(
-                "endpoint URL {uri} has a host that is not a valid header value"
-            ))
-        })?;
-        request.headers_mut().insert(HOST, value);
+        _ => HeaderValue::from_str(host),
+    }
+    .map_err(|_| {
+        AttemptError::InvalidRequest(format!(
+            "endpoint URL {uri} has a host that is not a valid header value"
+        ))
+    })
+}
+
+/// Sets what HTTP/1 needs and HTTP/2 must not have: a `Host` header (`host`, unless the
+/// request has its own) and an origin-form target (`/path?query`). The connection already
+/// leads to the origin, directly or through a CONNECT tunnel.
+fn into_origin_form(request: &mut Request<Body>, uri: &Uri, host: &HeaderValue) {
+    if !request.headers().contains_key(HOST) {
+        request.headers_mut().insert(HOST, host.clone());
     }
     let path = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     *request.uri_mut() = Uri::from(path);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -377,7 +377,8 @@ fn http1_requests_carry_host_and_an_origin_form_target() {
     ] {
         let uri: Uri = url.parse().unwrap();
         let mut request = post(&uri);
-        into_origin_form(&mut request, &uri).unwrap();
+        let host_value = host_header(&uri).unwrap();
+        into_origin_form(&mut request, &uri, &host_value);
         assert_eq!(request.headers()[HOST], host, "{url}");
         assert_eq!(
             request.uri().to_string(),
