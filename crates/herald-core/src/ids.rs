@@ -148,7 +148,10 @@ mod tests {
         for (id, prefix) in [(a, "msg_"), (new_endpoint_id(), "ep_")] {
             let hex = id.strip_prefix(prefix).expect("prefixed");
             assert_eq!(hex.len(), 32, "{id}");
-            assert!(hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{id}");
+            assert!(
+                hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
             let parsed = uuid::Uuid::parse_str(hex).expect("a UUID");
             assert_eq!(parsed.get_version_num(), 7, "{id}");
         }
