@@ -57,6 +57,8 @@ pub struct RunningNode {
     stop_rest: CancellationToken,
     ingest: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     dispatch: Option<JoinHandle<Result<(), herald_dispatch::consumer::DispatchError>>>,
+    /// The scheduler (with the dispatcher): a role too, so its failure stops the node.
+    scheduler: Option<JoinHandle<anyhow::Result<()>>>,
     rest: Vec<JoinHandle<()>>,
 }
 
@@ -306,6 +308,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         (None, None)
     };
 
+    let mut scheduler = None;
     let dispatch = if roles.dispatch {
         health.pending("dispatcher", "waiting for the registry");
         let settings = DispatchSettings {
@@ -322,11 +325,10 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         // Scheduled events wait in the scheduled topic; every dispatcher
         // node takes a share of its tiers and moves them when they are due.
         let (kafka, node_id, stop) = (cfg.kafka.clone(), cfg.node.id.clone(), stop_rest.clone());
-        rest.push(tokio::spawn(async move {
-            if let Err(e) = herald_dispatch::scheduler::run_scheduler(kafka, node_id, stop).await {
-                tracing::error!(error = %e, "the scheduler stopped; scheduled events wait until the node restarts");
-            }
-        }));
+        scheduler = Some(tokio::spawn(scheduler_role(
+            health.clone(),
+            herald_dispatch::scheduler::run_scheduler(kafka, node_id, stop),
+        )));
         Some(tokio::spawn(run_dispatcher(
             settings,
             registry.clone(),
@@ -347,6 +349,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
         stop_rest,
         ingest,
         dispatch,
+        scheduler,
         rest,
     })
 }
@@ -438,6 +441,9 @@ impl RunningNode {
             d.await?.context("dispatcher")?;
         }
         self.stop_rest.cancel();
+        if let Some(s) = self.scheduler {
+            s.await?.context("scheduler")?;
+        }
         for r in self.rest {
             r.await?;
         }
@@ -449,22 +455,7 @@ impl RunningNode {
         mut self,
         signal: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let failed = async {
-            match (&mut self.ingest, &mut self.dispatch) {
-                (Some(i), Some(d)) => {
-                    tokio::select! { r = i => Err(describe("gRPC server", r.map(|r| r.map_err(anyhow::Error::from)))), r = d => Err(describe("dispatcher", r.map(|r| r.map_err(anyhow::Error::from)))) }
-                }
-                (Some(i), None) => Err(describe(
-                    "gRPC server",
-                    (&mut *i).await.map(|r| r.map_err(anyhow::Error::from)),
-                )),
-                (None, Some(d)) => Err(describe(
-                    "dispatcher",
-                    (&mut *d).await.map(|r| r.map_err(anyhow::Error::from)),
-                )),
-                (None, None) => std::future::pending::<anyhow::Result<()>>().await,
-            }
-        };
+        let failed = first_failure(&mut self.ingest, &mut self.dispatch, &mut self.scheduler);
         tokio::select! {
             _ = signal => {}
             r = failed => return r,
@@ -479,5 +470,95 @@ fn describe(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -
         Ok(Ok(())) => anyhow::anyhow!("{what} stopped unexpectedly"),
         Ok(Err(e)) => e.context(format!("{what} failed")),
         Err(e) => anyhow::anyhow!("{what} panicked: {e}"),
+    }
+}
+
+/// Runs the scheduler; when it stops with an error (a fatal Kafka error repeats on every
+/// read), the node reports not ready with the reason and the error ends the node, as a
+/// failed dispatcher does: scheduled events would otherwise wait, unseen, until a restart.
+async fn scheduler_role<E: std::error::Error + Send + Sync + 'static>(
+    health: Health,
+    run: impl std::future::Future<Output = Result<(), E>>,
+) -> anyhow::Result<()> {
+    run.await.map_err(|e| {
+        tracing::error!(error = %e, "the scheduler stopped; scheduled events wait until the node restarts");
+        health.pending("scheduler", format!("stopped: {e}"));
+        anyhow::Error::new(e)
+    })
+}
+
+/// The first role to end (each one ending is a failure while the node runs), described.
+async fn first_failure(
+    ingest: &mut Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    dispatch: &mut Option<JoinHandle<Result<(), herald_dispatch::consumer::DispatchError>>>,
+    scheduler: &mut Option<JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
+    async fn join<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+        match h {
+            Some(h) => h.await,
+            None => std::future::pending().await,
+        }
+    }
+    Err(tokio::select! {
+        r = join(ingest) => describe("gRPC server", r.map(|r| r.map_err(anyhow::Error::from))),
+        r = join(dispatch) => describe("dispatcher", r.map(|r| r.map_err(anyhow::Error::from))),
+        r = join(scheduler) => describe("scheduler", r),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fenced;
+
+    impl std::fmt::Display for Fenced {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("fatal Kafka error: fenced")
+        }
+    }
+
+    impl std::error::Error for Fenced {}
+
+    #[tokio::test]
+    async fn a_failed_scheduler_makes_the_node_not_ready_and_ends_it() {
+        let health = Health::new();
+        health.ready("dispatcher");
+        let mut scheduler = Some(tokio::spawn(scheduler_role(health.clone(), async {
+            Err::<(), _>(Fenced)
+        })));
+        let (mut ingest, mut dispatch) = (None, None);
+        let err = first_failure(&mut ingest, &mut dispatch, &mut scheduler)
+            .await
+            .expect_err("the scheduler's end is a failure");
+        assert_eq!(
+            format!("{err:#}"),
+            "scheduler failed: fatal Kafka error: fenced"
+        );
+        let (ready, body) = health.report();
+        assert!(!ready);
+        assert_eq!(
+            body["components"]["scheduler"]["reason"],
+            "stopped: fatal Kafka error: fenced"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_that_stops_cleanly_leaves_readiness_alone() {
+        let health = Health::new();
+        let r = scheduler_role(health.clone(), async { Ok::<(), Fenced>(()) }).await;
+        assert!(r.is_ok());
+        assert!(health.report().0);
+    }
+
+    #[tokio::test]
+    async fn the_first_role_to_end_is_named() {
+        let mut dispatch = Some(tokio::spawn(async { Ok(()) }));
+        let (mut ingest, mut scheduler) = (None, Some(tokio::spawn(std::future::pending())));
+        let err = first_failure(&mut ingest, &mut dispatch, &mut scheduler)
+            .await
+            .expect_err("a role ended");
+        assert_eq!(err.to_string(), "dispatcher stopped unexpectedly");
     }
 }
