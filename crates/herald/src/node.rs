@@ -300,7 +300,7 @@ pub async fn start(cfg: Config, roles: Roles) -> anyhow::Result<RunningNode> {
                     .with_broker_features(broker_features.clone()),
             ))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                grpc_incoming(listener),
                 stop_ingest.clone().cancelled_owned(),
             );
         (Some(addr), Some(tokio::spawn(server)))
@@ -473,6 +473,20 @@ fn describe(what: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -
     }
 }
 
+/// The gRPC listener's connections, with Nagle's algorithm off. tonic sets `TCP_NODELAY`
+/// only on listeners it binds itself; with it on, the last segment of a response waited
+/// for the client's delayed ACK, about 40 ms, on every call that wrote more than one.
+fn grpc_incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Runs the scheduler; when it stops with an error (a fatal Kafka error repeats on every
 /// read), the node reports not ready with the reason and the error ends the node, as a
 /// failed dispatcher does: scheduled events would otherwise wait, unseen, until a restart.
@@ -550,6 +564,18 @@ mod tests {
         let r = scheduler_role(health.clone(), async { Ok::<(), Fenced>(()) }).await;
         assert!(r.is_ok());
         assert!(health.report().0);
+    }
+
+    #[tokio::test]
+    async fn grpc_connections_have_nagle_off() {
+        use tokio_stream::StreamExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut incoming = std::pin::pin!(grpc_incoming(listener));
+        let accepted = incoming.next().await.expect("a connection").unwrap();
+        assert!(accepted.nodelay().unwrap());
+        assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
     }
 
     #[tokio::test]
